@@ -1,0 +1,177 @@
+//! Registering a service with a discovery server.
+
+use std::thread::JoinHandle;
+
+use crossbeam_channel::Receiver;
+use nng::{Protocol, Socket};
+
+use crate::error::{Error, Result};
+use crate::subscriber::Subscriber;
+use crate::transport;
+use crate::wire;
+
+/// The largest survey a client accepts. Surveys are empty; anything larger
+/// than this closes the connection (which is then dialed again).
+const MAX_SURVEY_BYTES: usize = 64 << 10;
+
+/// A service that announces itself to a discovery server.
+///
+/// The client dials the server's survey URL in the background (the server
+/// may start later, or restart) and answers every survey with its service
+/// name: the survey is the heartbeat, and answering it is what keeps the
+/// name listed. When the client shuts down or is dropped it stops answering
+/// at once and its connection closes, which the server sees within
+/// milliseconds.
+///
+/// Made with [`with_subscription`](Client::with_subscription), it also
+/// receives the list of live services, like a [`Subscriber`].
+///
+/// Threads: one, two with a subscription, plus NNG's shared pool.
+///
+/// ```no_run
+/// # fn main() -> Result<(), nng_discovery::Error> {
+/// use nng_discovery::Client;
+///
+/// let client = Client::with_subscription(
+///     "tcp://127.0.0.1:40007",
+///     "tcp://127.0.0.1:40008",
+///     "http://10.0.0.1:8080",
+/// )?;
+/// for peers in client.peers()? {
+///     println!("peers now: {peers:?}");
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Client {
+    service: String,
+    survey_url: String,
+    socket: Socket,
+    thread: Option<JoinHandle<()>>,
+    subscriber: Option<Subscriber>,
+}
+
+impl Client {
+    /// Answers every survey from the server at `survey_url` with `service`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] if `service` is empty, longer than
+    /// [`wire::MAX_NAME_LEN`] bytes, or contains `|` or a control character;
+    /// [`Error::InvalidUrl`] for a malformed URL; [`Error::Setup`] if NNG
+    /// cannot open the socket or the thread cannot start.
+    pub fn new(survey_url: &str, service: &str) -> Result<Client> {
+        wire::validate_name(service).map_err(|reason| Error::InvalidName {
+            name: service.to_owned(),
+            reason,
+        })?;
+        let socket =
+            Socket::new(Protocol::Respondent0).map_err(Error::nng("open a RESPONDENT socket"))?;
+        transport::limit(&socket, MAX_SURVEY_BYTES)?;
+        transport::dial(&socket, survey_url)?;
+
+        let thread_socket = socket.clone();
+        let name = service.to_owned();
+        let thread = std::thread::Builder::new()
+            .name("nng-discovery-client".into())
+            .spawn(move || answer_surveys(thread_socket, name))
+            .map_err(Error::spawn)?;
+        Ok(Client {
+            service: service.to_owned(),
+            survey_url: survey_url.to_owned(),
+            socket,
+            thread: Some(thread),
+            subscriber: None,
+        })
+    }
+
+    /// Like [`new`](Client::new), and also subscribes to the lists published
+    /// at `publish_url`; read them from [`peers`](Client::peers).
+    ///
+    /// # Errors
+    /// As [`new`](Client::new), and [`Error::InvalidUrl`] for a malformed
+    /// `publish_url`.
+    pub fn with_subscription(survey_url: &str, publish_url: &str, service: &str) -> Result<Client> {
+        // Check the name first so a bad name is reported before any dialing.
+        wire::validate_name(service).map_err(|reason| Error::InvalidName {
+            name: service.to_owned(),
+            reason,
+        })?;
+        let subscriber = Subscriber::new(publish_url)?;
+        let mut client = Client::new(survey_url, service)?;
+        client.subscriber = Some(subscriber);
+        Ok(client)
+    }
+
+    /// The channel on which lists of live services arrive (see
+    /// [`Subscriber::changes`] for its behaviour).
+    ///
+    /// # Errors
+    /// [`Error::NoSubscription`] if the client was made with
+    /// [`new`](Client::new).
+    pub fn peers(&self) -> Result<Receiver<Vec<String>>> {
+        self.subscriber
+            .as_ref()
+            .map(Subscriber::changes)
+            .ok_or(Error::NoSubscription)
+    }
+
+    /// The service name this client answers with.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// The survey URL this client dials.
+    pub fn survey_url(&self) -> &str {
+        &self.survey_url
+    }
+
+    /// Stops answering at once, closes the connections and joins the
+    /// threads. Dropping the client does the same.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.socket.close();
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                log::error!("client thread for {} panicked", self.service);
+            }
+        }
+        if let Some(subscriber) = self.subscriber.take() {
+            subscriber.shutdown();
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn answer_surveys(socket: Socket, name: String) {
+    loop {
+        match socket.recv() {
+            Ok(mut msg) => {
+                // Reuse the survey's message: the respondent socket keeps
+                // the routing header itself, the body becomes our name.
+                msg.clear();
+                msg.push_back(name.as_bytes());
+                match socket.send(msg) {
+                    Ok(()) => {}
+                    Err((_, nng::Error::Closed)) => return,
+                    // The survey expired or the connection dropped: the
+                    // next survey gets the next answer.
+                    Err((_, e)) => log::debug!("answering a survey as {name}: {e}"),
+                }
+            }
+            Err(nng::Error::Closed) => return,
+            Err(e) => {
+                log::warn!("receiving a survey as {name}: {e}");
+                // Never spin on a persistent error.
+                std::thread::sleep(crate::transport::ERROR_BACKOFF);
+            }
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! The crate's error type.
+
+use std::fmt;
+
+use crate::wire::NameError;
+
+/// Everything that can go wrong when creating a [`Server`](crate::Server),
+/// [`Client`](crate::Client) or [`Subscriber`](crate::Subscriber).
+///
+/// Each message names the URL, name or value at fault. Errors after creation
+/// (a peer misbehaving, a connection dropping) are not returned: they are
+/// logged through the `log` crate and the background threads carry on.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A URL could not be parsed, or names a transport NNG does not support.
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// NNG's error.
+        source: nng::Error,
+    },
+    /// Another socket is already listening on this address.
+    AddressInUse {
+        /// The URL as given.
+        url: String,
+    },
+    /// Listening on a URL failed for another reason (permissions, a missing
+    /// directory for `ipc://`, ...).
+    Listen {
+        /// The URL as given.
+        url: String,
+        /// NNG's error.
+        source: nng::Error,
+    },
+    /// Starting to dial a URL failed.
+    Dial {
+        /// The URL as given.
+        url: String,
+        /// NNG's error.
+        source: nng::Error,
+    },
+    /// A service name breaks the wire rules (see [`crate::wire::validate_name`]).
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: NameError,
+    },
+    /// An [`Options`](crate::Options) value makes no sense.
+    InvalidOption {
+        /// The option's name, as its setter is called.
+        option: &'static str,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// [`Client::peers`](crate::Client::peers) was called on a client made
+    /// without a subscription.
+    NoSubscription,
+    /// NNG failed to open or configure a socket or start a thread.
+    Setup {
+        /// What was being done.
+        what: &'static str,
+        /// The underlying error.
+        source: SetupError,
+    },
+}
+
+/// The cause of an [`Error::Setup`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// NNG refused.
+    Nng(nng::Error),
+    /// The operating system refused to start a thread.
+    Io(std::io::Error),
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetupError::Nng(e) => e.fmt(f),
+            SetupError::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidUrl { url, source } => write!(
+                f,
+                "invalid URL {url:?} ({source}): expected tcp://HOST:PORT, ipc:///PATH or inproc://NAME"
+            ),
+            Error::AddressInUse { url } => {
+                write!(f, "cannot listen on {url:?}: the address is already in use")
+            }
+            Error::Listen { url, source } => write!(f, "cannot listen on {url:?}: {source}"),
+            Error::Dial { url, source } => write!(f, "cannot dial {url:?}: {source}"),
+            Error::InvalidName { name, reason } => {
+                write!(f, "invalid service name {name:?}: {reason}")
+            }
+            Error::InvalidOption { option, reason } => {
+                write!(f, "invalid option {option}: {reason}")
+            }
+            Error::NoSubscription => f.write_str(
+                "this client has no subscription: create it with Client::with_subscription to receive peer lists",
+            ),
+            Error::Setup { what, source } => write!(f, "cannot {what}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::InvalidUrl { source, .. }
+            | Error::Listen { source, .. }
+            | Error::Dial { source, .. } => Some(source),
+            Error::InvalidName { reason, .. } => Some(reason),
+            Error::Setup {
+                source: SetupError::Nng(e),
+                ..
+            } => Some(e),
+            Error::Setup {
+                source: SetupError::Io(e),
+                ..
+            } => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl Error {
+    /// Wraps an NNG error met while setting up a socket.
+    pub(crate) fn nng(what: &'static str) -> impl FnOnce(nng::Error) -> Error {
+        move |e| Error::Setup {
+            what,
+            source: SetupError::Nng(e),
+        }
+    }
+
+    /// Wraps an OS error met while spawning a thread.
+    pub(crate) fn spawn(e: std::io::Error) -> Error {
+        Error::Setup {
+            what: "start a background thread",
+            source: SetupError::Io(e),
+        }
+    }
+}
+
+/// The crate's `Result`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_error<E: std::error::Error + Send + Sync + 'static>() {}
+
+    #[test]
+    fn error_is_a_thread_safe_std_error() {
+        assert_error::<Error>();
+    }
+
+    #[test]
+    fn messages_name_the_input() {
+        let e = Error::InvalidName {
+            name: "a|b".into(),
+            reason: NameError::ContainsSeparator,
+        };
+        assert_eq!(
+            e.to_string(),
+            "invalid service name \"a|b\": '|' separates names on the wire"
+        );
+        let e = Error::AddressInUse {
+            url: "tcp://127.0.0.1:40000".into(),
+        };
+        assert!(e.to_string().contains("tcp://127.0.0.1:40000"));
+        let e = Error::InvalidUrl {
+            url: "bogus".into(),
+            source: nng::Error::AddressInvalid,
+        };
+        assert!(e.to_string().starts_with("invalid URL \"bogus\""));
+        assert!(std::error::Error::source(&e).is_some());
+    }
+}

@@ -1,0 +1,143 @@
+//! A "latest wins" hand-off from a background thread to the application.
+//!
+//! The background thread offers each new value; the reader holds an ordinary
+//! `crossbeam_channel::Receiver`. At most one value waits in the channel, the
+//! newest; the thread never blocks on a slow reader, and memory never grows.
+//! A value equal to the last one the reader got is not offered again.
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+/// The sending side of a latest-wins channel. Dropping it disconnects the
+/// readers once they have taken what is pending.
+#[derive(Debug)]
+pub(crate) struct Mailbox<T> {
+    tx: Sender<T>,
+    /// Our own handle on the channel, used to take back a value the reader
+    /// has not taken yet when a newer one arrives.
+    rx: Receiver<T>,
+    /// The value that may still be in the channel.
+    pending: Option<T>,
+    /// The newest value known to have reached the reader.
+    delivered: Option<T>,
+}
+
+impl<T: Clone + PartialEq> Mailbox<T> {
+    /// Creates a mailbox and the receiver to hand to the application.
+    pub(crate) fn new() -> (Mailbox<T>, Receiver<T>) {
+        let (tx, rx) = bounded(1);
+        let mailbox = Mailbox {
+            tx,
+            rx: rx.clone(),
+            pending: None,
+            delivered: None,
+        };
+        (mailbox, rx)
+    }
+
+    /// Offers `value` to the reader, replacing any value it has not taken
+    /// yet. Returns whether the value was put in the channel (it is not when
+    /// the reader already has an equal value).
+    pub(crate) fn offer(&mut self, value: T) -> bool {
+        if self.pending.as_ref() == Some(&value) && !self.rx.is_empty() {
+            return false; // the same value is still waiting
+        }
+        match self.rx.try_recv() {
+            // Taken back before the reader saw it.
+            Ok(_) => self.pending = None,
+            // The channel is empty: the reader took what was pending.
+            Err(_) => {
+                if let Some(taken) = self.pending.take() {
+                    self.delivered = Some(taken);
+                }
+            }
+        }
+        if self.delivered.as_ref() == Some(&value) {
+            return false;
+        }
+        self.pending = Some(value.clone());
+        // The channel is empty and only this side sends, so this succeeds.
+        self.tx.try_send(value).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossbeam_channel::TryRecvError;
+
+    #[test]
+    fn first_value_is_delivered_even_if_empty() {
+        let (mut m, rx) = Mailbox::<Vec<String>>::new();
+        assert!(m.offer(vec![]));
+        assert_eq!(rx.try_recv(), Ok(vec![]));
+    }
+
+    #[test]
+    fn equal_values_are_not_repeated() {
+        let (mut m, rx) = Mailbox::new();
+        assert!(m.offer(1));
+        assert!(!m.offer(1), "still pending");
+        assert_eq!(rx.try_recv(), Ok(1));
+        assert!(!m.offer(1), "reader already has it");
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+        assert!(m.offer(2));
+        assert_eq!(rx.try_recv(), Ok(2));
+    }
+
+    #[test]
+    fn a_slow_reader_finds_only_the_newest() {
+        let (mut m, rx) = Mailbox::new();
+        for i in 0..1000 {
+            assert!(m.offer(i));
+        }
+        assert_eq!(rx.len(), 1);
+        assert_eq!(rx.try_recv(), Ok(999));
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    }
+
+    #[test]
+    fn a_value_the_reader_has_is_not_resent_after_a_displaced_one() {
+        // Reader took A; B and then A again arrive before it looks: it must
+        // not be handed A a second time.
+        let (mut m, rx) = Mailbox::new();
+        m.offer('a');
+        assert_eq!(rx.try_recv(), Ok('a'));
+        assert!(m.offer('b'));
+        assert!(!m.offer('a'));
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+        // But C after that is delivered, and then A is news again.
+        assert!(m.offer('c'));
+        assert_eq!(rx.try_recv(), Ok('c'));
+        assert!(m.offer('a'));
+        assert_eq!(rx.try_recv(), Ok('a'));
+    }
+
+    #[test]
+    fn dropping_the_mailbox_disconnects_after_the_pending_value() {
+        let (mut m, rx) = Mailbox::new();
+        m.offer(5);
+        drop(m);
+        assert_eq!(rx.recv(), Ok(5));
+        assert!(rx.recv().is_err());
+        let collected: Vec<i32> = rx.iter().collect();
+        assert!(collected.is_empty());
+    }
+
+    #[test]
+    fn the_sender_never_blocks_with_a_concurrent_reader() {
+        let (mut m, rx) = Mailbox::new();
+        let reader = std::thread::spawn(move || {
+            let mut last = -1;
+            for v in rx.iter() {
+                assert!(v > last, "values arrive in order, never repeated");
+                last = v;
+            }
+            last
+        });
+        for i in 0..100_000 {
+            m.offer(i);
+        }
+        drop(m);
+        assert_eq!(reader.join().unwrap(), 99_999, "the newest always arrives");
+    }
+}

@@ -1,0 +1,279 @@
+//! When the server surveys and publishes, as a plain struct fed with
+//! `Instant`s: no clock is read here, so the timing rules are unit-tested.
+
+use std::time::{Duration, Instant};
+
+use crate::options::Options;
+
+/// Something the server thread must do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// The current heartbeat round's answer window closed: count misses.
+    EndRound,
+    /// Start a heartbeat round: send a survey that counts for misses.
+    StartRound,
+    /// Send an extra survey (a new connection wants to be heard).
+    Survey,
+    /// Publish the current list.
+    Publish,
+}
+
+/// The least time between two extra surveys, given how many connections
+/// there are: every survey goes to every connection, so a storm of new
+/// connections must not cause one full survey each.
+pub(crate) fn extra_survey_gap(pipes: usize) -> Duration {
+    // 1 ms plus 20 µs per connection, at most 500 ms: 10 connections wait at
+    // most 1.2 ms, 10,000 share one survey per 201 ms.
+    let micros = 1_000u64.saturating_add(20u64.saturating_mul(pipes as u64));
+    Duration::from_micros(micros.min(500_000))
+}
+
+#[derive(Debug)]
+pub(crate) struct Schedule {
+    poll_interval: Duration,
+    survey_time: Duration,
+    republish_interval: Duration,
+    publish_gap: Duration,
+    next_round: Instant,
+    round_end: Option<Instant>,
+    survey_due: Option<Instant>,
+    last_survey: Option<Instant>,
+    publish_due: Option<Instant>,
+    last_publish: Option<Instant>,
+    next_republish: Instant,
+}
+
+impl Schedule {
+    /// A schedule whose first heartbeat round starts at `now`.
+    pub(crate) fn new(options: &Options, now: Instant) -> Schedule {
+        Schedule {
+            poll_interval: options.get_poll_interval(),
+            survey_time: options.get_survey_time(),
+            republish_interval: options.get_republish_interval(),
+            publish_gap: options.get_publish_gap(),
+            next_round: now,
+            round_end: None,
+            survey_due: None,
+            last_survey: None,
+            publish_due: None,
+            last_publish: None,
+            next_republish: now + options.get_republish_interval(),
+        }
+    }
+
+    /// Asks for an extra survey, at `now` or once `gap` has passed since the
+    /// last survey. Requests before that one is sent are merged.
+    pub(crate) fn request_survey(&mut self, now: Instant, gap: Duration) {
+        if self.survey_due.is_some() {
+            return;
+        }
+        let earliest = self.last_survey.map_or(now, |t| t + gap);
+        self.survey_due = Some(earliest.max(now));
+    }
+
+    /// Asks for a publish, at `now` or once the publish gap has passed since
+    /// the last one. Requests before that one is made are merged.
+    pub(crate) fn request_publish(&mut self, now: Instant) {
+        if self.publish_due.is_some() {
+            return;
+        }
+        let earliest = self.last_publish.map_or(now, |t| t + self.publish_gap);
+        self.publish_due = Some(earliest.max(now));
+    }
+
+    /// Returns the next action due at `now`, if any, and books it as done.
+    /// Call until it returns `None`.
+    pub(crate) fn due(&mut self, now: Instant) -> Option<Action> {
+        if self.round_end.is_some_and(|t| t <= now) {
+            self.round_end = None;
+            return Some(Action::EndRound);
+        }
+        if self.next_round <= now {
+            // Keep the beat; if the thread fell a whole interval behind,
+            // restart it from now rather than firing a burst of rounds.
+            self.next_round += self.poll_interval;
+            if self.next_round <= now {
+                self.next_round = now + self.poll_interval;
+            }
+            self.round_end = Some(now + self.survey_time);
+            self.last_survey = Some(now);
+            self.survey_due = None; // the round's survey reaches everyone
+            return Some(Action::StartRound);
+        }
+        if self.survey_due.is_some_and(|t| t <= now) {
+            self.survey_due = None;
+            self.last_survey = Some(now);
+            return Some(Action::Survey);
+        }
+        if self.publish_due.is_some_and(|t| t <= now) || self.next_republish <= now {
+            self.publish_due = None;
+            self.last_publish = Some(now);
+            self.next_republish = now + self.republish_interval;
+            return Some(Action::Publish);
+        }
+        None
+    }
+
+    /// When `due` will next have something to return.
+    pub(crate) fn next_wakeup(&self) -> Instant {
+        [self.round_end, self.survey_due, self.publish_due]
+            .into_iter()
+            .flatten()
+            .fold(self.next_round.min(self.next_republish), Instant::min)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn options() -> Options {
+        Options::default()
+            .poll_interval(ms(1000))
+            .survey_time(ms(200))
+            .republish_interval(ms(10_000))
+            .publish_gap(ms(5))
+    }
+
+    /// Every action due at or before `now`, in order.
+    fn drain(s: &mut Schedule, now: Instant) -> Vec<Action> {
+        std::iter::from_fn(|| s.due(now)).collect()
+    }
+
+    #[test]
+    fn rounds_start_at_once_and_keep_the_beat() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(&options(), t0);
+        assert_eq!(s.next_wakeup(), t0);
+        assert_eq!(drain(&mut s, t0), [Action::StartRound]);
+        assert_eq!(s.next_wakeup(), t0 + ms(200));
+        assert!(drain(&mut s, t0 + ms(199)).is_empty());
+        assert_eq!(drain(&mut s, t0 + ms(200)), [Action::EndRound]);
+        assert_eq!(s.next_wakeup(), t0 + ms(1000));
+        // Woken late: the beat is kept from the schedule, not from the wake.
+        assert_eq!(drain(&mut s, t0 + ms(1010)), [Action::StartRound]);
+        assert_eq!(s.next_wakeup(), t0 + ms(1210));
+        assert_eq!(drain(&mut s, t0 + ms(1210)), [Action::EndRound]);
+        assert_eq!(s.next_wakeup(), t0 + ms(2000));
+    }
+
+    #[test]
+    fn a_long_stall_restarts_the_beat_instead_of_bursting() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(&options(), t0);
+        drain(&mut s, t0);
+        // Stalled for 5 intervals: one end, one new round, nothing more.
+        assert_eq!(
+            drain(&mut s, t0 + ms(5500)),
+            [Action::EndRound, Action::StartRound]
+        );
+        assert_eq!(s.next_wakeup(), t0 + ms(5700));
+        drain(&mut s, t0 + ms(5700));
+        assert_eq!(s.next_wakeup(), t0 + ms(6500));
+    }
+
+    #[test]
+    fn the_round_ends_before_the_next_starts() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(&options(), t0);
+        drain(&mut s, t0);
+        assert_eq!(
+            drain(&mut s, t0 + ms(1000)),
+            [Action::EndRound, Action::StartRound]
+        );
+    }
+
+    #[test]
+    fn extra_surveys_are_immediate_then_spaced() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(&options(), t0);
+        drain(&mut s, t0); // round's survey at t0
+        let t = t0 + ms(100);
+        s.request_survey(t, ms(3));
+        assert_eq!(drain(&mut s, t), [Action::Survey]);
+        // Another within the gap waits for it, and requests merge.
+        s.request_survey(t + ms(1), ms(3));
+        s.request_survey(t + ms(2), ms(3));
+        assert_eq!(s.next_wakeup(), t + ms(3));
+        assert!(drain(&mut s, t + ms(2)).is_empty());
+        assert_eq!(drain(&mut s, t + ms(3)), [Action::Survey]);
+        assert!(drain(&mut s, t + ms(50)).is_empty());
+    }
+
+    #[test]
+    fn a_round_survey_satisfies_a_pending_extra_survey() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(&options(), t0);
+        drain(&mut s, t0);
+        drain(&mut s, t0 + ms(200));
+        s.request_survey(t0 + ms(999), ms(10)); // due at t0 + 10ms.max(999) = 999
+        assert_eq!(drain(&mut s, t0 + ms(999)), [Action::Survey]);
+        s.request_survey(t0 + ms(999), ms(10)); // due at 1009
+        assert_eq!(drain(&mut s, t0 + ms(1009)), [Action::StartRound]);
+        assert!(drain(&mut s, t0 + ms(1100)).is_empty());
+    }
+
+    #[test]
+    fn a_lone_publish_is_immediate_and_bursts_coalesce() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(&options(), t0);
+        drain(&mut s, t0);
+        let t = t0 + ms(50);
+        s.request_publish(t);
+        assert_eq!(drain(&mut s, t), [Action::Publish]);
+        for i in 1..5 {
+            s.request_publish(t + ms(i));
+        }
+        assert_eq!(s.next_wakeup(), t + ms(5));
+        assert!(drain(&mut s, t + ms(4)).is_empty());
+        assert_eq!(drain(&mut s, t + ms(5)), [Action::Publish]);
+        assert!(drain(&mut s, t + ms(100)).is_empty());
+    }
+
+    #[test]
+    fn republish_comes_after_quiet_intervals_only() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(&options(), t0);
+        let mut publishes = Vec::new();
+        let mut now = t0;
+        // Walk 25 s in 10 ms steps with no changes.
+        while now < t0 + ms(25_000) {
+            for a in drain(&mut s, now) {
+                if a == Action::Publish {
+                    publishes.push(now - t0);
+                }
+            }
+            now += ms(10);
+        }
+        assert_eq!(publishes, [ms(10_000), ms(20_000)]);
+        // A publish pushes the next republish back a full interval.
+        let mut s = Schedule::new(&options(), t0);
+        s.request_publish(t0 + ms(9_000));
+        assert!(drain(&mut s, t0 + ms(9_000)).contains(&Action::Publish));
+        assert!(!drain(&mut s, t0 + ms(10_000)).contains(&Action::Publish));
+        assert!(drain(&mut s, t0 + ms(19_000)).contains(&Action::Publish));
+    }
+
+    #[test]
+    fn zero_publish_gap_publishes_every_request() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(&options().publish_gap(Duration::ZERO), t0);
+        drain(&mut s, t0);
+        for i in 1..4 {
+            s.request_publish(t0 + ms(i));
+            assert_eq!(drain(&mut s, t0 + ms(i)), [Action::Publish]);
+        }
+    }
+
+    #[test]
+    fn extra_survey_gap_grows_with_connections_and_is_capped() {
+        assert_eq!(extra_survey_gap(0), Duration::from_micros(1_000));
+        assert_eq!(extra_survey_gap(10), Duration::from_micros(1_200));
+        assert_eq!(extra_survey_gap(10_000), Duration::from_micros(201_000));
+        assert_eq!(extra_survey_gap(usize::MAX), ms(500));
+    }
+}

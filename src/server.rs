@@ -1,0 +1,435 @@
+//! The discovery server: surveys the clients, publishes the list.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
+use nng::options::{Options as _, RecvBufferSize};
+use nng::{Message, Pipe, PipeEvent, Protocol, RawSocket, Socket};
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::mailbox::Mailbox;
+use crate::membership::{AnswerOutcome, Membership};
+use crate::options::Options;
+use crate::schedule::{extra_survey_gap, Action, Schedule};
+use crate::transport;
+use crate::wire::{self, MAX_NAME_LEN};
+
+/// The largest answer the server reads. Names up to this size are read and
+/// refused with a warning; anything larger closes that peer's connection
+/// inside NNG before it is buffered whole.
+const MAX_ANSWER_BYTES: usize = 2 * MAX_NAME_LEN + 64;
+
+/// Answers queued between the reading thread and the server thread. When
+/// full, the reader waits, and NNG holds further answers in its own queue
+/// and then in the connections (backpressure, never loss).
+const ANSWER_QUEUE: usize = 4096;
+
+/// NNG's largest receive queue: raw surveyors queue answers here.
+const NNG_RECV_QUEUE: i32 = 8192;
+
+/// Survey ids are 31 bits wide.
+const SEQ_MASK: u32 = 0x7fff_ffff;
+
+/// Answers carrying one of the last this-many survey ids are accepted; older
+/// or unknown ids are ignored.
+const SEQ_WINDOW: u32 = 1024;
+
+/// Events handed from NNG's pipe callbacks (and from `shutdown`) to the
+/// server thread. The callbacks only send these: they never touch a socket.
+#[derive(Debug)]
+enum Control {
+    PipeAdded(Pipe),
+    PipeRemoved(Pipe),
+    SubscriberAdded,
+    Stop,
+}
+
+/// A discovery server.
+///
+/// It listens on two URLs: a survey URL, where clients connect and answer
+/// heartbeat surveys with their service names, and a publish URL, where it
+/// publishes the list of live names whenever it changes. With the default
+/// [`Options`], joins and leaves are seen within milliseconds: a new
+/// connection is surveyed at once, a closed connection removes its names at
+/// once, and heartbeat surveys catch peers that hang with their connection
+/// open.
+///
+/// Every new subscriber receives the current list as soon as it connects,
+/// and the unchanged list is republished every
+/// [`republish_interval`](Options::republish_interval).
+///
+/// Threads: two (one reads answers, one keeps the membership and does all
+/// sending), plus NNG's shared pool. [`shutdown`](Server::shutdown) or `Drop`
+/// closes both sockets and joins both threads.
+///
+/// ```
+/// # fn main() -> Result<(), nng_discovery::Error> {
+/// use nng_discovery::{Options, Server};
+///
+/// let server = Server::new("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", Options::default())?;
+/// // Port 0 asked the kernel for a free port; this is the one it chose.
+/// assert!(server.survey_url().starts_with("tcp://127.0.0.1:"));
+/// assert!(!server.survey_url().ends_with(":0"));
+/// assert!(server.peers().is_empty());
+/// server.shutdown();
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Server {
+    survey_url: String,
+    publish_url: String,
+    surveyor: Socket,
+    publisher: Socket,
+    control: Sender<Control>,
+    peers: Arc<Mutex<Vec<String>>>,
+    changes: Receiver<Vec<String>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Starts a server listening on `survey_url` for clients and on
+    /// `publish_url` for subscribers.
+    ///
+    /// URLs take NNG's forms: `tcp://HOST:PORT` (port 0 picks a free port;
+    /// read it back with [`survey_url`](Server::survey_url)),
+    /// `ipc:///path/to/socket` or `inproc://name`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for nonsense options (named in the message);
+    /// [`Error::InvalidUrl`] for a malformed URL; [`Error::AddressInUse`] if
+    /// something already listens there; [`Error::Listen`] for other refusals;
+    /// [`Error::Setup`] if NNG cannot open a socket or a thread cannot start.
+    pub fn new(survey_url: &str, publish_url: &str, options: Options) -> Result<Server> {
+        options.validate()?;
+        let (control_tx, control_rx) = unbounded();
+
+        let surveyor = RawSocket::new(Protocol::Surveyor0)
+            .map_err(Error::nng("open a raw SURVEYOR socket"))?
+            .socket;
+        transport::limit(&surveyor, MAX_ANSWER_BYTES)?;
+        surveyor
+            .set_opt::<RecvBufferSize>(NNG_RECV_QUEUE)
+            .map_err(Error::nng("set the surveyor's receive queue"))?;
+        let tx = control_tx.clone();
+        surveyor
+            .pipe_notify(move |pipe, event| {
+                // Runs on NNG's threads: hand the event over and return.
+                let _ = match event {
+                    PipeEvent::AddPost => tx.send(Control::PipeAdded(pipe)),
+                    PipeEvent::RemovePost => tx.send(Control::PipeRemoved(pipe)),
+                    _ => Ok(()),
+                };
+            })
+            .map_err(Error::nng("watch the surveyor's connections"))?;
+
+        let publisher = Socket::new(Protocol::Pub0).map_err(Error::nng("open a PUB socket"))?;
+        transport::limit(&publisher, 64)?;
+        let tx = control_tx.clone();
+        publisher
+            .pipe_notify(move |_, event| {
+                if event == PipeEvent::AddPost {
+                    let _ = tx.send(Control::SubscriberAdded);
+                }
+            })
+            .map_err(Error::nng("watch the publisher's connections"))?;
+
+        let (_survey_listener, bound_survey) = transport::listen(&surveyor, survey_url)?;
+        let (_publish_listener, bound_publish) = transport::listen(&publisher, publish_url)?;
+
+        let (mailbox, changes) = Mailbox::new();
+        let peers = Arc::new(Mutex::new(Vec::new()));
+        let (answers_tx, answers_rx) = bounded(ANSWER_QUEUE);
+
+        let reader_socket = surveyor.clone();
+        let reader = std::thread::Builder::new()
+            .name("nng-discovery-reader".into())
+            .spawn(move || read_answers(reader_socket, answers_tx))
+            .map_err(Error::spawn)?;
+        let core = Core {
+            membership: Membership::new(
+                options.get_miss_threshold(),
+                options.get_max_peers(),
+                options.get_event_driven(),
+            ),
+            schedule: Schedule::new(&options, Instant::now()),
+            event_driven: options.get_event_driven(),
+            surveyor: surveyor.clone(),
+            publisher: publisher.clone(),
+            seq: initial_seq(),
+            encoded: Vec::new(),
+            dirty: true,
+            peers: Arc::clone(&peers),
+            mailbox,
+        };
+        let server_thread = std::thread::Builder::new()
+            .name("nng-discovery-server".into())
+            .spawn(move || core.run(control_rx, answers_rx));
+        let server_thread = match server_thread {
+            Ok(t) => t,
+            Err(e) => {
+                surveyor.close();
+                let _ = reader.join();
+                return Err(Error::spawn(e));
+            }
+        };
+        log::info!("discovery server surveying on {bound_survey}, publishing on {bound_publish}");
+        Ok(Server {
+            survey_url: bound_survey,
+            publish_url: bound_publish,
+            surveyor,
+            publisher,
+            control: control_tx,
+            peers,
+            changes,
+            threads: vec![server_thread, reader],
+        })
+    }
+
+    /// The survey URL actually bound: for `tcp://…:0` it carries the port
+    /// the kernel chose. Clients dial this.
+    pub fn survey_url(&self) -> &str {
+        &self.survey_url
+    }
+
+    /// The publish URL actually bound. Subscribers dial this.
+    pub fn publish_url(&self) -> &str {
+        &self.publish_url
+    }
+
+    /// The list of live services as last published: sorted, no duplicates.
+    pub fn peers(&self) -> Vec<String> {
+        self.peers.lock().clone()
+    }
+
+    /// A channel on which the server's own lists arrive, with the same
+    /// behaviour as [`Subscriber::changes`](crate::Subscriber::changes): the
+    /// current list first (even if empty), then each change; latest wins.
+    pub fn changes(&self) -> Receiver<Vec<String>> {
+        self.changes.clone()
+    }
+
+    /// Stops the server: closes both sockets (clients and subscribers see
+    /// the connections close and start redialing) and joins the threads.
+    /// Dropping the server does the same.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let _ = self.control.send(Control::Stop);
+        // Closing the surveyor unblocks the reader's recv.
+        self.surveyor.close();
+        for thread in self.threads.drain(..) {
+            if thread.join().is_err() {
+                log::error!("a discovery server thread panicked");
+            }
+        }
+        self.publisher.close();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A starting survey id that differs between runs, so a restarted server's
+/// ids do not match answers meant for its predecessor.
+fn initial_seq() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() ^ (d.as_secs() as u32));
+    nanos & SEQ_MASK
+}
+
+/// The reading thread: hands every answer to the server thread.
+fn read_answers(socket: Socket, answers: Sender<Message>) {
+    loop {
+        match socket.recv() {
+            Ok(msg) => {
+                if answers.send(msg).is_err() {
+                    return; // the server thread is gone
+                }
+            }
+            Err(nng::Error::Closed) => return,
+            Err(e) => {
+                log::warn!("receiving answers: {e}");
+                std::thread::sleep(transport::ERROR_BACKOFF);
+            }
+        }
+    }
+}
+
+/// The server thread's state.
+struct Core {
+    membership: Membership<Pipe>,
+    schedule: Schedule,
+    event_driven: bool,
+    surveyor: Socket,
+    publisher: Socket,
+    /// The id of the last survey sent.
+    seq: u32,
+    /// The list as last encoded for publishing.
+    encoded: Vec<u8>,
+    /// Whether the membership changed since `encoded` and `peers` were made.
+    dirty: bool,
+    peers: Arc<Mutex<Vec<String>>>,
+    mailbox: Mailbox<Vec<String>>,
+}
+
+/// How many queued answers the server thread takes in one go before it
+/// looks at its clock again.
+const ANSWER_BATCH: usize = 256;
+
+impl Core {
+    fn run(mut self, control: Receiver<Control>, answers: Receiver<Message>) {
+        loop {
+            let now = Instant::now();
+            while let Some(action) = self.schedule.due(now) {
+                self.act(action, now);
+            }
+            let timeout = self
+                .schedule
+                .next_wakeup()
+                .saturating_duration_since(Instant::now());
+            select! {
+                recv(control) -> event => match event {
+                    Ok(Control::Stop) | Err(_) => return,
+                    Ok(event) => self.on_control(event),
+                },
+                recv(answers) -> msg => match msg {
+                    Ok(msg) => {
+                        self.on_answer(msg);
+                        for msg in answers.try_iter().take(ANSWER_BATCH) {
+                            self.on_answer(msg);
+                        }
+                    }
+                    Err(_) => return, // the reader stopped: the socket is closed
+                },
+                default(timeout) => {}
+            }
+            self.after_change();
+        }
+    }
+
+    fn act(&mut self, action: Action, now: Instant) {
+        match action {
+            Action::StartRound | Action::Survey => self.send_survey(),
+            Action::EndRound => {
+                for name in self.membership.end_round() {
+                    log::info!("left: {name} (stopped answering surveys)");
+                }
+                self.after_change();
+                if !self.event_driven && self.dirty {
+                    self.schedule.request_publish(now);
+                }
+            }
+            Action::Publish => self.publish(),
+        }
+    }
+
+    fn on_control(&mut self, event: Control) {
+        let now = Instant::now();
+        match event {
+            Control::PipeAdded(pipe) => {
+                self.membership.pipe_added(pipe);
+                log::debug!(
+                    "a client connected ({} connections)",
+                    self.membership.pipe_count()
+                );
+                if self.event_driven {
+                    let gap = extra_survey_gap(self.membership.pipe_count());
+                    self.schedule.request_survey(now, gap);
+                }
+            }
+            Control::PipeRemoved(pipe) => {
+                for name in self.membership.pipe_removed(pipe) {
+                    log::info!("left: {name} (connection closed)");
+                }
+            }
+            Control::SubscriberAdded => {
+                log::debug!("a subscriber connected");
+                if self.event_driven {
+                    self.schedule.request_publish(now);
+                }
+            }
+            Control::Stop => {}
+        }
+    }
+
+    fn on_answer(&mut self, mut msg: Message) {
+        let Some(pipe) = msg.pipe() else { return };
+        let Some(id) = wire::answer_survey_id(msg.as_mut_header().as_slice()) else {
+            log::warn!("ignoring an answer without a survey id");
+            return;
+        };
+        if self.seq.wrapping_sub(id) & SEQ_MASK >= SEQ_WINDOW {
+            log::debug!("ignoring an answer to survey {id:#x}, not a recent one");
+            return;
+        }
+        let name = match wire::parse_name(msg.as_slice()) {
+            Ok(name) => name,
+            Err(e) => {
+                log::warn!(
+                    "ignoring an invalid answer ({} bytes): {e}",
+                    msg.as_slice().len()
+                );
+                return;
+            }
+        };
+        match self.membership.answer(pipe, name) {
+            AnswerOutcome::Joined => log::info!("joined: {name}"),
+            AnswerOutcome::Full => log::warn!(
+                "refusing {name:?}: the list already holds max_peers ({}) names",
+                self.membership.len()
+            ),
+            AnswerOutcome::Alive | AnswerOutcome::UnknownPipe => {}
+        }
+    }
+
+    /// Books a change of membership: the list is re-encoded at the next
+    /// publish, which is asked for now when event-driven.
+    fn after_change(&mut self) {
+        if self.membership.take_changed() {
+            self.dirty = true;
+            if self.event_driven {
+                self.schedule.request_publish(Instant::now());
+            }
+        }
+    }
+
+    fn send_survey(&mut self) {
+        self.seq = self.seq.wrapping_add(1) & SEQ_MASK;
+        let mut msg = Message::new();
+        msg.as_mut_header()
+            .push_back(&wire::survey_header(self.seq));
+        if let Err((_, e)) = self.surveyor.send(msg) {
+            log::warn!("sending a survey: {e}");
+        }
+    }
+
+    fn publish(&mut self) {
+        if self.dirty {
+            self.dirty = false;
+            self.encoded.clear();
+            wire::encode_list(self.membership.names(), &mut self.encoded);
+            let list: Vec<String> = self.membership.names().map(String::from).collect();
+            *self.peers.lock() = list.clone();
+            self.mailbox.offer(list);
+        }
+        if let Err((_, e)) = self.publisher.send(Message::from(&self.encoded[..])) {
+            log::warn!("publishing the list: {e}");
+        }
+    }
+}
+
+// Compile-time checks of the promises in the docs.
+#[allow(dead_code)]
+fn assert_send_sync() {
+    fn check<T: Send + Sync + std::fmt::Debug>() {}
+    check::<Server>();
+}
