@@ -1,0 +1,182 @@
+//! Membership latency on loopback: how long from an event to every
+//! subscriber holding the list that reflects it.
+//!
+//! ```text
+//! cargo bench --bench latency              # 50 trials per case
+//! TRIALS=200 cargo bench --bench latency
+//! ```
+//!
+//! Cases, each timed from the event to the moment a subscriber in this
+//! process receives the new list:
+//! * join: `Client::new` until the list contains the client;
+//! * leave: `Client::shutdown` until the list no longer contains it;
+//! * crash: SIGKILL of a child process running `nng-discovery join`, until
+//!   the list no longer contains it (the kernel closes its socket);
+//! * new subscriber: `Subscriber::new` until its first list arrives.
+//!
+//! Two configurations run side by side in the same process:
+//! * event-driven (the default) with a 10 s poll interval, so any figure
+//!   well under 10 s comes from connection events, not from polling;
+//! * poll only (`event_driven(false)`, `miss_threshold(1)`: the Go
+//!   original's behaviour) at poll 1 s / survey 500 ms, the original's
+//!   README settings halved, so the run stays short.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use nng_discovery::{Client, Options, Server, Subscriber};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is taken.
+    let trials: usize = std::env::var("TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let daemon = env!("CARGO_BIN_EXE_nng-discovery");
+
+    let configs = [
+        (
+            "event-driven, poll 10 s",
+            Options::default()
+                .poll_interval(Duration::from_secs(10))
+                .survey_time(Duration::from_secs(1)),
+            trials,
+        ),
+        (
+            "poll only, poll 1 s / survey 500 ms",
+            Options::default()
+                .poll_interval(Duration::from_secs(1))
+                .survey_time(Duration::from_millis(500))
+                .miss_threshold(1)
+                .event_driven(false),
+            // Each poll-only trial waits up to a poll; fewer keep it short.
+            trials.min(20),
+        ),
+    ];
+
+    println!("# membership latency, loopback TCP, {} cores", cores());
+    println!(
+        "{:<38} {:<16} {:>6} {:>10} {:>10} {:>10}",
+        "configuration", "case", "trials", "p50", "p99", "max"
+    );
+    for (label, options, n) in configs {
+        let server = Server::new("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", options)
+            .expect("start the server");
+        let subscriber = Subscriber::new(server.publish_url()).expect("subscribe");
+        let changes = subscriber.changes();
+        wait_for(&changes, |l| l.is_empty());
+
+        let mut join = Vec::new();
+        let mut leave = Vec::new();
+        for i in 0..n {
+            let name = format!("http://127.0.0.1:{}", 10_000 + i);
+            let t0 = Instant::now();
+            let client = Client::new(server.survey_url(), &name).expect("client");
+            wait_for(&changes, |l| l.contains(&name));
+            join.push(t0.elapsed());
+            let t0 = Instant::now();
+            client.shutdown();
+            wait_for(&changes, |l| !l.contains(&name));
+            leave.push(t0.elapsed());
+        }
+
+        let mut crash = Vec::new();
+        for i in 0..n {
+            let name = format!("http://127.0.0.1:{}", 20_000 + i);
+            let mut child = spawn_join(daemon, server.survey_url(), &name);
+            wait_for(&changes, |l| l.contains(&name));
+            let t0 = Instant::now();
+            child.kill().expect("SIGKILL the child"); // Child::kill sends SIGKILL
+            wait_for(&changes, |l| !l.contains(&name));
+            crash.push(t0.elapsed());
+            let _ = child.wait();
+        }
+
+        let mut fresh = Vec::new();
+        for _ in 0..n {
+            let t0 = Instant::now();
+            let s = Subscriber::new(server.publish_url()).expect("subscribe");
+            s.changes().recv_timeout(TIMEOUT).expect("first list");
+            fresh.push(t0.elapsed());
+        }
+
+        for (case, samples) in [
+            ("join", join),
+            ("leave", leave),
+            ("crash (SIGKILL)", crash),
+            ("new subscriber", fresh),
+        ] {
+            let s = summary(samples);
+            println!(
+                "{:<38} {:<16} {:>6} {:>10} {:>10} {:>10}",
+                label,
+                case,
+                s.n,
+                fmt(s.p50),
+                fmt(s.p99),
+                fmt(s.max)
+            );
+        }
+    }
+}
+
+/// Starts `nng-discovery join` as a child process.
+fn spawn_join(daemon: &str, survey_url: &str, name: &str) -> Child {
+    Command::new(daemon)
+        .args(["join", "--survey", survey_url, "--name", name])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nng-discovery join")
+}
+
+/// Receives lists until one satisfies `done`; panics after `TIMEOUT`.
+fn wait_for(changes: &Receiver<Vec<String>>, done: impl Fn(&Vec<String>) -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let list = changes
+            .recv_timeout(left)
+            .expect("the expected list did not arrive in time");
+        if done(&list) {
+            return;
+        }
+    }
+}
+
+struct Summary {
+    n: usize,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+}
+
+/// Nearest-rank percentiles.
+fn summary(mut samples: Vec<Duration>) -> Summary {
+    samples.sort();
+    let n = samples.len();
+    let rank = |p: f64| samples[((p * n as f64).ceil() as usize).clamp(1, n) - 1];
+    Summary {
+        n,
+        p50: rank(0.50),
+        p99: rank(0.99),
+        max: samples[n - 1],
+    }
+}
+
+fn fmt(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1e3;
+    if ms < 10.0 {
+        format!("{ms:.2} ms")
+    } else {
+        format!("{ms:.0} ms")
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
