@@ -14,6 +14,7 @@ use crate::mailbox::Mailbox;
 use crate::membership::{AnswerOutcome, Membership};
 use crate::options::Options;
 use crate::schedule::{extra_survey_gap, Action, Schedule};
+use crate::stats::Stats;
 use crate::transport;
 use crate::wire::{self, MAX_NAME_LEN};
 
@@ -44,6 +45,7 @@ enum Control {
     PipeAdded(Pipe),
     PipeRemoved(Pipe),
     SubscriberAdded,
+    SubscriberRemoved,
     Stop,
 }
 
@@ -85,6 +87,7 @@ pub struct Server {
     publisher: Socket,
     control: Sender<Control>,
     peers: Arc<Mutex<Vec<String>>>,
+    stats: Arc<Mutex<Stats>>,
     changes: Receiver<Vec<String>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -130,9 +133,11 @@ impl Server {
         let tx = control_tx.clone();
         publisher
             .pipe_notify(move |_, event| {
-                if event == PipeEvent::AddPost {
-                    let _ = tx.send(Control::SubscriberAdded);
-                }
+                let _ = match event {
+                    PipeEvent::AddPost => tx.send(Control::SubscriberAdded),
+                    PipeEvent::RemovePost => tx.send(Control::SubscriberRemoved),
+                    _ => Ok(()),
+                };
             })
             .map_err(Error::nng("watch the publisher's connections"))?;
 
@@ -141,6 +146,7 @@ impl Server {
 
         let (mailbox, changes) = Mailbox::new();
         let peers = Arc::new(Mutex::new(Vec::new()));
+        let stats = Arc::new(Mutex::new(Stats::default()));
         let (answers_tx, answers_rx) = bounded(ANSWER_QUEUE);
 
         let reader_socket = surveyor.clone();
@@ -163,6 +169,10 @@ impl Server {
             dirty: true,
             peers: Arc::clone(&peers),
             mailbox,
+            stats: Stats::default(),
+            shared_stats: Arc::clone(&stats),
+            round_seq: None,
+            round_answers: 0,
         };
         let server_thread = std::thread::Builder::new()
             .name("nng-discovery-server".into())
@@ -183,6 +193,7 @@ impl Server {
             publisher,
             control: control_tx,
             peers,
+            stats,
             changes,
             threads: vec![server_thread, reader],
         })
@@ -202,6 +213,12 @@ impl Server {
     /// The list of live services as last published: sorted, no duplicates.
     pub fn peers(&self) -> Vec<String> {
         self.peers.lock().clone()
+    }
+
+    /// A snapshot of the server's counters: peers, connections, surveys,
+    /// answers taken and refused, publishes.
+    pub fn stats(&self) -> Stats {
+        *self.stats.lock()
     }
 
     /// A channel on which the server's own lists arrive, with the same
@@ -279,6 +296,12 @@ struct Core {
     dirty: bool,
     peers: Arc<Mutex<Vec<String>>>,
     mailbox: Mailbox<Vec<String>>,
+    stats: Stats,
+    shared_stats: Arc<Mutex<Stats>>,
+    /// The id of the heartbeat round under way, until it ends.
+    round_seq: Option<u32>,
+    /// Answers to `round_seq` so far.
+    round_answers: u64,
 }
 
 /// How many queued answers the server thread takes in one go before it
@@ -313,13 +336,24 @@ impl Core {
                 default(timeout) => {}
             }
             self.after_change();
+            self.stats.peers = self.membership.len();
+            self.stats.connections = self.membership.pipe_count();
+            *self.shared_stats.lock() = self.stats;
         }
     }
 
     fn act(&mut self, action: Action, now: Instant) {
         match action {
-            Action::StartRound | Action::Survey => self.send_survey(),
+            Action::StartRound => {
+                self.send_survey();
+                self.round_seq = Some(self.seq);
+                self.round_answers = 0;
+            }
+            Action::Survey => self.send_survey(),
             Action::EndRound => {
+                self.round_seq = None;
+                self.stats.rounds += 1;
+                self.stats.answers_last_round = self.round_answers;
                 for name in self.membership.end_round() {
                     log::info!("left: {name} (stopped answering surveys)");
                 }
@@ -351,7 +385,11 @@ impl Core {
                     log::info!("left: {name} (connection closed)");
                 }
             }
+            Control::SubscriberRemoved => {
+                self.stats.subscribers = self.stats.subscribers.saturating_sub(1);
+            }
             Control::SubscriberAdded => {
+                self.stats.subscribers += 1;
                 log::debug!("a subscriber connected");
                 if self.event_driven {
                     self.schedule.request_publish(now);
@@ -365,10 +403,12 @@ impl Core {
         let Some(pipe) = msg.pipe() else { return };
         let Some(id) = wire::answer_survey_id(msg.as_mut_header().as_slice()) else {
             log::warn!("ignoring an answer without a survey id");
+            self.stats.refused_stale += 1;
             return;
         };
         if self.seq.wrapping_sub(id) & SEQ_MASK >= SEQ_WINDOW {
             log::debug!("ignoring an answer to survey {id:#x}, not a recent one");
+            self.stats.refused_stale += 1;
             return;
         }
         let name = match wire::parse_name(msg.as_slice()) {
@@ -378,16 +418,27 @@ impl Core {
                     "ignoring an invalid answer ({} bytes): {e}",
                     msg.as_slice().len()
                 );
+                self.stats.refused_invalid += 1;
                 return;
             }
         };
+        if self.round_seq == Some(id) {
+            self.round_answers += 1;
+        }
         match self.membership.answer(pipe, name) {
-            AnswerOutcome::Joined => log::info!("joined: {name}"),
-            AnswerOutcome::Full => log::warn!(
-                "refusing {name:?}: the list already holds max_peers ({}) names",
-                self.membership.len()
-            ),
-            AnswerOutcome::Alive | AnswerOutcome::UnknownPipe => {}
+            AnswerOutcome::Joined => {
+                self.stats.answers += 1;
+                log::info!("joined: {name}");
+            }
+            AnswerOutcome::Alive => self.stats.answers += 1,
+            AnswerOutcome::Full => {
+                self.stats.refused_full += 1;
+                log::warn!(
+                    "refusing {name:?}: the list already holds max_peers ({}) names",
+                    self.membership.len()
+                );
+            }
+            AnswerOutcome::UnknownPipe => {}
         }
     }
 
@@ -407,8 +458,9 @@ impl Core {
         let mut msg = Message::new();
         msg.as_mut_header()
             .push_back(&wire::survey_header(self.seq));
-        if let Err((_, e)) = self.surveyor.send(msg) {
-            log::warn!("sending a survey: {e}");
+        match self.surveyor.send(msg) {
+            Ok(()) => self.stats.surveys_sent += 1,
+            Err((_, e)) => log::warn!("sending a survey: {e}"),
         }
     }
 
@@ -421,8 +473,12 @@ impl Core {
             *self.peers.lock() = list.clone();
             self.mailbox.offer(list);
         }
-        if let Err((_, e)) = self.publisher.send(Message::from(&self.encoded[..])) {
-            log::warn!("publishing the list: {e}");
+        match self.publisher.send(Message::from(&self.encoded[..])) {
+            Ok(()) => {
+                self.stats.publishes += 1;
+                self.stats.bytes_published += self.encoded.len() as u64;
+            }
+            Err((_, e)) => log::warn!("publishing the list: {e}"),
         }
     }
 }

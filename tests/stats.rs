@@ -1,0 +1,69 @@
+//! `Server::stats` counts what the server did.
+
+use std::time::{Duration, Instant};
+
+use nng_discovery::{Client, Options, Server, Stats, Subscriber};
+
+/// Polls the server's counters until `done` holds (they have no channel).
+fn wait_stats(server: &Server, what: &str, done: impl Fn(&Stats) -> bool) -> Stats {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = server.stats();
+        if done(&stats) {
+            return stats;
+        }
+        assert!(Instant::now() < deadline, "{what}: last stats {stats:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn counters_follow_the_work() {
+    let options = Options::default()
+        .poll_interval(Duration::from_millis(200))
+        .survey_time(Duration::from_millis(100));
+    let server = Server::new("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", options).unwrap();
+    let sub = Subscriber::new(server.publish_url()).unwrap();
+    let clients: Vec<Client> = (0..3)
+        .map(|i| Client::new(server.survey_url(), &format!("http://s:{i}")).unwrap())
+        .collect();
+    let rx = sub.changes();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rx.recv_deadline(deadline).unwrap().len() < 3 {}
+
+    // Two full rounds after everyone joined: each got all three answers.
+    let base = server.stats().rounds;
+    let stats = wait_stats(&server, "two more rounds", |s| s.rounds >= base + 2);
+    assert_eq!(stats.answers_last_round, 3, "{stats:?}");
+    assert_eq!(stats.peers, 3);
+    assert_eq!(stats.connections, 3);
+    assert_eq!(stats.subscribers, 1);
+    assert!(stats.surveys_sent >= stats.rounds);
+    assert!(stats.answers >= 3 * 2);
+    assert!(stats.publishes >= 1);
+    assert!(stats.bytes_published >= "http://s:0|http://s:1|http://s:2".len() as u64);
+    assert_eq!(
+        (stats.refused_invalid, stats.refused_full),
+        (0, 0),
+        "{stats:?}"
+    );
+
+    drop(clients);
+    let stats = wait_stats(&server, "all left", |s| s.peers == 0 && s.connections == 0);
+    assert_eq!(stats.subscribers, 1);
+    drop(sub);
+    wait_stats(&server, "subscriber gone", |s| s.subscribers == 0);
+}
+
+#[test]
+fn refused_answers_are_counted() {
+    let options = Options::default().max_peers(1);
+    let server = Server::new("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", options).unwrap();
+    let first = Client::new(server.survey_url(), "http://first:1").unwrap();
+    wait_stats(&server, "first listed", |s| s.peers == 1);
+    let second = Client::new(server.survey_url(), "http://second:1").unwrap();
+    let stats = wait_stats(&server, "second refused", |s| s.refused_full >= 1);
+    assert_eq!(stats.peers, 1);
+    assert_eq!(server.peers(), ["http://first:1"]);
+    drop((first, second));
+}
