@@ -27,10 +27,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let stamp = move || format!("{:>7.1} ms", start.elapsed().as_secs_f64() * 1e3);
 
     // A slow heartbeat on purpose: joins and leaves are seen from connection
-    // events within milliseconds, not at the next survey.
+    // events within milliseconds, not at the next survey. The first list
+    // goes out when the first survey ends (250 ms here).
     let options = Options::default()
         .poll_interval(Duration::from_secs(5))
-        .survey_time(Duration::from_secs(1));
+        .survey_time(Duration::from_millis(250));
     let server = Server::new("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", options)?;
     println!(
         "{} server: survey {}, publish {}",

@@ -6,6 +6,7 @@ use crossbeam_channel::Receiver;
 use nng::{Protocol, Socket};
 
 use crate::error::{Error, Result};
+use crate::options::Options;
 use crate::subscriber::Subscriber;
 use crate::transport;
 use crate::wire;
@@ -60,14 +61,47 @@ impl Client {
     /// [`Error::InvalidUrl`] for a malformed URL; [`Error::Setup`] if NNG
     /// cannot open the socket or the thread cannot start.
     pub fn new(survey_url: &str, service: &str) -> Result<Client> {
+        Client::with_options(survey_url, None, service, &Options::default())
+    }
+
+    /// Like [`new`](Client::new), and also subscribes to the lists published
+    /// at `publish_url`; read them from [`peers`](Client::peers).
+    ///
+    /// # Errors
+    /// As [`new`](Client::new), and [`Error::InvalidUrl`] for a malformed
+    /// `publish_url`.
+    pub fn with_subscription(survey_url: &str, publish_url: &str, service: &str) -> Result<Client> {
+        Client::with_options(survey_url, Some(publish_url), service, &Options::default())
+    }
+
+    /// The general form of [`new`](Client::new) and
+    /// [`with_subscription`](Client::with_subscription): subscribes when
+    /// `publish_url` is given, and redials with the reconnect timing of
+    /// `options` ([`Options::reconnect_min`], [`Options::reconnect_max`]).
+    ///
+    /// # Errors
+    /// As [`with_subscription`](Client::with_subscription), and
+    /// [`Error::InvalidOption`] for nonsense options.
+    pub fn with_options(
+        survey_url: &str,
+        publish_url: Option<&str>,
+        service: &str,
+        options: &Options,
+    ) -> Result<Client> {
+        // The name is checked before any socket opens or dials.
         wire::validate_name(service).map_err(|reason| Error::InvalidName {
             name: service.to_owned(),
             reason,
         })?;
+        options.validate()?;
+        let subscriber = match publish_url {
+            Some(url) => Some(Subscriber::with_options(url, options)?),
+            None => None,
+        };
         let socket =
             Socket::new(Protocol::Respondent0).map_err(Error::nng("open a RESPONDENT socket"))?;
         transport::limit(&socket, MAX_SURVEY_BYTES)?;
-        transport::dial(&socket, survey_url)?;
+        transport::dial(&socket, survey_url, options)?;
 
         let thread_socket = socket.clone();
         let name = service.to_owned();
@@ -80,26 +114,8 @@ impl Client {
             survey_url: survey_url.to_owned(),
             socket,
             thread: Some(thread),
-            subscriber: None,
+            subscriber,
         })
-    }
-
-    /// Like [`new`](Client::new), and also subscribes to the lists published
-    /// at `publish_url`; read them from [`peers`](Client::peers).
-    ///
-    /// # Errors
-    /// As [`new`](Client::new), and [`Error::InvalidUrl`] for a malformed
-    /// `publish_url`.
-    pub fn with_subscription(survey_url: &str, publish_url: &str, service: &str) -> Result<Client> {
-        // Check the name first so a bad name is reported before any dialing.
-        wire::validate_name(service).map_err(|reason| Error::InvalidName {
-            name: service.to_owned(),
-            reason,
-        })?;
-        let subscriber = Subscriber::new(publish_url)?;
-        let mut client = Client::new(survey_url, service)?;
-        client.subscriber = Some(subscriber);
-        Ok(client)
     }
 
     /// The channel on which lists of live services arrive (see

@@ -15,6 +15,14 @@ use crate::error::{Error, Result};
 /// | [`publish_gap`](Options::publish_gap) | 2 ms | least time between two publishes (changes in between are coalesced) |
 /// | [`max_peers`](Options::max_peers) | 65,536 | names beyond this many are refused |
 /// | [`event_driven`](Options::event_driven) | `true` | react to connections at once (off: poll only, like the Go original) |
+/// | [`reconnect_min`](Options::reconnect_min) | 100 ms | clients and subscribers: first wait before redialing |
+/// | [`reconnect_max`](Options::reconnect_max) | 1 s | clients and subscribers: longest wait between redials |
+///
+/// The first seven are the server's; the reconnect pair is read by
+/// [`Client::with_options`](crate::Client::with_options) and
+/// [`Subscriber::with_options`](crate::Subscriber::with_options) (the server
+/// only listens, so it ignores them). After a server restart, clients are
+/// back within about `reconnect_max` of the new server starting.
 ///
 /// With the defaults, a peer that shuts down or whose process dies leaves the
 /// list within milliseconds (its connection closes); a peer that hangs with
@@ -41,6 +49,8 @@ pub struct Options {
     publish_gap: Duration,
     max_peers: usize,
     event_driven: bool,
+    reconnect_min: Duration,
+    reconnect_max: Duration,
 }
 
 impl Default for Options {
@@ -53,6 +63,8 @@ impl Default for Options {
             publish_gap: Duration::from_millis(2),
             max_peers: 65_536,
             event_driven: true,
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(1),
         }
     }
 }
@@ -109,6 +121,30 @@ impl Options {
     pub fn event_driven(mut self, on: bool) -> Self {
         self.event_driven = on;
         self
+    }
+
+    /// How long a client or subscriber first waits before redialing a server
+    /// it cannot reach or has lost; each failure doubles the wait, up to
+    /// [`reconnect_max`](Options::reconnect_max).
+    pub fn reconnect_min(mut self, d: Duration) -> Self {
+        self.reconnect_min = d;
+        self
+    }
+
+    /// The longest a client or subscriber waits between two redials.
+    pub fn reconnect_max(mut self, d: Duration) -> Self {
+        self.reconnect_max = d;
+        self
+    }
+
+    /// The first reconnect wait set.
+    pub fn get_reconnect_min(&self) -> Duration {
+        self.reconnect_min
+    }
+
+    /// The longest reconnect wait set.
+    pub fn get_reconnect_max(&self) -> Duration {
+        self.reconnect_max
     }
 
     /// The survey time set.
@@ -186,6 +222,18 @@ impl Options {
         if self.max_peers == 0 {
             return bad("max_peers", "must be at least 1".into());
         }
+        if self.reconnect_min.is_zero() {
+            return bad("reconnect_min", "must be greater than zero".into());
+        }
+        if self.reconnect_max < self.reconnect_min {
+            return bad(
+                "reconnect_max",
+                format!(
+                    "{:?} must not be shorter than reconnect_min ({:?})",
+                    self.reconnect_max, self.reconnect_min
+                ),
+            );
+        }
         Ok(())
     }
 }
@@ -237,6 +285,19 @@ mod tests {
             "publish_gap"
         );
         assert_eq!(refused(Options::default().max_peers(0)).0, "max_peers");
+        assert_eq!(
+            refused(Options::default().reconnect_min(ms(0))).0,
+            "reconnect_min"
+        );
+        assert_eq!(
+            refused(
+                Options::default()
+                    .reconnect_min(ms(500))
+                    .reconnect_max(ms(100))
+            )
+            .0,
+            "reconnect_max"
+        );
         let msg = Options::default()
             .miss_threshold(0)
             .validate()
@@ -254,7 +315,9 @@ mod tests {
             .republish_interval(Duration::from_secs(9))
             .publish_gap(Duration::ZERO)
             .max_peers(7)
-            .event_driven(false);
+            .event_driven(false)
+            .reconnect_min(Duration::from_millis(5))
+            .reconnect_max(Duration::from_millis(50));
         o.validate().unwrap();
         assert_eq!(o.get_survey_time(), Duration::from_millis(10));
         assert_eq!(o.get_poll_interval(), Duration::from_millis(20));
@@ -263,5 +326,7 @@ mod tests {
         assert_eq!(o.get_publish_gap(), Duration::ZERO);
         assert_eq!(o.get_max_peers(), 7);
         assert!(!o.get_event_driven());
+        assert_eq!(o.get_reconnect_min(), Duration::from_millis(5));
+        assert_eq!(o.get_reconnect_max(), Duration::from_millis(50));
     }
 }

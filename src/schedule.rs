@@ -41,6 +41,10 @@ pub(crate) struct Schedule {
     publish_due: Option<Instant>,
     last_publish: Option<Instant>,
     next_republish: Instant,
+    /// No list goes out before the first heartbeat round has ended, so a
+    /// restarted server does not tell subscribers that everyone left while
+    /// its clients are still reconnecting.
+    first_publish: Instant,
 }
 
 impl Schedule {
@@ -57,7 +61,11 @@ impl Schedule {
             last_survey: None,
             publish_due: None,
             last_publish: None,
-            next_republish: now + options.get_republish_interval(),
+            next_republish: now
+                + options
+                    .get_republish_interval()
+                    .max(options.get_survey_time()),
+            first_publish: now + options.get_survey_time(),
         }
     }
 
@@ -78,7 +86,7 @@ impl Schedule {
             return;
         }
         let earliest = self.last_publish.map_or(now, |t| t + self.publish_gap);
-        self.publish_due = Some(earliest.max(now));
+        self.publish_due = Some(earliest.max(now).max(self.first_publish));
     }
 
     /// Returns the next action due at `now`, if any, and books it as done.
@@ -218,11 +226,33 @@ mod tests {
     }
 
     #[test]
+    fn nothing_is_published_before_the_first_round_ends() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(&options(), t0);
+        assert_eq!(drain(&mut s, t0), [Action::StartRound]);
+        s.request_publish(t0 + ms(10));
+        assert!(drain(&mut s, t0 + ms(199)).is_empty());
+        assert_eq!(s.next_wakeup(), t0 + ms(200));
+        // The round ends first, then the held publish goes out.
+        assert_eq!(
+            drain(&mut s, t0 + ms(200)),
+            [Action::EndRound, Action::Publish]
+        );
+        // A republish interval shorter than the survey time still waits.
+        let short = options().republish_interval(ms(50)).publish_gap(ms(1));
+        let mut s = Schedule::new(&short, t0);
+        drain(&mut s, t0);
+        assert!(!drain(&mut s, t0 + ms(100)).contains(&Action::Publish));
+        assert!(drain(&mut s, t0 + ms(200)).contains(&Action::Publish));
+    }
+
+    #[test]
     fn a_lone_publish_is_immediate_and_bursts_coalesce() {
         let t0 = Instant::now();
         let mut s = Schedule::new(&options(), t0);
         drain(&mut s, t0);
-        let t = t0 + ms(50);
+        drain(&mut s, t0 + ms(200));
+        let t = t0 + ms(250);
         s.request_publish(t);
         assert_eq!(drain(&mut s, t), [Action::Publish]);
         for i in 1..5 {
@@ -263,7 +293,8 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Schedule::new(&options().publish_gap(Duration::ZERO), t0);
         drain(&mut s, t0);
-        for i in 1..4 {
+        drain(&mut s, t0 + ms(200));
+        for i in 201..204 {
             s.request_publish(t0 + ms(i));
             assert_eq!(drain(&mut s, t0 + ms(i)), [Action::Publish]);
         }

@@ -61,7 +61,11 @@ enum Control {
 ///
 /// Every new subscriber receives the current list as soon as it connects,
 /// and the unchanged list is republished every
-/// [`republish_interval`](Options::republish_interval).
+/// [`republish_interval`](Options::republish_interval). The one wait is at
+/// start: no list goes out before the first heartbeat survey has ended
+/// ([`survey_time`](Options::survey_time) after `new`), so that after a
+/// server restart subscribers are not told that everyone left while the
+/// clients are still reconnecting.
 ///
 /// Threads: two (one reads answers, one keeps the membership and does all
 /// sending), plus NNG's shared pool. [`shutdown`](Server::shutdown) or `Drop`

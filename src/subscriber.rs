@@ -8,6 +8,7 @@ use nng::{Protocol, Socket};
 
 use crate::error::{Error, Result};
 use crate::mailbox::Mailbox;
+use crate::options::Options;
 use crate::transport;
 use crate::wire::{self, MAX_NAME_LEN};
 
@@ -56,12 +57,23 @@ impl Subscriber {
     /// [`Error::InvalidUrl`] for a malformed URL; [`Error::Setup`] if NNG
     /// cannot open the socket or the thread cannot start.
     pub fn new(publish_url: &str) -> Result<Subscriber> {
+        Subscriber::with_options(publish_url, &Options::default())
+    }
+
+    /// Like [`new`](Subscriber::new), with the reconnect timing of `options`
+    /// ([`Options::reconnect_min`], [`Options::reconnect_max`]).
+    ///
+    /// # Errors
+    /// As [`new`](Subscriber::new), and [`Error::InvalidOption`] for
+    /// nonsense options.
+    pub fn with_options(publish_url: &str, options: &Options) -> Result<Subscriber> {
+        options.validate()?;
         let socket = Socket::new(Protocol::Sub0).map_err(Error::nng("open a SUB socket"))?;
         transport::limit(&socket, MAX_LIST_BYTES)?;
         socket
             .set_opt::<Subscribe>(Vec::new())
             .map_err(Error::nng("subscribe"))?;
-        transport::dial(&socket, publish_url)?;
+        transport::dial(&socket, publish_url, options)?;
 
         let (mailbox, changes) = Mailbox::new();
         let thread_socket = socket.clone();

@@ -8,10 +8,6 @@ use nng::{Dialer, Listener, Socket};
 
 use crate::error::{Error, Result};
 
-/// How soon a dialer first retries after a failed or lost connection.
-pub(crate) const RECONNECT_MIN: Duration = Duration::from_millis(100);
-/// The longest a dialer waits between retries (the wait doubles up to this).
-pub(crate) const RECONNECT_MAX: Duration = Duration::from_secs(2);
 /// A bound on every send, so no thread waits forever on a stuck peer.
 pub(crate) const SEND_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -55,13 +51,14 @@ fn bound_url(listener: &Listener, url: &str) -> String {
 }
 
 /// Starts dialing `url` in the background: a malformed URL is an error now,
-/// an absent server is retried until it appears.
-pub(crate) fn dial(socket: &Socket, url: &str) -> Result<Dialer> {
+/// an absent server is retried until it appears, waiting from
+/// `reconnect_min` up to `reconnect_max` between tries.
+pub(crate) fn dial(socket: &Socket, url: &str, options: &crate::Options) -> Result<Dialer> {
     socket
-        .set_opt::<ReconnectMinTime>(Some(RECONNECT_MIN))
+        .set_opt::<ReconnectMinTime>(Some(options.get_reconnect_min()))
         .map_err(Error::nng("set the reconnect time"))?;
     socket
-        .set_opt::<ReconnectMaxTime>(Some(RECONNECT_MAX))
+        .set_opt::<ReconnectMaxTime>(Some(options.get_reconnect_max()))
         .map_err(Error::nng("set the reconnect time"))?;
     Dialer::new(socket, url, true).map_err(|e| {
         url_error(url, e).unwrap_or_else(|| Error::Dial {
