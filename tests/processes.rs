@@ -111,10 +111,15 @@ fn a_stopped_process_leaves_after_the_miss_threshold_and_returns_on_resume() {
     wait_for(&rx, Duration::from_secs(10), "evicted", |l| l.is_empty());
     let took = stopped.elapsed();
     // Two misses need two round ends, one poll interval apart: never sooner.
-    assert!(took >= poll, "evicted after {took:?}, before two missed surveys");
+    assert!(
+        took >= poll,
+        "evicted after {took:?}, before two missed surveys"
+    );
 
     signal(&child, "-CONT");
-    wait_for(&rx, Duration::from_secs(10), "rejoined", |l| l == ["http://hung:1"]);
+    wait_for(&rx, Duration::from_secs(10), "rejoined", |l| {
+        l == ["http://hung:1"]
+    });
 }
 
 #[test]
@@ -152,7 +157,9 @@ fn a_new_subscriber_gets_the_list_without_waiting_for_a_change() {
     // Nothing changes from here on; republish is 30 s away.
     for _ in 0..3 {
         let late = Subscriber::new(server.publish_url()).unwrap();
-        wait_for(&late.changes(), FAST, "late subscriber", |l| l == ["http://a:1"]);
+        wait_for(&late.changes(), FAST, "late subscriber", |l| {
+            l == ["http://a:1"]
+        });
     }
     drop(client);
 }
