@@ -121,6 +121,80 @@ fn main() {
             );
         }
     }
+    shutdown_times(trials);
+}
+
+/// How long `shutdown` takes (target: well under 100 ms), in the awkward
+/// cases: a server with clients answering, a connected client with a
+/// subscription, and a client and a subscriber whose server is unreachable.
+fn shutdown_times(n: usize) {
+    let nowhere = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("tcp://{}", l.local_addr().expect("addr"))
+    };
+    let mut server_t = Vec::new();
+    let mut client_t = Vec::new();
+    let mut lonely_t = Vec::new();
+    let mut sub_t = Vec::new();
+    let fast = Options::default()
+        .poll_interval(Duration::from_millis(20))
+        .survey_time(Duration::from_millis(10));
+    for _ in 0..n.min(20) {
+        let server =
+            Server::new("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", fast.clone()).expect("server");
+        let watch = Subscriber::new(server.publish_url()).expect("subscribe");
+        let clients: Vec<Client> = (0..20)
+            .map(|i| {
+                Client::with_subscription(
+                    server.survey_url(),
+                    server.publish_url(),
+                    &format!("http://s:{i}"),
+                )
+                .expect("client")
+            })
+            .collect();
+        wait_for(&watch.changes(), |l| l.len() == 20);
+        let mut clients = clients.into_iter();
+        if let Some(c) = clients.next() {
+            let t0 = Instant::now();
+            c.shutdown();
+            client_t.push(t0.elapsed());
+        }
+        let t0 = Instant::now();
+        server.shutdown();
+        server_t.push(t0.elapsed());
+        drop(clients);
+        let c = Client::with_subscription(&nowhere, &nowhere, "http://lonely:1").expect("client");
+        let t0 = Instant::now();
+        c.shutdown();
+        lonely_t.push(t0.elapsed());
+        let s = Subscriber::new(&nowhere).expect("subscribe");
+        let t0 = Instant::now();
+        s.shutdown();
+        sub_t.push(t0.elapsed());
+    }
+    println!();
+    println!("# shutdown() duration");
+    println!(
+        "{:<55} {:>6} {:>10} {:>10} {:>10}",
+        "case", "trials", "p50", "p99", "max"
+    );
+    for (case, samples) in [
+        ("server, 20 clients answering a 20 ms poll", server_t),
+        ("client with subscription, connected", client_t),
+        ("client with subscription, server unreachable", lonely_t),
+        ("subscriber, server unreachable", sub_t),
+    ] {
+        let s = summary(samples);
+        println!(
+            "{:<55} {:>6} {:>10} {:>10} {:>10}",
+            case,
+            s.n,
+            fmt(s.p50),
+            fmt(s.p99),
+            fmt(s.max)
+        );
+    }
 }
 
 /// Starts `nng-discovery join` as a child process.
