@@ -3,10 +3,11 @@
 use std::thread::JoinHandle;
 
 use crossbeam_channel::Receiver;
-use nng::{Protocol, Socket};
+use nng::{Protocol, RawSocket, Socket};
 
 use crate::error::{Error, Result};
 use crate::options::Options;
+use crate::receiver::{self, Receiver as NngReceiver, Stopper};
 use crate::subscriber::Subscriber;
 use crate::transport;
 use crate::wire;
@@ -48,6 +49,9 @@ pub struct Client {
     service: String,
     survey_url: String,
     socket: Socket,
+    dialer: Option<nng::Dialer>,
+    link: std::sync::Arc<transport::Link>,
+    stopper: Stopper,
     thread: Option<JoinHandle<()>>,
     subscriber: Option<Subscriber>,
 }
@@ -98,21 +102,30 @@ impl Client {
             Some(url) => Some(Subscriber::with_options(url, options)?),
             None => None,
         };
-        let socket =
-            Socket::new(Protocol::Respondent0).map_err(Error::nng("open a RESPONDENT socket"))?;
+        // Raw mode: NNG 1.4's cooked respondent can touch a freed connection
+        // when one closes with a survey pending (NNG issue 1959; see
+        // tests/respondent_stress.rs). The raw socket queues messages, not
+        // connections, and routes each answer by the id in its header.
+        let socket = RawSocket::new(Protocol::Respondent0)
+            .map_err(Error::nng("open a raw RESPONDENT socket"))?
+            .socket;
         transport::limit(&socket, MAX_SURVEY_BYTES)?;
-        transport::dial(&socket, survey_url, options)?;
+        let link = transport::Link::watch(&socket)?;
+        let dialer = transport::dial(&socket, survey_url, options)?;
 
-        let thread_socket = socket.clone();
+        let (stopper, surveys) = receiver::receiver(&socket)?;
         let name = service.to_owned();
         let thread = std::thread::Builder::new()
             .name("nng-discovery-client".into())
-            .spawn(move || answer_surveys(thread_socket, name))
+            .spawn(move || answer_surveys(surveys, name))
             .map_err(Error::spawn)?;
         Ok(Client {
             service: service.to_owned(),
             survey_url: survey_url.to_owned(),
             socket,
+            dialer: Some(dialer),
+            link,
+            stopper,
             thread: Some(thread),
             subscriber,
         })
@@ -148,12 +161,20 @@ impl Client {
     }
 
     fn stop(&mut self) {
-        self.socket.close();
+        // Stop the thread first and close after: NNG 1.4 must not close a
+        // socket that a thread may be entering a receive on (see receiver).
+        self.stopper.stop();
         if let Some(thread) = self.thread.take() {
             if thread.join().is_err() {
                 log::error!("client thread for {} panicked", self.service);
             }
         }
+        // Let a connection attempt in flight finish first (see Link).
+        self.link.settle();
+        if let Some(dialer) = self.dialer.take() {
+            dialer.close();
+        }
+        self.socket.close();
         if let Some(subscriber) = self.subscriber.take() {
             subscriber.shutdown();
         }
@@ -166,28 +187,18 @@ impl Drop for Client {
     }
 }
 
-fn answer_surveys(socket: Socket, name: String) {
-    loop {
-        match socket.recv() {
-            Ok(mut msg) => {
-                // Reuse the survey's message: the respondent socket keeps
-                // the routing header itself, the body becomes our name.
-                msg.clear();
-                msg.push_back(name.as_bytes());
-                match socket.send(msg) {
-                    Ok(()) => {}
-                    Err((_, nng::Error::Closed)) => return,
-                    // The survey expired or the connection dropped: the
-                    // next survey gets the next answer.
-                    Err((_, e)) => log::debug!("answering a survey as {name}: {e}"),
-                }
-            }
-            Err(nng::Error::Closed) => return,
-            Err(e) => {
-                log::warn!("receiving a survey as {name}: {e}");
-                // Never spin on a persistent error.
-                std::thread::sleep(crate::transport::ERROR_BACKOFF);
-            }
+fn answer_surveys(mut surveys: NngReceiver, name: String) {
+    let what = format!("receiving a survey as {name}");
+    while let Some(mut msg) = surveys.next(&what) {
+        // Reuse the survey's message: its header (the connection id and the
+        // survey id) routes the answer back; the body becomes our name.
+        msg.clear();
+        msg.push_back(name.as_bytes());
+        match surveys.socket().send(msg) {
+            Ok(()) => {}
+            Err((_, nng::Error::Closed)) => return,
+            // The connection dropped: the next survey gets the next answer.
+            Err((_, e)) => log::debug!("answering a survey as {name}: {e}"),
         }
     }
 }

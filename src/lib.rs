@@ -63,6 +63,7 @@ mod error;
 mod mailbox;
 pub mod membership;
 mod options;
+mod receiver;
 mod schedule;
 mod server;
 mod stats;

@@ -59,7 +59,9 @@ impl Schedule {
             round_end: None,
             survey_due: None,
             last_survey: None,
-            publish_due: None,
+            // The first list goes out when the first round ends, even if
+            // nobody asked: it is what `Server::changes` starts with.
+            publish_due: Some(now + options.get_survey_time()),
             last_publish: None,
             next_republish: now
                 + options
@@ -160,7 +162,11 @@ mod tests {
         assert_eq!(drain(&mut s, t0), [Action::StartRound]);
         assert_eq!(s.next_wakeup(), t0 + ms(200));
         assert!(drain(&mut s, t0 + ms(199)).is_empty());
-        assert_eq!(drain(&mut s, t0 + ms(200)), [Action::EndRound]);
+        // The first round's end also sends the first list.
+        assert_eq!(
+            drain(&mut s, t0 + ms(200)),
+            [Action::EndRound, Action::Publish]
+        );
         assert_eq!(s.next_wakeup(), t0 + ms(1000));
         // Woken late: the beat is kept from the schedule, not from the wake.
         assert_eq!(drain(&mut s, t0 + ms(1010)), [Action::StartRound]);
@@ -174,10 +180,11 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Schedule::new(&options(), t0);
         drain(&mut s, t0);
-        // Stalled for 5 intervals: one end, one new round, nothing more.
+        // Stalled for 5 intervals: one end, one new round, the first list
+        // (due since the first round ended), nothing more.
         assert_eq!(
             drain(&mut s, t0 + ms(5500)),
-            [Action::EndRound, Action::StartRound]
+            [Action::EndRound, Action::StartRound, Action::Publish]
         );
         assert_eq!(s.next_wakeup(), t0 + ms(5700));
         drain(&mut s, t0 + ms(5700));
@@ -191,7 +198,7 @@ mod tests {
         drain(&mut s, t0);
         assert_eq!(
             drain(&mut s, t0 + ms(1000)),
-            [Action::EndRound, Action::StartRound]
+            [Action::EndRound, Action::StartRound, Action::Publish]
         );
     }
 
@@ -223,6 +230,18 @@ mod tests {
         s.request_survey(t0 + ms(999), ms(10)); // due at 1009
         assert_eq!(drain(&mut s, t0 + ms(1009)), [Action::StartRound]);
         assert!(drain(&mut s, t0 + ms(1100)).is_empty());
+    }
+
+    #[test]
+    fn the_first_list_is_published_when_the_first_round_ends() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(&options(), t0);
+        assert_eq!(drain(&mut s, t0), [Action::StartRound]);
+        assert_eq!(
+            drain(&mut s, t0 + ms(200)),
+            [Action::EndRound, Action::Publish]
+        );
+        assert!(!drain(&mut s, t0 + ms(5_000)).contains(&Action::Publish));
     }
 
     #[test]
@@ -279,7 +298,8 @@ mod tests {
             }
             now += ms(10);
         }
-        assert_eq!(publishes, [ms(10_000), ms(20_000)]);
+        // The first list when the first round ends, then every 10 s.
+        assert_eq!(publishes, [ms(200), ms(10_200), ms(20_200)]);
         // A publish pushes the next republish back a full interval.
         let mut s = Schedule::new(&options(), t0);
         s.request_publish(t0 + ms(9_000));

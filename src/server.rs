@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::mailbox::Mailbox;
 use crate::membership::{AnswerOutcome, Membership};
 use crate::options::Options;
+use crate::receiver::{self, Receiver as NngReceiver, Stopper};
 use crate::schedule::{extra_survey_gap, Action, Schedule};
 use crate::stats::Stats;
 use crate::transport;
@@ -89,6 +90,7 @@ pub struct Server {
     publish_url: String,
     surveyor: Socket,
     publisher: Socket,
+    stopper: Stopper,
     control: Sender<Control>,
     peers: Arc<Mutex<Vec<String>>>,
     stats: Arc<Mutex<Stats>>,
@@ -145,18 +147,19 @@ impl Server {
             })
             .map_err(Error::nng("watch the publisher's connections"))?;
 
-        let (_survey_listener, bound_survey) = transport::listen(&surveyor, survey_url)?;
-        let (_publish_listener, bound_publish) = transport::listen(&publisher, publish_url)?;
+        // The peers' SP protocol numbers: respondent v0 and subscriber v0.
+        let (_survey_listener, bound_survey) = transport::listen(&surveyor, survey_url, 0x63)?;
+        let (_publish_listener, bound_publish) = transport::listen(&publisher, publish_url, 0x21)?;
 
         let (mailbox, changes) = Mailbox::new();
         let peers = Arc::new(Mutex::new(Vec::new()));
         let stats = Arc::new(Mutex::new(Stats::default()));
         let (answers_tx, answers_rx) = bounded(ANSWER_QUEUE);
 
-        let reader_socket = surveyor.clone();
+        let (stopper, answers) = receiver::receiver(&surveyor)?;
         let reader = std::thread::Builder::new()
             .name("nng-discovery-reader".into())
-            .spawn(move || read_answers(reader_socket, answers_tx))
+            .spawn(move || read_answers(answers, answers_tx))
             .map_err(Error::spawn)?;
         let core = Core {
             membership: Membership::new(
@@ -184,7 +187,7 @@ impl Server {
         let server_thread = match server_thread {
             Ok(t) => t,
             Err(e) => {
-                surveyor.close();
+                stopper.stop();
                 let _ = reader.join();
                 return Err(Error::spawn(e));
             }
@@ -195,6 +198,7 @@ impl Server {
             publish_url: bound_publish,
             surveyor,
             publisher,
+            stopper,
             control: control_tx,
             peers,
             stats,
@@ -240,14 +244,17 @@ impl Server {
     }
 
     fn stop(&mut self) {
+        // Stop both threads, then close the sockets: NNG 1.4 must not close
+        // a socket that a thread may be entering a receive on (see
+        // receiver), and after the join nothing sends on them either.
         let _ = self.control.send(Control::Stop);
-        // Closing the surveyor unblocks the reader's recv.
-        self.surveyor.close();
+        self.stopper.stop();
         for thread in self.threads.drain(..) {
             if thread.join().is_err() {
                 log::error!("a discovery server thread panicked");
             }
         }
+        self.surveyor.close();
         self.publisher.close();
     }
 }
@@ -268,19 +275,10 @@ fn initial_seq() -> u32 {
 }
 
 /// The reading thread: hands every answer to the server thread.
-fn read_answers(socket: Socket, answers: Sender<Message>) {
-    loop {
-        match socket.recv() {
-            Ok(msg) => {
-                if answers.send(msg).is_err() {
-                    return; // the server thread is gone
-                }
-            }
-            Err(nng::Error::Closed) => return,
-            Err(e) => {
-                log::warn!("receiving answers: {e}");
-                std::thread::sleep(transport::ERROR_BACKOFF);
-            }
+fn read_answers(mut incoming: NngReceiver, answers: Sender<Message>) {
+    while let Some(msg) = incoming.next("receiving answers") {
+        if answers.send(msg).is_err() {
+            return; // the server thread is gone
         }
     }
 }

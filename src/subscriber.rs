@@ -9,6 +9,7 @@ use nng::{Protocol, Socket};
 use crate::error::{Error, Result};
 use crate::mailbox::Mailbox;
 use crate::options::Options;
+use crate::receiver::{self, Receiver as NngReceiver, Stopper};
 use crate::transport;
 use crate::wire::{self, MAX_NAME_LEN};
 
@@ -46,6 +47,9 @@ const _: () = assert!(MAX_LIST_BYTES / (MAX_NAME_LEN + 1) > 10_000);
 pub struct Subscriber {
     publish_url: String,
     socket: Socket,
+    dialer: Option<nng::Dialer>,
+    link: std::sync::Arc<transport::Link>,
+    stopper: Stopper,
     changes: Receiver<Vec<String>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -73,18 +77,22 @@ impl Subscriber {
         socket
             .set_opt::<Subscribe>(Vec::new())
             .map_err(Error::nng("subscribe"))?;
-        transport::dial(&socket, publish_url, options)?;
+        let link = transport::Link::watch(&socket)?;
+        let dialer = transport::dial(&socket, publish_url, options)?;
 
         let (mailbox, changes) = Mailbox::new();
-        let thread_socket = socket.clone();
         let url = publish_url.to_owned();
+        let (stopper, lists) = receiver::receiver(&socket)?;
         let thread = std::thread::Builder::new()
             .name("nng-discovery-sub".into())
-            .spawn(move || receive_lists(thread_socket, mailbox, url))
+            .spawn(move || receive_lists(lists, mailbox, url))
             .map_err(Error::spawn)?;
         Ok(Subscriber {
             publish_url: publish_url.to_owned(),
             socket,
+            dialer: Some(dialer),
+            link,
+            stopper,
             changes,
             thread: Some(thread),
         })
@@ -110,13 +118,19 @@ impl Subscriber {
     }
 
     fn stop(&mut self) {
-        // Closing unblocks the thread's recv.
-        self.socket.close();
+        // Stop the thread first and close after (see receiver).
+        self.stopper.stop();
         if let Some(thread) = self.thread.take() {
             if thread.join().is_err() {
                 log::error!("subscriber thread for {} panicked", self.publish_url);
             }
         }
+        // Let a connection attempt in flight finish first (see Link).
+        self.link.settle();
+        if let Some(dialer) = self.dialer.take() {
+            dialer.close();
+        }
+        self.socket.close();
     }
 }
 
@@ -126,26 +140,19 @@ impl Drop for Subscriber {
     }
 }
 
-fn receive_lists(socket: Socket, mut mailbox: Mailbox<Vec<String>>, url: String) {
-    loop {
-        match socket.recv() {
-            Ok(msg) => match wire::decode_list(msg.as_slice()) {
-                Ok(list) => {
-                    if mailbox.offer(list) {
-                        log::debug!("new list from {url}");
-                    }
+fn receive_lists(mut lists: NngReceiver, mut mailbox: Mailbox<Vec<String>>, url: String) {
+    let what = format!("receiving from {url}");
+    while let Some(msg) = lists.next(&what) {
+        match wire::decode_list(msg.as_slice()) {
+            Ok(list) => {
+                if mailbox.offer(list) {
+                    log::debug!("new list from {url}");
                 }
-                Err(e) => log::warn!(
-                    "ignoring a corrupt list ({} bytes) from {url}: {e}",
-                    msg.len()
-                ),
-            },
-            Err(nng::Error::Closed) => return,
-            Err(e) => {
-                log::warn!("receiving from {url}: {e}");
-                // Never spin on a persistent error.
-                std::thread::sleep(crate::transport::ERROR_BACKOFF);
             }
+            Err(e) => log::warn!(
+                "ignoring a corrupt list ({} bytes) from {url}: {e}",
+                msg.len()
+            ),
         }
     }
 }

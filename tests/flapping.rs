@@ -31,12 +31,14 @@ fn wait_for(rx: &Receiver<Vec<String>>, done: impl Fn(&[String]) -> bool) {
     }
 }
 
-/// Polls `f` until it returns `want` or 10 s pass; returns the last value.
+/// Polls `f` until it returns at most `want` or 10 s pass; returns the last
+/// value. (The baseline may include a connection NNG had not finished
+/// reaping, so "back to the level" means "not above it".)
 fn settle(want: usize, f: impl Fn() -> usize) -> usize {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let now = f();
-        if now == want || Instant::now() > deadline {
+        if now <= want || Instant::now() > deadline {
             return now;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -88,8 +90,14 @@ fn a_thousand_flapping_clients_leave_nothing_behind() {
     eprintln!(
         "threads {threads} -> {threads_after}, fds {fds} -> {fds_after}, RSS {rss} -> {rss_after} KiB"
     );
-    assert_eq!(threads_after, threads, "threads left behind");
-    assert_eq!(fds_after, fds, "file descriptors left behind");
+    assert!(
+        threads_after <= threads,
+        "threads left behind: {threads} -> {threads_after}"
+    );
+    assert!(
+        fds_after <= fds,
+        "file descriptors left behind: {fds} -> {fds_after}"
+    );
     // Memory: no growth per cycle beyond allocator noise (a leak of even
     // 1 KiB per cycle would show as 1 MiB).
     assert!(

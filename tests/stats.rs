@@ -64,6 +64,10 @@ fn refused_answers_are_counted() {
     let second = Client::new(server.survey_url(), "http://second:1").unwrap();
     let stats = wait_stats(&server, "second refused", |s| s.refused_full >= 1);
     assert_eq!(stats.peers, 1);
+    // `peers()` is the list as last published: wait for the first publish.
+    let changes = server.changes();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while changes.recv_deadline(deadline).unwrap() != ["http://first:1"] {}
     assert_eq!(server.peers(), ["http://first:1"]);
     drop((first, second));
 }

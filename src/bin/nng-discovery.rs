@@ -1,6 +1,224 @@
-//! The `nng-discovery` daemon (placeholder until the CLI lands).
-fn main() {
-    env_logger::init();
-    eprintln!("nng-discovery: not implemented yet");
-    std::process::exit(2);
+//! `nng-discovery`: the discovery server, a join sidecar and a watcher, as
+//! one small command-line program. Run `nng-discovery --help`.
+//!
+//! Signals: SIGINT and SIGTERM are blocked first thing in `main`, before any
+//! thread exists, so every thread inherits the mask and they are only ever
+//! taken synchronously with `sigwait` (see `signals`). Each command's
+//! function owns its server, client or subscriber and shuts it down (sockets
+//! closed, threads joined) before `main` returns the exit status.
+
+// The modules live in src/bin/nng-discovery/ (a crate root's `mod` looks
+// beside the root file, hence the paths).
+#[path = "nng-discovery/args.rs"]
+mod args;
+#[path = "nng-discovery/duration.rs"]
+mod duration;
+#[path = "nng-discovery/exec.rs"]
+mod exec;
+#[path = "nng-discovery/output.rs"]
+mod output;
+#[path = "nng-discovery/signals.rs"]
+mod signals;
+
+use std::io::{self, Write as _};
+use std::process::ExitCode;
+
+use crossbeam_channel::{never, select, Receiver};
+use nng_discovery::{Client, Server, Subscriber};
+
+use args::{Command, JoinArgs, ServerArgs, WatchArgs};
+use signals::Signal;
+
+/// Exit status after a runtime failure.
+const FAILURE: u8 = 1;
+/// Exit status after a usage error.
+const USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    if let Err(e) = signals::block() {
+        eprintln!("nng-discovery: cannot block SIGINT and SIGTERM: {e}");
+        return ExitCode::from(FAILURE);
+    }
+    let mut args = Vec::new();
+    for arg in std::env::args_os().skip(1) {
+        match arg.into_string() {
+            Ok(arg) => args.push(arg),
+            Err(arg) => {
+                eprintln!("nng-discovery: argument {arg:?} is not valid UTF-8");
+                return ExitCode::from(USAGE);
+            }
+        }
+    }
+    let command = match args::parse(&args) {
+        Ok(command) => command,
+        Err(e) => {
+            eprintln!("nng-discovery: {e}");
+            return ExitCode::from(USAGE);
+        }
+    };
+    let result = match command {
+        // A closed stdout is no reason to fail (or panic, as print! would).
+        Command::Help(text) => {
+            let _ = io::stdout().write_all(text.as_bytes());
+            Ok(())
+        }
+        Command::Version => {
+            let _ = writeln!(io::stdout(), "nng-discovery {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Server(a) => {
+            init_logging();
+            server(a)
+        }
+        Command::Join(a) => {
+            init_logging();
+            join(a)
+        }
+        Command::Watch(a) => {
+            init_logging();
+            watch(a)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("nng-discovery: {message}");
+            ExitCode::from(FAILURE)
+        }
+    }
+}
+
+fn init_logging() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+}
+
+/// A runtime failure, printed as `nng-discovery: MESSAGE` (exit status 1).
+type Outcome = Result<(), String>;
+
+fn server(a: ServerArgs) -> Outcome {
+    let server = Server::new(&a.survey, &a.publish, a.options).map_err(|e| e.to_string())?;
+    {
+        // Scripts and tests read these lines to learn the ports bound for
+        // tcp://HOST:0. A closed stdout must not stop the server.
+        let mut out = io::stdout().lock();
+        let _ = writeln!(out, "survey {}", server.survey_url());
+        let _ = writeln!(out, "publish {}", server.publish_url());
+        let _ = out.flush();
+    }
+    let signal = signals::wait().map_err(|e| format!("waiting for signals: {e}"))?;
+    log::info!("{}: shutting down", signal.name());
+    server.shutdown();
+    Ok(())
+}
+
+fn join(a: JoinArgs) -> Outcome {
+    let client = match &a.publish {
+        Some(publish) => Client::with_subscription(&a.survey, publish, &a.name),
+        None => Client::new(&a.survey, &a.name),
+    }
+    .map_err(|e| e.to_string())?;
+    log::info!("answering surveys from {} as {}", a.survey, a.name);
+    match client.peers() {
+        Ok(lists) => {
+            let signals = signals::forward().map_err(|e| format!("watching signals: {e}"))?;
+            let mut printer = Printer { json: a.json };
+            loop {
+                select! {
+                    recv(signals) -> signal => {
+                        log_stop(signal);
+                        break;
+                    }
+                    recv(lists) -> list => match list {
+                        Ok(list) => {
+                            if !printer.print(&list)? {
+                                break;
+                            }
+                        }
+                        Err(_) => return Err("the subscription ended unexpectedly".into()),
+                    },
+                }
+            }
+        }
+        Err(_) => {
+            let signal = signals::wait().map_err(|e| format!("waiting for signals: {e}"))?;
+            log::info!("{}: leaving", signal.name());
+        }
+    }
+    client.shutdown();
+    Ok(())
+}
+
+fn watch(a: WatchArgs) -> Outcome {
+    let subscriber = Subscriber::new(&a.publish).map_err(|e| e.to_string())?;
+    let signals = signals::forward().map_err(|e| format!("watching signals: {e}"))?;
+    let lists = subscriber.changes();
+    let mut exec = a.exec.map(exec::Exec::new);
+    let no_exits: Receiver<u32> = never();
+    let mut printer = Printer { json: a.json };
+    log::info!("watching {}", a.publish);
+    let result = loop {
+        let exits = exec.as_ref().map_or(&no_exits, |e| e.exited());
+        select! {
+            recv(signals) -> signal => {
+                log_stop(signal);
+                break Ok(());
+            }
+            recv(lists) -> list => match list {
+                Ok(list) => match printer.print(&list) {
+                    Ok(true) if a.once => break Ok(()),
+                    Ok(true) => {
+                        if let Some(exec) = exec.as_mut() {
+                            exec.offer(list);
+                        }
+                    }
+                    Ok(false) => break Ok(()),
+                    Err(e) => break Err(e),
+                },
+                Err(_) => break Err("the subscription ended unexpectedly".to_owned()),
+            },
+            recv(exits) -> _ => {
+                if let Some(exec) = exec.as_mut() {
+                    exec.on_exit();
+                }
+            }
+        }
+    };
+    if let Some(exec) = exec.as_mut() {
+        exec.stop();
+    }
+    subscriber.shutdown();
+    result
+}
+
+fn log_stop(signal: Result<Signal, crossbeam_channel::RecvError>) {
+    match signal {
+        Ok(signal) => log::info!("{}: shutting down", signal.name()),
+        Err(_) => log::error!("the signal thread ended: shutting down"),
+    }
+}
+
+/// Prints lists on stdout, one line each.
+struct Printer {
+    json: bool,
+}
+
+impl Printer {
+    /// Prints `names`; returns `Ok(false)` when stdout is closed (a reader
+    /// such as `head -1` went away: a normal way to end).
+    fn print(&mut self, names: &[String]) -> Result<bool, String> {
+        let line = if self.json {
+            output::json(names)
+        } else {
+            output::spaced(names)
+        };
+        let mut out = io::stdout().lock();
+        match writeln!(out, "{line}").and_then(|()| out.flush()) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                log::info!("stdout was closed: stopping");
+                Ok(false)
+            }
+            Err(e) => Err(format!("cannot write to stdout: {e}")),
+        }
+    }
 }

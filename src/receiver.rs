@@ -1,0 +1,171 @@
+//! Receive loops that stop without racing `nng_close`.
+//!
+//! NNG 1.4 cannot safely close a socket while another thread is entering a
+//! receive on it: `nng_recv_aio` looks the socket up, lets go of it, then
+//! queues the receive on the socket's message queue, and
+//! `nni_msgq_aio_get` does not check whether that queue was closed in
+//! between. Such a receive then waits forever, or, with a timeout, touches
+//! the freed queue when the timeout fires (both seen in
+//! `tests/respondent_stress.rs`). So a background thread here never blocks
+//! inside NNG: it waits in `poll(2)` on the socket's receive descriptor
+//! (`NNG_OPT_RECVFD`) and on a socketpair that [`Stopper::stop`] writes to,
+//! and takes messages with non-blocking receives, which never stay queued.
+//! Its owner closes the socket only after the thread has been joined.
+
+use std::io::Write;
+use std::os::unix::io::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+
+use nng::options::{Options as _, RecvFd};
+use nng::{Message, Socket};
+
+use crate::error::{Error, Result};
+use crate::transport::ERROR_BACKOFF;
+
+/// The owner's handle: tells the receiving thread to stop. Dropping it does
+/// the same.
+#[derive(Debug)]
+pub(crate) struct Stopper(UnixStream);
+
+impl Stopper {
+    /// Wakes the receiving thread and makes it return `None`.
+    pub(crate) fn stop(&self) {
+        // A full buffer still means "readable" to the thread; any error
+        // means the thread's end is gone. Either way, nothing to do.
+        let _ = (&self.0).write(&[1]);
+    }
+}
+
+/// The receiving thread's handle.
+#[derive(Debug)]
+pub(crate) struct Receiver {
+    socket: Socket,
+    recv_fd: RawFd,
+    wake: UnixStream,
+}
+
+/// Prepares a receive loop on `socket`.
+pub(crate) fn receiver(socket: &Socket) -> Result<(Stopper, Receiver)> {
+    let recv_fd = socket
+        .get_opt::<RecvFd>()
+        .map_err(Error::nng("get the socket's receive descriptor"))?;
+    let (stopper, wake) = UnixStream::pair().map_err(Error::spawn)?;
+    Ok((
+        Stopper(stopper),
+        Receiver {
+            socket: socket.clone(),
+            recv_fd,
+            wake,
+        },
+    ))
+}
+
+impl Receiver {
+    /// The socket this receives on (for answering).
+    pub(crate) fn socket(&self) -> &Socket {
+        &self.socket
+    }
+
+    /// The next message, or `None` once stopped (or the socket is closed).
+    /// Unexpected errors are logged with `what` and retried.
+    pub(crate) fn next(&mut self, what: &str) -> Option<Message> {
+        loop {
+            match self.socket.try_recv() {
+                Ok(msg) => return Some(msg),
+                Err(nng::Error::TryAgain) => {}
+                Err(nng::Error::Closed) => return None,
+                Err(e) => {
+                    log::warn!("{what}: {e}");
+                    std::thread::sleep(ERROR_BACKOFF); // never spin
+                }
+            }
+            if self.wait() {
+                return None;
+            }
+        }
+    }
+
+    /// Blocks until a message may be ready (false) or a stop is asked for
+    /// (true).
+    fn wait(&mut self) -> bool {
+        let mut fds = [
+            libc::pollfd {
+                fd: self.recv_fd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.wake.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        loop {
+            // SAFETY: `fds` is a valid array of two initialised pollfd
+            // structs that outlives the call, and its length is passed.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+            if n >= 0 {
+                break;
+            }
+            if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                // poll itself failed (it should not): stop rather than spin.
+                log::error!("poll failed: {}", std::io::Error::last_os_error());
+                return true;
+            }
+        }
+        // Readable (stop asked), hung up or failed (the Stopper is gone).
+        fds[1].revents != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn pair() -> (Socket, Socket, String) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let url = format!(
+            "inproc://receiver-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let a = Socket::new(nng::Protocol::Pair0).unwrap();
+        a.listen(&url).unwrap();
+        let b = Socket::new(nng::Protocol::Pair0).unwrap();
+        b.dial(&url).unwrap();
+        (a, b, url)
+    }
+
+    #[test]
+    fn delivers_messages_then_stops_on_request() {
+        let (a, b, _) = pair();
+        let (stopper, mut rx) = receiver(&a).unwrap();
+        let thread = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            while let Some(m) = rx.next("test") {
+                got.push(m.as_slice().to_vec());
+            }
+            got
+        });
+        for i in 0..3u8 {
+            b.send([i]).unwrap();
+        }
+        // The stop may overtake messages still in flight; it must end the
+        // thread promptly either way.
+        std::thread::sleep(Duration::from_millis(50));
+        stopper.stop();
+        let got = thread.join().unwrap();
+        assert_eq!(got, vec![vec![0], vec![1], vec![2]]);
+    }
+
+    #[test]
+    fn dropping_the_stopper_stops_the_thread() {
+        let (a, _b, _) = pair();
+        let (stopper, mut rx) = receiver(&a).unwrap();
+        let thread = std::thread::spawn(move || rx.next("test").is_none());
+        drop(stopper);
+        assert!(thread.join().unwrap());
+    }
+}

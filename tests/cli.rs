@@ -1,0 +1,713 @@
+//! The `nng-discovery` binary, driven as child processes on loopback.
+//!
+//! Each test starts its own server on `tcp://127.0.0.1:0` and reads the
+//! ports it bound from the `survey URL` / `publish URL` lines it prints.
+//! Children are read through threads and channels with timeouts, and killed
+//! by a guard if a test fails; nothing here sleeps to synchronise.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError};
+
+/// How long to wait for anything that should take milliseconds. Generous:
+/// the machines running these tests have two busy cores.
+const TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The daemon, when the `cli` feature built it.
+fn binary() -> Option<&'static str> {
+    let path = option_env!("CARGO_BIN_EXE_nng-discovery");
+    if path.is_none() {
+        eprintln!("note: the nng-discovery binary was not built (feature `cli` off): skipping");
+    }
+    path
+}
+
+macro_rules! binary_or_return {
+    () => {
+        match binary() {
+            Some(path) => path,
+            None => return,
+        }
+    };
+}
+
+/// A running child whose output lines arrive on channels. Dropping it
+/// kills the child (if it still runs) and reaps it.
+struct Proc {
+    what: String,
+    child: Child,
+    stdout: Receiver<String>,
+    /// Every stderr line so far, for failure messages.
+    stderr: Arc<Mutex<String>>,
+    stderr_done: Receiver<()>,
+    status: Option<ExitStatus>,
+}
+
+impl Proc {
+    fn start(bin: &str, args: &[&str]) -> Proc {
+        Proc::start_with(bin, args, &[])
+    }
+
+    fn start_with(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        let mut command = Command::new(bin);
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let what = format!("nng-discovery {}", args.join(" "));
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(e) => panic!("cannot start {what}: {e}"),
+        };
+        let out = child.stdout.take().expect("piped stdout");
+        let err = child.stderr.take().expect("piped stderr");
+        let (tx, stdout) = unbounded();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (done_tx, stderr_done) = unbounded();
+        let sink = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+            drop(done_tx);
+        });
+        Proc {
+            what,
+            child,
+            stdout,
+            stderr,
+            stderr_done,
+            status: None,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits for a stdout line satisfying `want` and returns it; lines
+    /// before it are skipped.
+    fn expect_line(&self, what: &str, want: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut seen = Vec::new();
+        loop {
+            match self.stdout.recv_deadline(deadline) {
+                Ok(line) if want(&line) => return line,
+                Ok(line) => seen.push(line),
+                Err(e) => panic!(
+                    "{}: no stdout line {what} ({}); lines seen: {seen:?}; stderr:\n{}",
+                    self.what,
+                    match e {
+                        RecvTimeoutError::Timeout => "timed out",
+                        RecvTimeoutError::Disconnected => "stdout closed",
+                    },
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
+    /// Waits for the stdout line that is exactly `line`.
+    fn expect(&self, line: &str) -> String {
+        self.expect_line(&format!("{line:?}"), |l| l == line)
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill has no memory-safety preconditions; the child has not
+        // been reaped, so the pid is still its own.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill({}, {signal})", self.child.id());
+    }
+
+    /// Waits (at most `TIMEOUT`) for the child to exit, and returns its
+    /// status.
+    fn wait_exit(&mut self) -> ExitStatus {
+        self.wait_exit_within(TIMEOUT)
+    }
+
+    fn wait_exit_within(&mut self, limit: Duration) -> ExitStatus {
+        if let Some(status) = self.status {
+            return status;
+        }
+        if !exited_within(self.child.id(), limit) {
+            panic!(
+                "{} did not exit within {limit:?}; stderr:\n{}",
+                self.what,
+                self.stderr()
+            );
+        }
+        let status = self.child.wait().expect("reaping the child");
+        self.status = Some(status);
+        // Its stderr is complete once the pipe closes.
+        let _ = self.stderr_done.recv_timeout(TIMEOUT);
+        status
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Waits up to `limit` for child `pid` to exit, without reaping it, so the
+/// pid stays the child's (and a guard can still kill it) whatever happens.
+fn exited_within(pid: u32, limit: Duration) -> bool {
+    let (tx, rx) = unbounded();
+    std::thread::spawn(move || {
+        let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
+        loop {
+            // SAFETY: `info` is valid for writes; WNOWAIT leaves the child
+            // waitable.
+            let rc = unsafe {
+                libc::waitid(
+                    libc::P_PID,
+                    pid as libc::id_t,
+                    info.as_mut_ptr(),
+                    libc::WEXITED | libc::WNOWAIT,
+                )
+            };
+            if rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                break;
+            }
+        }
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(limit).is_ok()
+}
+
+/// Runs the binary to completion (for quick commands such as `--help`) and
+/// returns its status, stdout and stderr.
+fn run(bin: &str, args: &[&str]) -> (ExitStatus, String, String) {
+    let mut p = Proc::start(bin, args);
+    let status = p.wait_exit();
+    let mut out = String::new();
+    while let Ok(line) = p.stdout.recv_timeout(TIMEOUT) {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    (status, out, p.stderr())
+}
+
+/// A server on two free loopback ports, with a fast heartbeat; returns it
+/// with the survey and publish URLs it printed.
+fn start_server(bin: &str) -> (Proc, String, String) {
+    let server = Proc::start(
+        bin,
+        &[
+            "server",
+            "--survey",
+            "tcp://127.0.0.1:0",
+            "--publish",
+            "tcp://127.0.0.1:0",
+            "--poll-interval",
+            "1s",
+            "--survey-time",
+            "100ms",
+        ],
+    );
+    let survey = server.expect_line("survey URL", |l| l.starts_with("survey "));
+    let publish = server.expect_line("publish URL", |l| l.starts_with("publish "));
+    let survey = survey["survey ".len()..].to_owned();
+    let publish = publish["publish ".len()..].to_owned();
+    assert!(
+        survey.starts_with("tcp://127.0.0.1:") && !survey.ends_with(":0"),
+        "{survey}"
+    );
+    assert!(
+        publish.starts_with("tcp://127.0.0.1:") && !publish.ends_with(":0"),
+        "{publish}"
+    );
+    (server, survey, publish)
+}
+
+fn assert_exit(status: ExitStatus, code: i32, what: &str) {
+    assert_eq!(status.code(), Some(code), "{what}: {status}");
+}
+
+#[test]
+fn help_for_every_command() {
+    let bin = binary_or_return!();
+    let cases: [(&[&str], &str, &[&str]); 7] = [
+        (
+            &["--help"],
+            "nng-discovery: service discovery",
+            &["server", "join", "watch", "RUST_LOG", "Exit status"],
+        ),
+        (&["-h"], "nng-discovery: service discovery", &[]),
+        (
+            &["help", "join"],
+            "nng-discovery join:",
+            &["--survey", "--name", "--publish", "--json"],
+        ),
+        (
+            &["server", "--help"],
+            "nng-discovery server:",
+            &[
+                "--survey",
+                "--publish",
+                "--poll-interval",
+                "--survey-time",
+                "--miss-threshold",
+                "--republish-interval",
+                "--max-peers",
+                "SIGTERM",
+            ],
+        ),
+        (
+            &["join", "-h"],
+            "nng-discovery join:",
+            &["--survey", "--name", "--publish", "--json", "SIGTERM"],
+        ),
+        (
+            &["watch", "--help"],
+            "nng-discovery watch:",
+            &[
+                "--publish",
+                "--json",
+                "--exec",
+                "NNG_DISCOVERY_PEERS",
+                "NNG_DISCOVERY_PEERS_JSON",
+                "NNG_DISCOVERY_COUNT",
+                "standard input",
+                "SIGTERM",
+            ],
+        ),
+        (
+            &["watch", "--publish", "tcp://127.0.0.1:1", "-h"],
+            "nng-discovery watch:",
+            &[],
+        ),
+    ];
+    for (args, heading, mentions) in cases {
+        let (status, out, err) = run(bin, args);
+        assert_exit(status, 0, &format!("{args:?}"));
+        assert!(out.starts_with(heading), "{args:?}: {out}");
+        for m in mentions {
+            assert!(
+                out.contains(m),
+                "{args:?}: help does not mention {m}:\n{out}"
+            );
+        }
+        assert!(err.is_empty(), "{args:?}: stderr: {err}");
+    }
+    let (status, out, _) = run(bin, &["--version"]);
+    assert_exit(status, 0, "--version");
+    assert!(out.starts_with("nng-discovery "), "{out}");
+}
+
+#[test]
+fn usage_errors_exit_2_with_one_line_naming_the_flag() {
+    let bin = binary_or_return!();
+    let server = [
+        "server",
+        "--survey",
+        "tcp://127.0.0.1:0",
+        "--publish",
+        "tcp://127.0.0.1:0",
+    ];
+    let with = |extra: &[&'static str]| -> Vec<&'static str> {
+        server.iter().chain(extra).copied().collect()
+    };
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec![], "a command is needed"),
+        (vec!["serve"], "unknown command \"serve\""),
+        (vec!["server", "--survey", "tcp://127.0.0.1:0"], "--publish"),
+        (
+            with(&["--poll-interval", "abc"]),
+            "invalid --poll-interval \"abc\": expected a duration like 250ms or 2s",
+        ),
+        (with(&["--survey-time=5"]), "invalid --survey-time \"5\""),
+        (
+            with(&["--survey-time", "2s", "--poll-interval", "1s"]),
+            "invalid --survey-time:",
+        ),
+        (
+            with(&["--miss-threshold", "0"]),
+            "invalid --miss-threshold \"0\"",
+        ),
+        (with(&["--bogus"]), "unknown option --bogus"),
+        (with(&["--survey", "x"]), "--survey given more than once"),
+        (
+            vec!["join", "--survey", "tcp://127.0.0.1:1", "--name", "a|b"],
+            "invalid --name \"a|b\"",
+        ),
+        (vec!["join", "--survey", "tcp://127.0.0.1:1"], "--name"),
+        (vec!["watch", "--json"], "--publish"),
+        (vec!["watch", "--publish"], "--publish needs a value"),
+        (
+            vec!["watch", "--publish", "tcp://127.0.0.1:1", "extra"],
+            "unexpected argument \"extra\"",
+        ),
+    ];
+    for (args, want) in cases {
+        let (status, out, err) = run(bin, &args);
+        assert_exit(status, 2, &format!("{args:?}"));
+        assert!(out.is_empty(), "{args:?}: stdout: {out}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: not one line: {err}");
+        assert!(err.starts_with("nng-discovery: "), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err:?} lacks {want:?}");
+    }
+}
+
+#[test]
+fn runtime_errors_exit_1_with_one_line_naming_the_url() {
+    let bin = binary_or_return!();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a port");
+    let port = taken.local_addr().expect("its address").port();
+    let in_use = format!("tcp://127.0.0.1:{port}");
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &[
+                "server",
+                "--survey",
+                &in_use,
+                "--publish",
+                "tcp://127.0.0.1:0",
+            ],
+            "already in use",
+        ),
+        (
+            &[
+                "server",
+                "--survey",
+                "bogus://x",
+                "--publish",
+                "tcp://127.0.0.1:0",
+            ],
+            "\"bogus://x\"",
+        ),
+        (
+            &["join", "--survey", "nonsense", "--name", "a"],
+            "\"nonsense\"",
+        ),
+        (&["watch", "--publish", "tcp://"], "\"tcp://\""),
+    ];
+    for (args, want) in cases {
+        let (status, _, err) = run(bin, args);
+        assert_exit(status, 1, &format!("{args:?}"));
+        let last = err.lines().last().unwrap_or_default();
+        assert!(last.starts_with("nng-discovery: "), "{args:?}: {err}");
+        assert!(last.contains(want), "{args:?}: {last:?} lacks {want:?}");
+        assert_eq!(
+            err.lines()
+                .filter(|l| l.starts_with("nng-discovery: "))
+                .count(),
+            1,
+            "{args:?}: {err}"
+        );
+    }
+    drop(taken);
+}
+
+#[test]
+fn server_join_watch_and_clean_signals() {
+    let bin = binary_or_return!();
+    let (mut server, survey, publish) = start_server(bin);
+    let watch = Proc::start(bin, &["watch", "--publish", &publish]);
+    let mut watch_json = Proc::start(bin, &["watch", "--publish", &publish, "--json"]);
+
+    let mut alpha = Proc::start(bin, &["join", "--survey", &survey, "--name", "alpha"]);
+    let mut beta = Proc::start(
+        bin,
+        &[
+            "join",
+            "--survey",
+            &survey,
+            "--name",
+            "http://beta:8080",
+            "--publish",
+            &publish,
+        ],
+    );
+    watch.expect("alpha http://beta:8080");
+    watch_json.expect(r#"["alpha","http://beta:8080"]"#);
+    // join --publish prints the lists too.
+    beta.expect("alpha http://beta:8080");
+    // watch --once prints the current list and exits.
+    let (status, out, _) = run(bin, &["watch", "--publish", &publish, "--once", "--json"]);
+    assert_exit(status, 0, "watch --once");
+    assert_eq!(out, "[\"alpha\",\"http://beta:8080\"]\n");
+
+    // A SIGTERM'd join leaves at once and exits 0.
+    alpha.signal(libc::SIGTERM);
+    assert_exit(alpha.wait_exit(), 0, "join after SIGTERM");
+    watch.expect("http://beta:8080");
+    watch_json.expect(r#"["http://beta:8080"]"#);
+    beta.expect("http://beta:8080");
+
+    // SIGINT works as well as SIGTERM.
+    beta.signal(libc::SIGINT);
+    assert_exit(beta.wait_exit(), 0, "join --publish after SIGINT");
+    watch.expect("");
+    watch_json.expect("[]");
+
+    watch_json.signal(libc::SIGTERM);
+    assert_exit(watch_json.wait_exit(), 0, "watch after SIGTERM");
+
+    server.signal(libc::SIGTERM);
+    assert_exit(server.wait_exit(), 0, "server after SIGTERM");
+    let log = server.stderr();
+    for want in [
+        "joined: alpha",
+        "left: alpha",
+        "joined: http://beta:8080",
+        "SIGTERM",
+    ] {
+        assert!(log.contains(want), "server log lacks {want:?}:\n{log}");
+    }
+    // The watcher outlives the server (it redials) until it is told to stop.
+    let mut watch = watch;
+    watch.signal(libc::SIGINT);
+    assert_exit(watch.wait_exit(), 0, "watch after SIGINT");
+}
+
+#[test]
+fn a_join_started_before_its_server_registers_when_it_comes_up() {
+    let bin = binary_or_return!();
+    // Learn two free ports from a first server, stop it, and start the
+    // join before a second server on the same ports.
+    let (mut first, survey, publish) = start_server(bin);
+    first.signal(libc::SIGTERM);
+    assert_exit(first.wait_exit(), 0, "first server");
+    let _join = Proc::start(bin, &["join", "--survey", &survey, "--name", "early"]);
+    let watch = Proc::start(bin, &["watch", "--publish", &publish]);
+    let _server = Proc::start(
+        bin,
+        &[
+            "server",
+            "--survey",
+            &survey,
+            "--publish",
+            &publish,
+            "--survey-time",
+            "100ms",
+        ],
+    );
+    watch.expect("early");
+}
+
+/// The shell command for `--exec` tests: prints what it was given on one
+/// line, after the marker `EXEC`.
+const REPORT: &str = r#"printf 'EXEC %s|%s|%s|%s\n' "$NNG_DISCOVERY_COUNT" "$NNG_DISCOVERY_PEERS" "$NNG_DISCOVERY_PEERS_JSON" "$(tr '\n' ',')""#;
+
+#[test]
+fn exec_gets_the_list_in_every_form() {
+    let bin = binary_or_return!();
+    let (_server, survey, publish) = start_server(bin);
+    // An inherited value must not leak through.
+    let watch = Proc::start_with(
+        bin,
+        &["watch", "--publish", &publish, "--exec", REPORT],
+        &[("NNG_DISCOVERY_PEERS", "stale")],
+    );
+    // The first list, empty, runs the command too.
+    watch.expect("EXEC 0||[]|");
+    let _a = Proc::start(bin, &["join", "--survey", &survey, "--name", "a"]);
+    let mut spaced = Proc::start(bin, &["join", "--survey", &survey, "--name", "b c"]);
+    watch.expect(r#"EXEC 2|a b c|["a","b c"]|a,b c,"#);
+    spaced.signal(libc::SIGTERM);
+    assert_exit(spaced.wait_exit(), 0, "join");
+    watch.expect(r#"EXEC 1|a|["a"]|a,"#);
+}
+
+/// Makes a FIFO for gating a command, in the temporary directory.
+fn fifo(tag: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "nngd-cli-{}-{}-{tag}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_file(&path);
+    let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
+        .expect("no NUL");
+    // SAFETY: `c` is a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    path
+}
+
+/// Lets one command blocked reading the FIFO go on: opens it for writing
+/// (which waits for the reader) and closes it, so the reader sees EOF.
+fn open_gate(path: &std::path::Path) {
+    let path = path.to_owned();
+    let (tx, rx) = unbounded();
+    std::thread::spawn(move || {
+        let _ = tx.send(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map(drop),
+        );
+    });
+    match rx.recv_timeout(TIMEOUT) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("opening the gate: {e}"),
+        Err(_) => panic!("no command was waiting at the gate"),
+    }
+}
+
+#[test]
+fn exec_runs_one_at_a_time_and_only_the_latest_list_next() {
+    let bin = binary_or_return!();
+    let gate = fifo("gate");
+    let command = format!(
+        r#"echo "START $NNG_DISCOVERY_PEERS"; cat '{}' >/dev/null; echo "END $NNG_DISCOVERY_PEERS""#,
+        gate.display()
+    );
+    let (_server, survey, publish) = start_server(bin);
+    let watch = Proc::start(bin, &["watch", "--publish", &publish, "--exec", &command]);
+    watch.expect("START ");
+    // Two changes while the first command is held at the gate: both are
+    // printed, but only the second one will run.
+    let _a = Proc::start(bin, &["join", "--survey", &survey, "--name", "a"]);
+    watch.expect("a");
+    let _b = Proc::start(bin, &["join", "--survey", &survey, "--name", "b"]);
+    watch.expect("a b");
+    open_gate(&gate);
+    // Every line from here on is checked: END of the first run, then the
+    // latest list's START, never "START a", never two STARTs in a row.
+    let next = || {
+        watch.expect_line("from the command", |l| {
+            l.starts_with("START") || l.starts_with("END")
+        })
+    };
+    assert_eq!(next(), "END ");
+    assert_eq!(next(), "START a b");
+    open_gate(&gate);
+    assert_eq!(next(), "END a b");
+    let _ = std::fs::remove_file(&gate);
+}
+
+#[test]
+fn stopping_watch_stops_its_running_command() {
+    let bin = binary_or_return!();
+    let (_server, _survey, publish) = start_server(bin);
+    // The command prints its pid, then runs (as that pid) until killed.
+    let mut watch = Proc::start(
+        bin,
+        &[
+            "watch",
+            "--publish",
+            &publish,
+            "--exec",
+            "echo PID $$; exec sleep 1000",
+        ],
+    );
+    let line = watch.expect_line("with the command's pid", |l| l.starts_with("PID "));
+    let pid: libc::pid_t = line["PID ".len()..].parse().expect("a pid");
+    watch.signal(libc::SIGTERM);
+    // Well within the 5 s grace: sleep dies of the forwarded SIGTERM.
+    let status = watch.wait_exit_within(Duration::from_secs(4));
+    assert_exit(status, 0, "watch after SIGTERM with a command running");
+    // The command was its child and has been reaped: the pid is gone.
+    // SAFETY: signal 0 only checks for existence.
+    let rc = unsafe { libc::kill(pid, 0) };
+    assert_eq!(rc, -1, "the --exec command {pid} still exists");
+    assert!(watch.stderr().contains("stopping the --exec command"));
+}
+
+#[test]
+fn a_failing_exec_command_is_logged_and_watching_goes_on() {
+    let bin = binary_or_return!();
+    let (_server, survey, publish) = start_server(bin);
+    let watch = Proc::start(
+        bin,
+        &[
+            "watch",
+            "--publish",
+            &publish,
+            "--exec",
+            r#"echo "RAN $NNG_DISCOVERY_COUNT"; exit 3"#,
+        ],
+    );
+    watch.expect("RAN 0");
+    let _a = Proc::start(bin, &["join", "--survey", &survey, "--name", "a"]);
+    watch.expect("RAN 1");
+    // Its stderr is complete once it has exited.
+    let mut watch = watch;
+    watch.signal(libc::SIGTERM);
+    assert_exit(watch.wait_exit(), 0, "watch after SIGTERM");
+    let log = watch.stderr();
+    assert!(log.contains("exited with status 3"), "{log}");
+}
+
+#[test]
+fn watch_stops_when_its_stdout_closes() {
+    let bin = binary_or_return!();
+    let (_server, survey, publish) = start_server(bin);
+    let mut child = Command::new(bin)
+        .args(["watch", "--publish", &publish])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting watch");
+    let mut out = child.stdout.take().expect("piped");
+    let mut first = [0u8; 1];
+    // The first list is the empty line: read it, then close the pipe like
+    // `head -1` does.
+    let (tx, rx) = unbounded();
+    std::thread::spawn(move || {
+        let r = out.read_exact(&mut first).map(|()| first[0]);
+        let _ = tx.send(r);
+        drop(out);
+    });
+    let mut guard = ProcGuard(Some(child));
+    assert_eq!(
+        rx.recv_timeout(TIMEOUT).expect("a first line").ok(),
+        Some(b'\n')
+    );
+    // The next list it prints fails with EPIPE: make one.
+    let _a = Proc::start(bin, &["join", "--survey", &survey, "--name", "a"]);
+    let status = guard.wait_within(TIMEOUT);
+    assert_exit(status, 0, "watch with its stdout closed");
+}
+
+/// Kills a plain child on drop.
+struct ProcGuard(Option<Child>);
+
+impl ProcGuard {
+    fn wait_within(&mut self, limit: Duration) -> ExitStatus {
+        let child = self.0.as_mut().expect("a child");
+        let pid = child.id();
+        assert!(
+            exited_within(pid, limit),
+            "child {pid} did not exit within {limit:?}"
+        );
+        let status = child.wait().expect("reaping the child");
+        self.0 = None;
+        status
+    }
+}
+
+impl Drop for ProcGuard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Helpers shared by the integration tests.
+//!
+//! Each test binary compiles this module separately and uses only part of
+//! it, hence the `dead_code` allowance.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use nng_discovery::{Options, Server};
+
+/// How long any test waits for something that should happen within
+/// milliseconds. Generous: the machines running these tests have two busy
+/// cores.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The heartbeat poll interval of [`fast_options`].
+pub const POLL: Duration = Duration::from_millis(200);
+
+/// The survey time of [`fast_options`].
+pub const SURVEY: Duration = Duration::from_millis(100);
+
+/// Options with a fast heartbeat: poll 200 ms, survey 100 ms.
+pub fn fast_options() -> Options {
+    Options::default().poll_interval(POLL).survey_time(SURVEY)
+}
+
+/// Starts a server on two free loopback TCP ports with [`fast_options`].
+pub fn tcp_server() -> Server {
+    tcp_server_with(fast_options())
+}
+
+/// Starts a server on two free loopback TCP ports with the given options.
+pub fn tcp_server_with(options: Options) -> Server {
+    match Server::new("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", options) {
+        Ok(server) => server,
+        Err(e) => panic!("starting a server on tcp://127.0.0.1:0: {e}"),
+    }
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn next_id() -> usize {
+    COUNTER.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A fresh `ipc://` URL under the temporary directory, unique to this
+/// process and call.
+pub fn ipc_url(tag: &str) -> String {
+    let path = std::env::temp_dir().join(format!(
+        "nngd-test-{}-{}-{tag}.ipc",
+        std::process::id(),
+        next_id()
+    ));
+    // A leftover from an earlier run with the same pid would be in the way.
+    let _ = std::fs::remove_file(&path);
+    format!("ipc://{}", path.display())
+}
+
+/// A fresh `inproc://` URL, unique within this process.
+pub fn inproc_url(tag: &str) -> String {
+    format!("inproc://nngd-test-{}-{tag}", next_id())
+}
+
+/// Two loopback TCP URLs whose ports were free a moment ago: bound to
+/// port 0 by std listeners, then released.
+pub fn reserved_tcp_urls() -> (String, String) {
+    let a = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let b = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let urls = (
+        format!("tcp://{}", a.local_addr().expect("local_addr")),
+        format!("tcp://{}", b.local_addr().expect("local_addr")),
+    );
+    drop((a, b));
+    urls
+}
+
+/// Strings for a list of names.
+pub fn names(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// Receives lists from `rx` until one satisfies `pred`, and returns it.
+/// Panics on timeout or disconnection, showing the last list seen.
+pub fn wait_for<F>(rx: &Receiver<Vec<String>>, pred: F, timeout: Duration) -> Vec<String>
+where
+    F: Fn(&[String]) -> bool,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last: Option<Vec<String>> = None;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(list) => {
+                assert_sorted_valid(&list);
+                if pred(&list) {
+                    return list;
+                }
+                last = Some(list);
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("timed out after {timeout:?} waiting for a list; last list seen: {last:?}")
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                panic!("channel disconnected while waiting for a list; last list seen: {last:?}")
+            }
+        }
+    }
+}
+
+/// Waits until `rx` delivers exactly `want`.
+pub fn wait_for_list(rx: &Receiver<Vec<String>>, want: &[&str]) -> Vec<String> {
+    let want = names(want);
+    wait_for(rx, |l| l == want.as_slice(), TIMEOUT)
+}
+
+/// Asserts that nothing arrives on `rx` within `within`.
+pub fn assert_quiet(rx: &Receiver<Vec<String>>, within: Duration) {
+    match rx.recv_timeout(within) {
+        Err(RecvTimeoutError::Timeout) => {}
+        Ok(list) => panic!("expected no new list within {within:?}, got {list:?}"),
+        Err(RecvTimeoutError::Disconnected) => {
+            panic!("expected no new list within {within:?}, the channel disconnected")
+        }
+    }
+}
+
+/// Asserts that a delivered list is sorted, without duplicates, and holds
+/// only names that the wire rules allow.
+pub fn assert_sorted_valid(list: &[String]) {
+    for name in list {
+        if let Err(e) = nng_discovery::wire::validate_name(name) {
+            panic!("list {list:?} holds the invalid name {name:?}: {e}");
+        }
+    }
+    assert!(
+        list.windows(2).all(|w| w[0] < w[1]),
+        "list is not sorted and unique: {list:?}"
+    );
+}
+
+/// Runs `f` on a thread and returns its result, or panics if it takes
+/// longer than `timeout` (so a hang fails the test instead of stalling it).
+pub fn within<T, F>(timeout: Duration, what: &str, f: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(v) => v,
+        Err(RecvTimeoutError::Timeout) => panic!("{what} did not finish within {timeout:?}"),
+        Err(RecvTimeoutError::Disconnected) => panic!("{what} panicked"),
+    }
+}
+
+/// The environment variable that marks a child run of a test binary.
+const CHILD_ENV: &str = "NNGD_TEST_CHILD";
+
+/// Whether this process is a child started by [`run_isolated`].
+pub fn is_child() -> bool {
+    std::env::var_os(CHILD_ENV).is_some()
+}
+
+/// Runs this test binary again with only `test` selected, in a child
+/// process, and fails unless it passes. NNG aborts the whole process on
+/// some bugs: isolated, such a crash fails one test with its message
+/// instead of killing every test in the binary. The test itself starts
+/// with `if !is_child() { return run_isolated("its_name"); }`.
+pub fn run_isolated(test: &str) {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let out = std::process::Command::new(exe)
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, "1")
+        .output()
+        .expect("run the test binary again");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{test} in a child process: {}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
+    );
+}

@@ -1,0 +1,81 @@
+//! Clients and subscribers must survive their server's connections closing
+//! while surveys and lists are in flight, and must shut down at any moment.
+//!
+//! Two NNG 1.4 bugs live here. Its cooked respondent leaves a closed
+//! connection on its list of connections with a pending survey, and a later
+//! receive uses the freed connection (NNG issue 1959: a SIGSEGV in the
+//! client); the client answers with a raw respondent, which has no such
+//! list. And NNG cannot close a socket while a thread is entering a receive
+//! on it (a receive queued on the closed queue hangs forever, or touches it
+//! after it is freed); our threads wait in poll and the sockets close only
+//! after them (src/receiver.rs). This test drives both patterns hard: a
+//! server surveying every millisecond, closed and restarted on the same URL
+//! over and over, under clients and subscribers that come and go.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use nng_discovery::{Client, Options, Server, Subscriber};
+
+#[test]
+fn clients_survive_servers_closing_mid_survey() {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let url = |tag: &str| {
+        let path = std::env::temp_dir().join(format!(
+            "nngd-stress-{}-{tag}-{}.sock",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        format!("ipc://{}", path.display())
+    };
+    let (survey, publish) = if std::env::var("STRESS_IPC").is_ok() {
+        (url("s"), url("p"))
+    } else {
+        let first =
+            Server::new("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", Options::default()).unwrap();
+        let urls = (
+            first.survey_url().to_owned(),
+            first.publish_url().to_owned(),
+        );
+        drop(first);
+        urls
+    };
+    let options = Options::default()
+        .poll_interval(Duration::from_millis(2))
+        .survey_time(Duration::from_millis(1))
+        .reconnect_min(Duration::from_millis(1))
+        .reconnect_max(Duration::from_millis(5));
+    // Half the clients also subscribe, and pure subscribers watch: every
+    // restart cuts their connections too, mid-publish.
+    let client = |i: usize| {
+        let publish = (i % 2 == 0).then_some(publish.as_str());
+        Client::with_options(&survey, publish, &format!("http://c:{i}"), &options).unwrap()
+    };
+    let mut clients: Vec<Client> = (0..20).map(client).collect();
+    let subscribers: Vec<Subscriber> = (0..5)
+        .map(|_| Subscriber::with_options(&publish, &options).unwrap())
+        .collect();
+    let end = Instant::now() + Duration::from_secs(4);
+    let mut restarts = 0;
+    let mut serial = 100;
+    while Instant::now() < end {
+        let server = Server::new(&survey, &publish, options.clone()).unwrap();
+        // Let surveys flow until the clients are back, then cut them off.
+        let changes = server.changes();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while let Ok(list) = changes.recv_deadline(deadline) {
+            if list.len() >= clients.len() {
+                break;
+            }
+        }
+        drop(server);
+        restarts += 1;
+        // Replace one client each time, so closes come from both sides.
+        clients.swap_remove(restarts % clients.len());
+        serial += 1;
+        clients.push(client(serial));
+    }
+    eprintln!("{restarts} server restarts survived");
+    drop(subscribers);
+    assert!(restarts > 10, "only {restarts} restarts in the time");
+}
