@@ -169,9 +169,10 @@ impl Client {
                 log::error!("client thread for {} panicked", self.service);
             }
         }
-        // Let a connection attempt in flight finish first (see Link).
-        self.link.settle();
+        // Once (shutdown and then Drop both come here): let a connection
+        // attempt in flight finish first (see Link), then close.
         if let Some(dialer) = self.dialer.take() {
+            self.link.settle();
             dialer.close();
         }
         self.socket.close();

@@ -125,9 +125,10 @@ impl Subscriber {
                 log::error!("subscriber thread for {} panicked", self.publish_url);
             }
         }
-        // Let a connection attempt in flight finish first (see Link).
-        self.link.settle();
+        // Once (shutdown and then Drop both come here): let a connection
+        // attempt in flight finish first (see Link), then close.
         if let Some(dialer) = self.dialer.take() {
+            self.link.settle();
             dialer.close();
         }
         self.socket.close();
