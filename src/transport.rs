@@ -110,7 +110,7 @@ pub(crate) fn dial(socket: &Socket, url: &str, options: &crate::Options) -> Resu
 
 /// The longest a dialing object's shutdown waits for a connection attempt
 /// in flight to finish (see [`Link`]).
-const SETTLE_MAX: Duration = Duration::from_millis(50);
+const SETTLE_MAX: Duration = Duration::from_millis(30);
 
 /// Whether a dialing socket is connected, kept from its pipe events.
 ///
