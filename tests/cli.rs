@@ -474,6 +474,9 @@ fn server_join_watch_and_clean_signals() {
         "left: alpha",
         "joined: http://beta:8080",
         "SIGTERM",
+        // The counters, logged once a minute and once more at shutdown.
+        "stats: peers=0 connections=0",
+        "refused_invalid=0",
     ] {
         assert!(log.contains(want), "server log lacks {want:?}:\n{log}");
     }

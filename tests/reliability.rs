@@ -200,3 +200,73 @@ fn a_storm_of_garbage_and_silent_connections_does_not_disturb_good_peers() {
     drop(good);
     wait_for(&rx, "all gone", |l| l.is_empty());
 }
+
+#[test]
+fn a_raw_peer_answering_many_times_per_survey_is_bounded() {
+    let server = Server::new(
+        "tcp://127.0.0.1:0",
+        "tcp://127.0.0.1:0",
+        Options::default()
+            .poll_interval(Duration::from_millis(200))
+            .survey_time(Duration::from_millis(100))
+            .max_peers(20),
+    )
+    .unwrap();
+    let sub = Subscriber::new(server.publish_url()).unwrap();
+    let rx = sub.changes();
+    let good = Client::new(server.survey_url(), "http://good:1").unwrap();
+    wait_for(&rx, "good peer listed", |l| l == ["http://good:1"]);
+
+    // A raw respondent that answers every survey 100 times with one name,
+    // then 100 times with 100 different names.
+    let raw = nng::RawSocket::new(nng::Protocol::Respondent0)
+        .unwrap()
+        .socket;
+    raw.dial_async(server.survey_url()).unwrap();
+    let flooder = {
+        let raw = raw.clone();
+        std::thread::spawn(move || {
+            for _ in 0..6 {
+                let Ok(survey) = raw.recv() else { return };
+                for i in 0..200 {
+                    let mut answer = survey.clone();
+                    answer.clear();
+                    let name = if i < 100 {
+                        "http://same:1".to_owned()
+                    } else {
+                        format!("http://many:{i}")
+                    };
+                    answer.push_back(name.as_bytes());
+                    if raw.send(answer).is_err() {
+                        return;
+                    }
+                }
+            }
+        })
+    };
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let list = rx.recv_deadline(deadline).expect("lists keep coming");
+        assert!(list.len() <= 20, "max_peers exceeded: {} names", list.len());
+        assert!(list.contains(&"http://good:1".to_owned()));
+        assert_eq!(
+            list.iter().filter(|n| *n == "http://same:1").count(),
+            list.contains(&"http://same:1".to_owned()) as usize
+        );
+        if list.len() == 20 {
+            break;
+        }
+    }
+    flooder.join().unwrap();
+    let stats = server.stats();
+    assert!(stats.refused_full > 0, "{stats:?}");
+    // The server keeps surveying through it.
+    let rounds = stats.rounds;
+    let deadline = Instant::now() + PATIENCE;
+    while server.stats().rounds < rounds + 2 {
+        assert!(Instant::now() < deadline, "the server stopped surveying");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    raw.close();
+    drop(good);
+}

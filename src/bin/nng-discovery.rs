@@ -22,6 +22,7 @@ mod signals;
 
 use std::io::{self, Write as _};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use crossbeam_channel::{never, select, Receiver};
 use nng_discovery::{Client, Server, Subscriber};
@@ -105,10 +106,49 @@ fn server(a: ServerArgs) -> Outcome {
         let _ = writeln!(out, "publish {}", server.publish_url());
         let _ = out.flush();
     }
-    let signal = signals::wait().map_err(|e| format!("waiting for signals: {e}"))?;
+    // Once a minute, the server's counters at `info` (one line, key=value),
+    // so an operator sees that every survey is answered in full.
+    let (stop_stats, stats_stop) = crossbeam_channel::bounded::<()>(0);
+    let signal = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                stats_stop.recv_timeout(STATS_EVERY)
+            {
+                log_stats(&server.stats());
+            }
+        });
+        let signal = signals::wait();
+        drop(stop_stats);
+        signal
+    })
+    .map_err(|e| format!("waiting for signals: {e}"))?;
     log::info!("{}: shutting down", signal.name());
+    log_stats(&server.stats());
     server.shutdown();
     Ok(())
+}
+
+/// How often `server` logs its counters.
+const STATS_EVERY: Duration = Duration::from_secs(60);
+
+fn log_stats(s: &nng_discovery::Stats) {
+    log::info!(
+        "stats: peers={} connections={} subscribers={} surveys_sent={} rounds={} \
+         answers_last_round={} answers={} refused_invalid={} refused_stale={} \
+         refused_full={} publishes={} bytes_published={}",
+        s.peers,
+        s.connections,
+        s.subscribers,
+        s.surveys_sent,
+        s.rounds,
+        s.answers_last_round,
+        s.answers,
+        s.refused_invalid,
+        s.refused_stale,
+        s.refused_full,
+        s.publishes,
+        s.bytes_published
+    );
 }
 
 fn join(a: JoinArgs) -> Outcome {
