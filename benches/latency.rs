@@ -132,7 +132,61 @@ fn main() {
             );
         }
     }
+    hung_peers(daemon, trials.min(10));
     shutdown_times(trials);
+}
+
+/// A peer that stops answering but keeps its connection (SIGSTOP) must be
+/// evicted within `miss_threshold × poll_interval + survey_time`, never
+/// sooner than one poll interval.
+fn hung_peers(daemon: &str, n: usize) {
+    let (poll, survey, threshold) = (Duration::from_millis(500), Duration::from_millis(200), 2);
+    let options = Options::default()
+        .poll_interval(poll)
+        .survey_time(survey)
+        .miss_threshold(threshold);
+    let bound = poll * threshold + survey;
+    let server =
+        Server::new("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", options).expect("start the server");
+    let subscriber = Subscriber::new(server.publish_url()).expect("subscribe");
+    let changes = subscriber.changes();
+    let mut samples = Vec::new();
+    for i in 0..n {
+        let name = format!("http://127.0.0.1:{}", 30_000 + i);
+        let mut child = spawn_join(daemon, server.survey_url(), &name);
+        wait_for(&changes, |l| l.contains(&name));
+        let t0 = Instant::now();
+        signal(&child, "-STOP");
+        wait_for(&changes, |l| !l.contains(&name));
+        samples.push(t0.elapsed());
+        signal(&child, "-CONT");
+        let _ = child.kill();
+        let _ = child.wait();
+        wait_for(&changes, |l| l.is_empty());
+    }
+    let s = summary(samples);
+    println!();
+    println!(
+        "# hung peer (SIGSTOP), poll {poll:?} / survey {survey:?} / miss_threshold {threshold}: bound {bound:?}"
+    );
+    println!(
+        "{:<16} {:>6} {:>10} {:>10} {:>10}",
+        "case", "trials", "p50", "p99", "max"
+    );
+    println!(
+        "{:<16} {:>6} {:>10} {:>10} {:>10}",
+        "hang (SIGSTOP)",
+        s.n,
+        fmt(s.p50),
+        fmt(s.p99),
+        fmt(s.max)
+    );
+}
+
+fn signal(child: &Child, sig: &str) {
+    let _ = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status();
 }
 
 /// How long `shutdown` takes (target: well under 100 ms), in the awkward
