@@ -18,15 +18,20 @@ pub(crate) enum Action {
     Publish,
 }
 
-/// The least time between two extra surveys, given how many connections
-/// there are: every survey goes to every connection, so a storm of new
-/// connections must not cause one full survey each.
-pub(crate) fn extra_survey_gap(pipes: usize) -> Duration {
-    // 1 ms plus 20 µs per connection, at most 500 ms: 10 connections wait at
-    // most 1.2 ms, 10,000 share one survey per 201 ms.
-    let micros = 1_000u64.saturating_add(20u64.saturating_mul(pipes as u64));
-    Duration::from_micros(micros.min(500_000))
-}
+/// On average, extra surveys (sent when connections arrive) may cost at
+/// most this many answers a second: the load of one survey a second to
+/// 10,000 peers. Every survey reaches every connection, so a storm of new
+/// connections must share surveys; up to two surveys' worth is saved up, so
+/// a lone new connection is still surveyed at once.
+pub(crate) const EXTRA_SURVEY_ANSWERS_PER_SEC: f64 = 10_000.0;
+
+/// The least time between two surveys.
+const MIN_SURVEY_GAP: Duration = Duration::from_millis(1);
+
+/// Bytes a second that publishing may push on average (list bytes times
+/// subscribers): with 1,000 subscribers and a 22 KB list, at most one
+/// publish per 56 ms; with a few subscribers, the publish gap rules.
+pub(crate) const PUBLISH_BYTES_PER_SEC: f64 = 400e6;
 
 #[derive(Debug)]
 pub(crate) struct Schedule {
@@ -38,6 +43,11 @@ pub(crate) struct Schedule {
     round_end: Option<Instant>,
     survey_due: Option<Instant>,
     last_survey: Option<Instant>,
+    /// Answers extra surveys may still cost now (a token bucket).
+    survey_credit: f64,
+    credit_at: Instant,
+    /// The publish gap set in the options.
+    min_publish_gap: Duration,
     publish_due: Option<Instant>,
     last_publish: Option<Instant>,
     next_republish: Instant,
@@ -59,6 +69,9 @@ impl Schedule {
             round_end: None,
             survey_due: None,
             last_survey: None,
+            survey_credit: f64::INFINITY,
+            credit_at: now,
+            min_publish_gap: options.get_publish_gap(),
             // The first list goes out when the first round ends, even if
             // nobody asked: it is what `Server::changes` starts with.
             publish_due: Some(now + options.get_survey_time()),
@@ -71,14 +84,31 @@ impl Schedule {
         }
     }
 
-    /// Asks for an extra survey, at `now` or once `gap` has passed since the
-    /// last survey. Requests before that one is sent are merged.
-    pub(crate) fn request_survey(&mut self, now: Instant, gap: Duration) {
+    /// Asks for an extra survey, which will reach `pipes` connections: now
+    /// if the answer budget allows, else once it has refilled (see
+    /// [`EXTRA_SURVEY_ANSWERS_PER_SEC`]). Requests before that one is sent
+    /// are merged.
+    pub(crate) fn request_survey(&mut self, now: Instant, pipes: usize) {
         if self.survey_due.is_some() {
             return;
         }
-        let earliest = self.last_survey.map_or(now, |t| t + gap);
-        self.survey_due = Some(earliest.max(now));
+        let cost = pipes.max(1) as f64;
+        let refill = now.saturating_duration_since(self.credit_at).as_secs_f64()
+            * EXTRA_SURVEY_ANSWERS_PER_SEC;
+        self.survey_credit = (self.survey_credit + refill).min(2.0 * cost);
+        self.credit_at = now;
+        let wait = ((cost - self.survey_credit) / EXTRA_SURVEY_ANSWERS_PER_SEC).max(0.0);
+        self.survey_credit -= cost;
+        let earliest = self.last_survey.map_or(now, |t| t + MIN_SURVEY_GAP);
+        self.survey_due = Some(earliest.max(now + Duration::from_secs_f64(wait)));
+    }
+
+    /// Sets the gap before the next publish from what the last one cost:
+    /// `bytes` to each of `subscribers` (see [`PUBLISH_BYTES_PER_SEC`]),
+    /// never below the publish gap set in the options.
+    pub(crate) fn publish_cost(&mut self, bytes: usize, subscribers: usize) {
+        let secs = bytes as f64 * subscribers as f64 / PUBLISH_BYTES_PER_SEC;
+        self.publish_gap = Duration::from_secs_f64(secs).max(self.min_publish_gap);
     }
 
     /// Asks for a publish, at `now` or once the publish gap has passed since
@@ -203,20 +233,63 @@ mod tests {
     }
 
     #[test]
-    fn extra_surveys_are_immediate_then_spaced() {
+    fn extra_surveys_are_immediate_then_share_a_budget() {
         let t0 = Instant::now();
         let mut s = Schedule::new(&options(), t0);
         drain(&mut s, t0); // round's survey at t0
-        let t = t0 + ms(100);
-        s.request_survey(t, ms(3));
+        drain(&mut s, t0 + ms(250)); // the round ends, the first list goes out
+        let t = t0 + ms(300);
+        // 1,000 connections: two surveys' worth of credit, then one per
+        // 100 ms (10,000 answers a second).
+        s.request_survey(t, 1000);
         assert_eq!(drain(&mut s, t), [Action::Survey]);
-        // Another within the gap waits for it, and requests merge.
-        s.request_survey(t + ms(1), ms(3));
-        s.request_survey(t + ms(2), ms(3));
-        assert_eq!(s.next_wakeup(), t + ms(3));
-        assert!(drain(&mut s, t + ms(2)).is_empty());
-        assert_eq!(drain(&mut s, t + ms(3)), [Action::Survey]);
-        assert!(drain(&mut s, t + ms(50)).is_empty());
+        s.request_survey(t + ms(1), 1000);
+        assert_eq!(drain(&mut s, t + ms(1)), [Action::Survey]);
+        // 20 answers of credit by now: the 980 missing take 98 ms.
+        s.request_survey(t + ms(2), 1000);
+        s.request_survey(t + ms(3), 1000); // merged
+        assert_eq!(s.next_wakeup(), t + ms(100));
+        assert!(drain(&mut s, t + ms(99)).is_empty());
+        assert_eq!(drain(&mut s, t + ms(100)), [Action::Survey]);
+        // A few connections: the 1 ms floor.
+        let mut s = Schedule::new(&options(), t0);
+        drain(&mut s, t0);
+        drain(&mut s, t0 + ms(250));
+        s.request_survey(t, 3);
+        assert_eq!(drain(&mut s, t), [Action::Survey]);
+        s.request_survey(t, 3);
+        assert_eq!(s.next_wakeup(), t + ms(1));
+    }
+
+    #[test]
+    fn a_join_storm_of_10000_costs_about_one_survey_a_second() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(&options().poll_interval(ms(60_000)), t0);
+        drain(&mut s, t0);
+        let mut surveys = 0;
+        // One new connection every 100 µs for 1 s, then 2 s of quiet.
+        for i in 0..30_000u64 {
+            let now = t0 + Duration::from_micros(100 * i);
+            if i < 10_000 {
+                s.request_survey(now, i as usize + 1);
+            }
+            surveys += drain(&mut s, now)
+                .iter()
+                .filter(|a| **a == Action::Survey)
+                .count();
+        }
+        // The old rule (1 ms + 20 µs per connection) sent about 40 here.
+        assert!((3..=12).contains(&surveys), "{surveys} surveys");
+    }
+
+    #[test]
+    fn publishes_to_many_subscribers_are_spaced_by_their_cost() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(&options().publish_gap(ms(2)), t0);
+        s.publish_cost(22_000, 10);
+        assert_eq!(s.publish_gap, ms(2));
+        s.publish_cost(22_000, 1000);
+        assert_eq!(s.publish_gap, Duration::from_secs_f64(0.055));
     }
 
     #[test]
@@ -225,9 +298,9 @@ mod tests {
         let mut s = Schedule::new(&options(), t0);
         drain(&mut s, t0);
         drain(&mut s, t0 + ms(200));
-        s.request_survey(t0 + ms(999), ms(10)); // due at t0 + 10ms.max(999) = 999
+        s.request_survey(t0 + ms(999), 1000); // credit for two: now
         assert_eq!(drain(&mut s, t0 + ms(999)), [Action::Survey]);
-        s.request_survey(t0 + ms(999), ms(10)); // due at 1009
+        s.request_survey(t0 + ms(999), 20_000); // no credit left: in 2 s
         assert_eq!(drain(&mut s, t0 + ms(1009)), [Action::StartRound]);
         assert!(drain(&mut s, t0 + ms(1100)).is_empty());
     }
@@ -318,13 +391,5 @@ mod tests {
             s.request_publish(t0 + ms(i));
             assert_eq!(drain(&mut s, t0 + ms(i)), [Action::Publish]);
         }
-    }
-
-    #[test]
-    fn extra_survey_gap_grows_with_connections_and_is_capped() {
-        assert_eq!(extra_survey_gap(0), Duration::from_micros(1_000));
-        assert_eq!(extra_survey_gap(10), Duration::from_micros(1_200));
-        assert_eq!(extra_survey_gap(10_000), Duration::from_micros(201_000));
-        assert_eq!(extra_survey_gap(usize::MAX), ms(500));
     }
 }

@@ -14,7 +14,7 @@ use crate::mailbox::Mailbox;
 use crate::membership::{AnswerOutcome, Membership};
 use crate::options::Options;
 use crate::receiver::{self, Receiver as NngReceiver, Stopper};
-use crate::schedule::{extra_survey_gap, Action, Schedule};
+use crate::schedule::{Action, Schedule};
 use crate::stats::Stats;
 use crate::transport;
 use crate::wire::{self, MAX_NAME_LEN};
@@ -378,8 +378,8 @@ impl Core {
                     self.membership.pipe_count()
                 );
                 if self.event_driven {
-                    let gap = extra_survey_gap(self.membership.pipe_count());
-                    self.schedule.request_survey(now, gap);
+                    let pipes = self.membership.pipe_count();
+                    self.schedule.request_survey(now, pipes);
                 }
             }
             Control::PipeRemoved(pipe) => {
@@ -475,6 +475,10 @@ impl Core {
             *self.peers.lock() = list.clone();
             self.mailbox.offer(list);
         }
+        // Sending to many subscribers is the costly part: space the next
+        // publish by what this one costs, so bursts of changes coalesce.
+        self.schedule
+            .publish_cost(self.encoded.len(), self.stats.subscribers);
         match self.publisher.send(Message::from(&self.encoded[..])) {
             Ok(()) => {
                 self.stats.publishes += 1;

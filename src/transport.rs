@@ -117,12 +117,16 @@ const SETTLE_MAX: Duration = Duration::from_millis(30);
 /// NNG 1.4 leaks the file descriptor of a TCP connection that is still
 /// connecting or negotiating when its dialer closes (the dialer's close
 /// path closes that connection but never frees it; measured: 3 to 8 sockets
-/// per 200 clients dropped right after creation). A dialer only dials while
-/// it has no connection, so before closing, an unconnected object waits a
-/// little for an attempt in flight to end ([`Link::settle`]).
+/// per 200 clients dropped right after creation). So before closing, an
+/// object that has never been connected waits a little for its first
+/// attempt to end ([`Link::settle`]). One that was connected and lost its
+/// server does not wait: its redials are brief moments between long
+/// back-off pauses, and dropping thousands of objects after their server
+/// went away must stay quick.
 #[derive(Debug, Default)]
 pub(crate) struct Link {
-    pipes: Mutex<usize>,
+    /// Open connections, and whether there ever was one.
+    state: Mutex<(usize, bool)>,
     changed: Condvar,
 }
 
@@ -134,10 +138,10 @@ impl Link {
         let watched = Arc::clone(&link);
         socket
             .pipe_notify(move |_, event| {
-                let mut pipes = watched.pipes.lock();
+                let mut state = watched.state.lock();
                 match event {
-                    nng::PipeEvent::AddPost => *pipes += 1,
-                    nng::PipeEvent::RemovePost => *pipes = pipes.saturating_sub(1),
+                    nng::PipeEvent::AddPost => *state = (state.0 + 1, true),
+                    nng::PipeEvent::RemovePost => state.0 = state.0.saturating_sub(1),
                     _ => return,
                 }
                 watched.changed.notify_all();
@@ -146,12 +150,12 @@ impl Link {
         Ok(link)
     }
 
-    /// Returns at once when connected; otherwise waits until a connection
-    /// is made or [`SETTLE_MAX`] has passed.
+    /// Returns at once if the socket is or ever was connected; otherwise
+    /// waits until a connection is made or [`SETTLE_MAX`] has passed.
     pub(crate) fn settle(&self) {
-        let mut pipes = self.pipes.lock();
-        if *pipes == 0 {
-            let _ = self.changed.wait_for(&mut pipes, SETTLE_MAX);
+        let mut state = self.state.lock();
+        if *state == (0, false) {
+            let _ = self.changed.wait_for(&mut state, SETTLE_MAX);
         }
     }
 }

@@ -1,0 +1,1263 @@
+//! Scale benchmark: the discovery server against thousands of peers played
+//! by the `loadgen` binary, beside a bare raw NNG surveyor loop (the cost
+//! floor) measured in the same run.
+//!
+//! ```text
+//! cargo bench --bench scale                 # everything, about 12 minutes
+//! cargo bench --bench scale -- quick        # small sizes, short windows
+//! cargo bench --bench scale -- only=churn   # sections: floor ours ipc churn clients stalls
+//! cargo bench --bench scale -- keep-logs    # every child's output, to a directory in /tmp
+//! ```
+//!
+//! The server (or the floor) runs in its own process pinned to core 0 and
+//! the load generator in another pinned to core 1 (`taskset`), over
+//! loopback TCP (and `ipc://` for one pair of rows). CPU is user + system
+//! time from `/proc/PID/stat` over a steady window, as a percentage of one
+//! core; RSS is `VmRSS` at the end of the window. Nothing is built here:
+//! the binaries are the package's own, which Cargo builds for the bench.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use nng_discovery_loadgen::{procfs, Line};
+
+const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
+const FLOOR: &str = env!("CARGO_BIN_EXE_floor");
+const SERVER: &str = env!("CARGO_BIN_EXE_bench-server");
+const CLIENTS: &str = env!("CARGO_BIN_EXE_clients");
+
+/// With `keep-logs`, every child's output goes to a file in this directory.
+static LOG_DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+static LOG_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Longest wait for any single step (peers connecting, a list arriving).
+const STEP_TIMEOUT: Duration = Duration::from_secs(120);
+
+struct Plan {
+    sizes: Vec<u32>,
+    floor_window: Duration,
+    ours_window: Duration,
+    churn_window: Duration,
+    clients_window: Duration,
+    stall_window: Duration,
+    stall_runs: usize,
+    churn_peers: u32,
+    churn_subs: Vec<u32>,
+    clients: u32,
+    sections: Vec<String>,
+}
+
+impl Plan {
+    fn from_args() -> Plan {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let quick = args.iter().any(|a| a == "quick");
+        let sections = args
+            .iter()
+            .find_map(|a| a.strip_prefix("only="))
+            .map(|s| s.split(',').map(String::from).collect())
+            .unwrap_or_else(|| {
+                ["floor", "ours", "ipc", "churn", "clients", "stalls"]
+                    .map(String::from)
+                    .to_vec()
+            });
+        let s = Duration::from_secs;
+        if quick {
+            Plan {
+                sizes: vec![200, 1000],
+                floor_window: s(4),
+                ours_window: s(6),
+                churn_window: s(6),
+                clients_window: s(4),
+                stall_window: s(4),
+                stall_runs: 2,
+                churn_peers: 1000,
+                churn_subs: vec![10, 200],
+                clients: 200,
+                sections,
+            }
+        } else {
+            Plan {
+                sizes: vec![1000, 5000, 10_000],
+                floor_window: s(15),
+                // 30 s holds exactly one republish (every 30 s by default).
+                ours_window: s(30),
+                churn_window: s(30),
+                clients_window: s(15),
+                stall_window: s(10),
+                stall_runs: 5,
+                churn_peers: 1000,
+                churn_subs: vec![10, 1000],
+                clients: 1000,
+                sections,
+            }
+        }
+    }
+
+    fn runs(&self, section: &str) -> bool {
+        self.sections.iter().any(|s| s == section)
+    }
+}
+
+/// A child process whose stdout lines are collected with their arrival
+/// time; closing its stdin asks it to stop.
+struct Proc {
+    label: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    rx: Receiver<(Instant, Line)>,
+    lines: Vec<(Instant, Line)>,
+    cursor: usize,
+    started: Instant,
+}
+
+impl Proc {
+    fn spawn(label: &str, exe: &str, args: &[String], core: Option<usize>) -> Proc {
+        let mut cmd = match core {
+            Some(c) => {
+                let mut cmd = Command::new("taskset");
+                cmd.args(["-c", &c.to_string(), exe]);
+                cmd
+            }
+            None => Command::new(exe),
+        };
+        let started = Instant::now();
+        let mut child = cmd
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {label}: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send((Instant::now(), Line::parse(&line))).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc {
+            label: label.to_owned(),
+            stdin: child.stdin.take(),
+            child,
+            rx,
+            lines: Vec::new(),
+            cursor: 0,
+            started,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn pump(&mut self) {
+        while let Ok(l) = self.rx.try_recv() {
+            self.lines.push(l);
+        }
+    }
+
+    /// The next line (after those already returned) of `kind` for which
+    /// `ok` holds, waiting up to `timeout`.
+    fn wait_for(
+        &mut self,
+        kind: &str,
+        ok: impl Fn(&Line) -> bool,
+        timeout: Duration,
+    ) -> Result<(Instant, Line), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.pump();
+            while self.cursor < self.lines.len() {
+                let (at, line) = &self.lines[self.cursor];
+                self.cursor += 1;
+                if line.kind == kind && ok(line) {
+                    return Ok((*at, line.clone()));
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "{}: no `{kind}` line within {timeout:?}",
+                    self.label
+                ));
+            }
+            match self.rx.recv_timeout(left) {
+                Ok(l) => self.lines.push(l),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(format!("{}: exited before a `{kind}` line", self.label))
+                }
+            }
+        }
+    }
+
+    /// Forgets the lines received so far for `wait_for`: the next wait
+    /// only sees lines that arrive from now on.
+    fn skip_past(&mut self) {
+        self.pump();
+        self.cursor = self.lines.len();
+    }
+
+    /// Lines of `kind` received within `[from, to]`.
+    fn between(&mut self, kind: &str, from: Instant, to: Instant) -> Vec<Line> {
+        self.pump();
+        self.lines
+            .iter()
+            .filter(|(at, l)| l.kind == kind && *at >= from && *at <= to)
+            .map(|(_, l)| l.clone())
+            .collect()
+    }
+
+    /// The last line of `kind` received at or before `at`.
+    fn last_before(&mut self, kind: &str, at: Instant) -> Option<Line> {
+        self.pump();
+        self.lines
+            .iter()
+            .rev()
+            .find(|(t, l)| l.kind == kind && *t <= at)
+            .map(|(_, l)| l.clone())
+    }
+
+    fn command(&mut self, text: &str) {
+        if let Some(stdin) = self.stdin.as_mut() {
+            let _ = writeln!(stdin, "{text}");
+            let _ = stdin.flush();
+        }
+    }
+
+    fn save_log(&mut self) {
+        let Some(dir) = LOG_DIR.get() else { return };
+        self.pump();
+        let seq = LOG_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut text = String::new();
+        for (at, l) in &self.lines {
+            let _ = write!(text, "{:.3} {}", (*at - self.started).as_secs_f64(), l.kind);
+            for (k, v) in &l.fields {
+                let _ = write!(text, " {k}={v}");
+            }
+            text.push('\n');
+        }
+        let _ = std::fs::write(dir.join(format!("{seq:03}-{}.log", self.label)), text);
+    }
+
+    fn cpu_ticks(&self) -> u64 {
+        procfs::cpu_ticks(self.pid()).unwrap_or(0)
+    }
+
+    /// Closes stdin (every binary here stops at its end), waits, kills if
+    /// it takes longer than 20 s.
+    fn stop(self) {
+        self.stop_within(Duration::from_secs(20));
+    }
+
+    /// Like `stop`, waiting up to `limit` before killing it.
+    fn stop_within(mut self, limit: Duration) -> Duration {
+        let t = Instant::now();
+        drop(self.stdin.take());
+        self.wait_exit(limit);
+        let took = t.elapsed();
+        // The reader thread ends with the child's stdout: take all it read.
+        std::thread::sleep(Duration::from_millis(20));
+        self.save_log();
+        took
+    }
+
+    fn wait_exit(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    eprintln!("{}: did not stop in {limit:?}, killing it", self.label);
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// CPU of several processes over one window, as % of one core.
+struct Meter {
+    ticks_per_s: f64,
+}
+
+impl Meter {
+    fn window(&self, procs: &[&Proc], window: Duration) -> (Instant, Instant, Vec<f64>) {
+        let before: Vec<u64> = procs.iter().map(|p| p.cpu_ticks()).collect();
+        let t0 = Instant::now();
+        std::thread::sleep(window);
+        let after: Vec<u64> = procs.iter().map(|p| p.cpu_ticks()).collect();
+        let t1 = Instant::now();
+        let secs = (t1 - t0).as_secs_f64();
+        let pct = before
+            .iter()
+            .zip(&after)
+            .map(|(b, a)| (a - b) as f64 / self.ticks_per_s / secs * 100.0)
+            .collect();
+        (t0, t1, pct)
+    }
+}
+
+fn rss_mb(p: &Proc) -> f64 {
+    procfs::rss_kib(p.pid()).unwrap_or(0) as f64 / 1024.0
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Tcp,
+    Ipc,
+}
+
+impl Transport {
+    fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Ipc => "ipc",
+        }
+    }
+}
+
+/// Where a run's server listens.
+struct Urls {
+    dir: std::path::PathBuf,
+    run: u32,
+}
+
+impl Urls {
+    fn next(&mut self, t: Transport) -> (String, String) {
+        self.run += 1;
+        match t {
+            Transport::Tcp => ("tcp://127.0.0.1:0".into(), "tcp://127.0.0.1:0".into()),
+            Transport::Ipc => (
+                format!("ipc://{}/survey-{}", self.dir.display(), self.run),
+                format!("ipc://{}/publish-{}", self.dir.display(), self.run),
+            ),
+        }
+    }
+}
+
+/// A steady-state measurement of a surveyor (ours or the floor).
+#[derive(Clone, Default)]
+struct Steady {
+    cpu: f64,
+    rss: f64,
+    gen_cpu: f64,
+    full_s: Option<f64>,
+    answers_min: u64,
+    answers_max: u64,
+    surveys: usize,
+    missed: u64,
+    lists_per_min: Option<f64>,
+}
+
+fn answers_range(values: &[u64]) -> (u64, u64) {
+    (
+        values.iter().copied().min().unwrap_or(0),
+        values.iter().copied().max().unwrap_or(0),
+    )
+}
+
+fn s(v: impl Into<String>) -> String {
+    v.into()
+}
+
+fn floor_run(
+    meter: &Meter,
+    urls: &mut Urls,
+    t: Transport,
+    n: u32,
+    window: Duration,
+) -> Result<Steady, String> {
+    let (survey, _) = urls.next(t);
+    let mut floor = Proc::spawn(
+        "floor",
+        FLOOR,
+        &[
+            s("--listen"),
+            survey,
+            s("--poll-ms"),
+            s("1000"),
+            s("--survey-ms"),
+            s("500"),
+        ],
+        Some(0),
+    );
+    let (_, ready) = floor.wait_for("ready", |_| true, STEP_TIMEOUT)?;
+    let url = ready.get("url").unwrap_or_default().to_owned();
+    let mut gen = Proc::spawn(
+        "loadgen",
+        LOADGEN,
+        &[s("--survey"), url, s("--peers"), n.to_string()],
+        Some(1),
+    );
+    gen.wait_for("connected", |_| true, STEP_TIMEOUT)?;
+    // Two whole surveys with everyone connected before measuring.
+    floor.skip_past();
+    floor.wait_for("survey", |_| true, STEP_TIMEOUT)?;
+    floor.wait_for("survey", |_| true, STEP_TIMEOUT)?;
+    let (t0, t1, cpu) = meter.window(&[&floor, &gen], window);
+    let rss = rss_mb(&floor);
+    let answers: Vec<u64> = floor
+        .between("survey", t0, t1)
+        .iter()
+        .filter_map(|l| l.num("answers"))
+        .collect();
+    let (answers_min, answers_max) = answers_range(&answers);
+    gen.stop();
+    floor.stop();
+    Ok(Steady {
+        cpu: cpu[0],
+        gen_cpu: cpu[1],
+        rss,
+        answers_min,
+        answers_max,
+        surveys: answers.len(),
+        ..Steady::default()
+    })
+}
+
+/// Options for bench-server: poll and survey times in ms.
+#[derive(Clone, Copy)]
+struct Poll {
+    poll_ms: u64,
+    survey_ms: u64,
+}
+
+const FAST_POLL: Poll = Poll {
+    poll_ms: 1000,
+    survey_ms: 500,
+};
+const DEFAULT_POLL: Poll = Poll {
+    poll_ms: 5000,
+    survey_ms: 1000,
+};
+
+fn start_server(
+    urls: &mut Urls,
+    t: Transport,
+    poll: Poll,
+) -> Result<(Proc, String, String), String> {
+    let (survey, publish) = urls.next(t);
+    let mut server = Proc::spawn(
+        "bench-server",
+        SERVER,
+        &[
+            s("--survey"),
+            survey,
+            s("--publish"),
+            publish,
+            s("--poll-ms"),
+            poll.poll_ms.to_string(),
+            s("--survey-ms"),
+            poll.survey_ms.to_string(),
+        ],
+        Some(0),
+    );
+    let (_, ready) = server.wait_for("ready", |_| true, STEP_TIMEOUT)?;
+    let survey = ready.get("survey").unwrap_or_default().to_owned();
+    let publish = ready.get("publish").unwrap_or_default().to_owned();
+    Ok((server, survey, publish))
+}
+
+fn ours_run(
+    meter: &Meter,
+    urls: &mut Urls,
+    t: Transport,
+    n: u32,
+    poll: Poll,
+    window: Duration,
+) -> Result<Steady, String> {
+    let (mut server, survey, publish) = start_server(urls, t, poll)?;
+    let mut gen = Proc::spawn(
+        "loadgen",
+        LOADGEN,
+        &[
+            s("--survey"),
+            survey,
+            s("--publish"),
+            publish,
+            s("--peers"),
+            n.to_string(),
+            s("--subs"),
+            s("1"),
+        ],
+        Some(1),
+    );
+    let (at, _) = gen.wait_for("all_full", |_| true, STEP_TIMEOUT)?;
+    let full_s = Some((at - server.started).as_secs_f64());
+    // Let the round under way end and one whole round pass.
+    server.skip_past();
+    server.wait_for("round", |_| true, STEP_TIMEOUT)?;
+    server.wait_for("round", |_| true, STEP_TIMEOUT)?;
+    let (t0, t1, cpu) = meter.window(&[&server, &gen], window);
+    let rss = rss_mb(&server);
+    let rounds = server.between("round", t0, t1);
+    let answers: Vec<u64> = rounds.iter().filter_map(|l| l.num("answers")).collect();
+    let missed = rounds.iter().filter_map(|l| l.num::<u64>("missed")).sum();
+    let publishes = |l: Option<Line>| l.and_then(|l| l.num::<f64>("publishes"));
+    let lists_per_min = match (
+        publishes(server.last_before("stats", t0)),
+        publishes(server.last_before("stats", t1)),
+    ) {
+        (Some(a), Some(b)) => Some((b - a) * 60.0 / (t1 - t0).as_secs_f64()),
+        _ => None,
+    };
+    let (answers_min, answers_max) = answers_range(&answers);
+    gen.stop();
+    server.stop();
+    Ok(Steady {
+        cpu: cpu[0],
+        gen_cpu: cpu[1],
+        rss,
+        full_s,
+        answers_min,
+        answers_max,
+        surveys: answers.len(),
+        missed,
+        lists_per_min,
+    })
+}
+
+struct Churn {
+    /// p50 and p99 of leaves and of joins alone.
+    leave: (f64, f64),
+    join: (f64, f64),
+    cpu: f64,
+    gen_cpu: f64,
+    changes: usize,
+    p50: f64,
+    p99: f64,
+    max: f64,
+    lost: usize,
+    superseded: usize,
+    changes_per_s: f64,
+    publishes_per_s: f64,
+    bytes_per_s: f64,
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn churn_run(
+    meter: &Meter,
+    urls: &mut Urls,
+    n: u32,
+    subs: u32,
+    burst: bool,
+    window: Duration,
+) -> Result<Churn, String> {
+    let (mut server, survey, publish) = start_server(urls, Transport::Tcp, DEFAULT_POLL)?;
+    let rate = (f64::from(n) / 100.0).max(1.0);
+    let mut args = vec![
+        s("--survey"),
+        survey,
+        s("--publish"),
+        publish,
+        s("--peers"),
+        n.to_string(),
+        s("--subs"),
+        subs.to_string(),
+        s("--churn"),
+        rate.to_string(),
+    ];
+    if burst {
+        args.push(s("--churn-burst"));
+    }
+    let mut gen = Proc::spawn("loadgen", LOADGEN, &args, Some(1));
+    gen.wait_for("all_full", |_| true, STEP_TIMEOUT)?;
+    gen.wait_for("churn_start", |_| true, STEP_TIMEOUT)?;
+    // Skip the first two seconds of churn.
+    gen.wait_for("change", |l| l.num::<f64>("t").is_some(), STEP_TIMEOUT)?;
+    std::thread::sleep(Duration::from_secs(2));
+    let stats0 = server.last_before("stats", Instant::now());
+    let (t0, t1, cpu) = meter.window(&[&server, &gen], window);
+    // Changes made in the window are reported up to a few seconds later.
+    std::thread::sleep(Duration::from_secs(2));
+    let stats1 = server.last_before("stats", t1);
+    let secs = (t1 - t0).as_secs_f64();
+    // Count the changes made within the window (a change line carries the
+    // time it completed and its latency, so it was made at t - ms).
+    let gen_started = gen.started;
+    let made_in_window = |l: &Line| -> bool {
+        match (l.num::<f64>("t"), l.num::<f64>("ms")) {
+            (Some(t), Some(ms)) => {
+                let made = gen_started + Duration::from_secs_f64((t - ms / 1e3).max(0.0));
+                made >= t0 && made <= t1
+            }
+            _ => false,
+        }
+    };
+    let late = t1 + Duration::from_secs(2);
+    let done: Vec<Line> = gen
+        .between("change", t0, late)
+        .into_iter()
+        .filter(made_in_window)
+        .collect();
+    let lost = gen.between("change_lost", t0, late).len();
+    let mut ms: Vec<f64> = done.iter().filter_map(|l| l.num("ms")).collect();
+    ms.sort_by(f64::total_cmp);
+    let kind_ms = |kind: &str| -> (f64, f64) {
+        let mut v: Vec<f64> = done
+            .iter()
+            .filter(|l| l.get("kind") == Some(kind))
+            .filter_map(|l| l.num("ms"))
+            .collect();
+        v.sort_by(f64::total_cmp);
+        (percentile(&v, 0.50), percentile(&v, 0.99))
+    };
+    let superseded = done
+        .iter()
+        .filter(|l| l.get("superseded") == Some("1"))
+        .count();
+    let delta = |key: &str| -> f64 {
+        match (&stats0, &stats1) {
+            (Some(a), Some(b)) => {
+                (b.num::<f64>(key).unwrap_or(0.0) - a.num::<f64>(key).unwrap_or(0.0)) / secs
+            }
+            _ => f64::NAN,
+        }
+    };
+    let result = Churn {
+        leave: kind_ms("leave"),
+        join: kind_ms("join"),
+        cpu: cpu[0],
+        gen_cpu: cpu[1],
+        changes: ms.len(),
+        p50: percentile(&ms, 0.50),
+        p99: percentile(&ms, 0.99),
+        max: ms.last().copied().unwrap_or(f64::NAN),
+        lost,
+        superseded,
+        changes_per_s: ms.len() as f64 / secs,
+        publishes_per_s: delta("publishes"),
+        bytes_per_s: delta("bytes_published"),
+    };
+    gen.stop();
+    server.stop();
+    Ok(result)
+}
+
+struct ClientsRun {
+    server_cpu: f64,
+    cpu: f64,
+    rss: f64,
+    threads: u64,
+    full_s: f64,
+    /// From closing its stdin to its exit: dropping every client.
+    shutdown_s: f64,
+}
+
+fn clients_run(
+    meter: &Meter,
+    urls: &mut Urls,
+    n: u32,
+    subscribe: bool,
+    window: Duration,
+) -> Result<ClientsRun, String> {
+    let (mut server, survey, publish) = start_server(urls, Transport::Tcp, FAST_POLL)?;
+    let mut args = vec![s("--survey"), survey, s("--n"), n.to_string()];
+    if subscribe {
+        args.extend([s("--publish"), publish]);
+    }
+    let mut clients = Proc::spawn("clients", CLIENTS, &args, Some(1));
+    clients.wait_for("ready", |_| true, STEP_TIMEOUT)?;
+    let (at, _) = server.wait_for(
+        "round",
+        |l| l.num::<u32>("answers") == Some(n) && l.num::<u32>("peers") == Some(n),
+        STEP_TIMEOUT,
+    )?;
+    let mut full_s = (at - clients.started).as_secs_f64();
+    if subscribe {
+        let (at, _) = clients.wait_for("all_full", |_| true, STEP_TIMEOUT)?;
+        full_s = (at - clients.started).as_secs_f64();
+    }
+    server.skip_past();
+    server.wait_for("round", |_| true, STEP_TIMEOUT)?;
+    let (_, _, cpu) = meter.window(&[&server, &clients], window);
+    let mut result = ClientsRun {
+        server_cpu: cpu[0],
+        cpu: cpu[1],
+        rss: rss_mb(&clients),
+        threads: procfs::threads(clients.pid()).unwrap_or(0),
+        full_s,
+        shutdown_s: 0.0,
+    };
+    result.shutdown_s = clients.stop_within(Duration::from_secs(120)).as_secs_f64();
+    server.stop();
+    Ok(result)
+}
+
+struct StallRun {
+    full_s: Option<f64>,
+    rss: f64,
+    cpu: f64,
+    rounds: usize,
+    expected_rounds: usize,
+    answers_min: u64,
+    burst_ms: Option<f64>,
+}
+
+fn stall_run(meter: &Meter, urls: &mut Urls, n: u32, window: Duration) -> Result<StallRun, String> {
+    let (mut server, survey, publish) = start_server(urls, Transport::Tcp, FAST_POLL)?;
+    let mut gen = Proc::spawn(
+        "loadgen",
+        LOADGEN,
+        &[
+            s("--survey"),
+            survey,
+            s("--publish"),
+            publish,
+            s("--peers"),
+            n.to_string(),
+            s("--subs"),
+            s("1"),
+        ],
+        Some(1),
+    );
+    let (at, _) = gen.wait_for("all_full", |_| true, STEP_TIMEOUT)?;
+    let full_s = Some((at - server.started).as_secs_f64());
+    // The round under way ends before the window starts.
+    server.skip_past();
+    server.wait_for("round", |_| true, STEP_TIMEOUT)?;
+    let (t0, t1, cpu) = meter.window(&[&server], window);
+    let rss = rss_mb(&server);
+    let rounds = server.between("round", t0, t1);
+    let answers: Vec<u64> = rounds.iter().filter_map(|l| l.num("answers")).collect();
+    let missed: usize = rounds.iter().filter_map(|l| l.num::<usize>("missed")).sum();
+    // Publishing still works: 10 peers leave and rejoin under new names;
+    // all 20 changes must reach the subscriber.
+    gen.skip_past();
+    gen.command("churn 10");
+    let mut burst_ms: Option<f64> = Some(0.0);
+    for _ in 0..20 {
+        match gen.wait_for("change", |_| true, Duration::from_secs(10)) {
+            Ok((_, l)) => {
+                let ms = l.num::<f64>("ms").unwrap_or(f64::NAN);
+                burst_ms = burst_ms.map(|m| m.max(ms));
+            }
+            Err(_) => {
+                burst_ms = None;
+                break;
+            }
+        }
+    }
+    gen.stop();
+    server.stop();
+    Ok(StallRun {
+        full_s,
+        rss,
+        cpu: cpu[0],
+        rounds: answers.len() + missed,
+        expected_rounds: (window.as_millis() / u128::from(FAST_POLL.poll_ms)) as usize,
+        answers_min: answers_range(&answers).0,
+        burst_ms,
+    })
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_default();
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_ascii_whitespace().next()?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{cores} cores ({model}), {mem_gib:.1} GiB memory, Linux {}",
+        kernel.trim()
+    )
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_ascii_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+struct Table {
+    out: String,
+}
+
+impl Table {
+    fn header(&mut self) {
+        self.row(&[
+            "case",
+            "tr",
+            "N",
+            "CPU %",
+            "x floor",
+            "RSS MB",
+            "x floor",
+            "full s",
+            "answers/survey",
+            "lists/min",
+            "notes",
+        ]);
+    }
+
+    fn row(&mut self, cells: &[&str]) {
+        let widths = [34, 3, 6, 7, 7, 7, 7, 6, 22, 9, 0];
+        let mut line = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            let w = widths.get(i).copied().unwrap_or(0);
+            if i == 0 || i == 8 || i + 1 == cells.len() {
+                let _ = write!(line, "{c:<w$} ");
+            } else {
+                let _ = write!(line, "{c:>w$} ");
+            }
+        }
+        let line = line.trim_end().to_owned();
+        println!("{line}");
+        self.out.push_str(&line);
+        self.out.push('\n');
+    }
+
+    fn fail(&mut self, case: &str, tr: &str, n: u32, why: &str) {
+        self.row(&[
+            case,
+            tr,
+            &n.to_string(),
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            &format!("FAILED: {why}"),
+        ]);
+    }
+}
+
+fn f1(v: f64) -> String {
+    if v.is_nan() {
+        "-".into()
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+fn f2(v: f64) -> String {
+    if v.is_nan() {
+        "-".into()
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+struct Verdicts(Vec<(String, bool)>);
+
+impl Verdicts {
+    fn check(&mut self, what: String, ok: bool) {
+        self.0.push((what, ok));
+    }
+}
+
+fn main() {
+    let plan = Plan::from_args();
+    let pinned = Command::new("taskset")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        pinned,
+        "taskset (util-linux) is needed to pin processes to cores"
+    );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        cores >= 2,
+        "the benchmark pins to cores 0 and 1: needs 2 cores"
+    );
+    let meter = Meter {
+        ticks_per_s: procfs::ticks_per_second() as f64,
+    };
+    let dir = std::env::temp_dir().join(format!("nngd-scale-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create a directory for ipc sockets");
+    if std::env::args().any(|a| a == "keep-logs") {
+        let logs = std::env::temp_dir().join(format!("nngd-scale-logs-{}", std::process::id()));
+        std::fs::create_dir_all(&logs).expect("create the log directory");
+        println!("# logs: {}", logs.display());
+        let _ = LOG_DIR.set(logs);
+    }
+    let mut urls = Urls { dir, run: 0 };
+    let started = Instant::now();
+    let machine_before = procfs::machine_ticks();
+    let own_before = procfs::cpu_ticks_with_children(std::process::id()).unwrap_or(0);
+
+    println!("# nng-discovery scale benchmark");
+    println!("# machine: {}", machine());
+    println!("# load average at start: {}", loadavg());
+    println!(
+        "# server (or floor) pinned to core 0, load generator to core 1; CPU % of one core over a steady window"
+    );
+    println!(
+        "# windows: floor {:?}, ours {:?}, churn {:?}; poll 1s = poll 1 s / survey 500 ms; default = poll 5 s / survey 1 s",
+        plan.floor_window, plan.ours_window, plan.churn_window
+    );
+    println!("# full s: from the server's start until a raw subscriber holds all N names (Clients: from the clients' start until the server, or every client, has all)");
+    println!("# answers/survey: min-max per heartbeat round (ours) or per survey (floor) in the window; lists/min: lists published in the window, per minute");
+    println!();
+    let mut table = Table { out: String::new() };
+    let mut verdicts = Verdicts(Vec::new());
+    table.header();
+    let largest = *plan.sizes.iter().max().unwrap_or(&0);
+
+    let mut floors: Vec<(Transport, u32, Steady)> = Vec::new();
+    let ours_rows = |table: &mut Table,
+                     verdicts: &mut Verdicts,
+                     floors: &mut Vec<(Transport, u32, Steady)>,
+                     urls: &mut Urls,
+                     t: Transport| {
+        for &n in &plan.sizes {
+            if t == Transport::Ipc && n != largest {
+                continue;
+            }
+            match floor_run(&meter, urls, t, n, plan.floor_window) {
+                Ok(f) => {
+                    table.row(&[
+                        "floor: raw NNG surveyor, poll 1s",
+                        t.name(),
+                        &n.to_string(),
+                        &f1(f.cpu),
+                        "1",
+                        &f1(f.rss),
+                        "1",
+                        "-",
+                        &format!(
+                            "{}-{} ({} surveys)",
+                            f.answers_min, f.answers_max, f.surveys
+                        ),
+                        "-",
+                        &format!("loadgen {:.1}%", f.gen_cpu),
+                    ]);
+                    floors.push((t, n, f));
+                }
+                Err(e) => table.fail("floor: raw NNG surveyor, poll 1s", t.name(), n, &e),
+            }
+            for (label, poll) in [
+                ("ours, poll 1s", FAST_POLL),
+                ("ours, default options", DEFAULT_POLL),
+            ] {
+                if t == Transport::Ipc && poll.poll_ms != FAST_POLL.poll_ms {
+                    continue;
+                }
+                let floor = floors
+                    .iter()
+                    .find(|(ft, fn_, _)| *ft == t && *fn_ == n)
+                    .map(|(_, _, f)| f.clone());
+                match ours_run(&meter, urls, t, n, poll, plan.ours_window) {
+                    Ok(o) => {
+                        let fast = poll.poll_ms == FAST_POLL.poll_ms;
+                        let (xc, xr) = match (&floor, fast) {
+                            (Some(f), true) => (f2(o.cpu / f.cpu), f2(o.rss / f.rss)),
+                            _ => ("-".into(), "-".into()),
+                        };
+                        table.row(&[
+                            label,
+                            t.name(),
+                            &n.to_string(),
+                            &f1(o.cpu),
+                            &xc,
+                            &f1(o.rss),
+                            &xr,
+                            &o.full_s.map_or("-".into(), f2),
+                            &format!(
+                                "{}-{} ({} rounds{})",
+                                o.answers_min,
+                                o.answers_max,
+                                o.surveys,
+                                if o.missed > 0 {
+                                    format!(", {} unseen", o.missed)
+                                } else {
+                                    String::new()
+                                }
+                            ),
+                            &o.lists_per_min.map_or("-".into(), f1),
+                            &format!("loadgen {:.1}%", o.gen_cpu),
+                        ]);
+                        let all = o.answers_min == u64::from(n) && o.surveys > 0;
+                        if n == 10_000 && t == Transport::Tcp && fast {
+                            verdicts.check(
+                                format!(
+                                    "poll 1s, 10,000 peers: every survey answered by all (min {}; the floor's min in this run: {})",
+                                    o.answers_min,
+                                    floor.as_ref().map_or("-".into(), |f| f.answers_min.to_string())
+                                ),
+                                all,
+                            );
+                            verdicts.check(
+                                format!(
+                                    "poll 1s, 10,000 peers: full list within 3 s (took {})",
+                                    o.full_s.map_or("-".into(), f2)
+                                ),
+                                o.full_s.is_some_and(|s| s <= 3.0),
+                            );
+                            if let Some(f) = &floor {
+                                verdicts.check(
+                                    format!(
+                                        "poll 1s, 10,000 peers: CPU <= 1.3 x floor ({:.1}% vs {:.1}%: {:.2}x)",
+                                        o.cpu,
+                                        f.cpu,
+                                        o.cpu / f.cpu
+                                    ),
+                                    o.cpu <= 1.3 * f.cpu,
+                                );
+                            }
+                            verdicts.check(
+                                format!("poll 1s, 10,000 peers: RSS < 80 MB ({:.1} MB)", o.rss),
+                                o.rss < 80.0,
+                            );
+                        } else if n == 10_000 && t == Transport::Tcp {
+                            verdicts.check(
+                                format!("default options, 10,000 peers: CPU < 5% ({:.1}%)", o.cpu),
+                                o.cpu < 5.0,
+                            );
+                        } else if !all {
+                            verdicts.check(
+                                format!(
+                                    "{label}, {n} peers over {}: every survey answered by all",
+                                    t.name()
+                                ),
+                                false,
+                            );
+                        }
+                    }
+                    Err(e) => table.fail(label, t.name(), n, &e),
+                }
+            }
+        }
+    };
+    if plan.runs("floor") || plan.runs("ours") {
+        ours_rows(
+            &mut table,
+            &mut verdicts,
+            &mut floors,
+            &mut urls,
+            Transport::Tcp,
+        );
+    }
+    if plan.runs("ipc") {
+        ours_rows(
+            &mut table,
+            &mut verdicts,
+            &mut floors,
+            &mut urls,
+            Transport::Ipc,
+        );
+    }
+
+    if plan.runs("churn") {
+        let n = plan.churn_peers;
+        let mut cases: Vec<(u32, bool)> = plan.churn_subs.iter().map(|&m| (m, false)).collect();
+        let most = *plan.churn_subs.iter().max().unwrap_or(&0);
+        cases.push((most, true));
+        for (subs, burst) in cases {
+            let label = format!(
+                "churn 1%/s {}, {subs} subs",
+                if burst { "in bursts" } else { "spread" }
+            );
+            match churn_run(&meter, &mut urls, n, subs, burst, plan.churn_window) {
+                Ok(c) => {
+                    table.row(&[
+                        &label,
+                        "tcp",
+                        &n.to_string(),
+                        &f1(c.cpu),
+                        "-",
+                        "-",
+                        "-",
+                        "-",
+                        "-",
+                        "-",
+                        &format!(
+                            "change->all subs p50 {:.1} ms p99 {:.1} ms max {:.0} ms (leaves {:.1}/{:.1}, joins {:.1}/{:.1}; {} changes, {:.1}/s, {} lost, {} superseded); {:.1} publishes/s, {:.0} KB/s published; loadgen {:.1}%",
+                            c.p50,
+                            c.p99,
+                            c.max,
+                            c.leave.0,
+                            c.leave.1,
+                            c.join.0,
+                            c.join.1,
+                            c.changes,
+                            c.changes_per_s,
+                            c.lost,
+                            c.superseded,
+                            c.publishes_per_s,
+                            c.bytes_per_s / 1000.0,
+                            c.gen_cpu
+                        ),
+                    ]);
+                    if subs == most && subs >= 1000 {
+                        let mode = if burst { "bursts" } else { "spread" };
+                        verdicts.check(
+                            format!(
+                                "churn ({mode}), {subs} subs: p99 < 100 ms ({:.1} ms)",
+                                c.p99
+                            ),
+                            c.p99 < 100.0 && c.lost == 0,
+                        );
+                        verdicts.check(
+                            format!("churn ({mode}), {subs} subs: server < 30% ({:.1}%)", c.cpu),
+                            c.cpu < 30.0,
+                        );
+                        verdicts.check(
+                            format!(
+                                "churn ({mode}), {subs} subs: publishes coalesced ({:.1} publishes/s for {:.1} changes/s)",
+                                c.publishes_per_s, c.changes_per_s
+                            ),
+                            c.publishes_per_s <= 0.75 * c.changes_per_s,
+                        );
+                    }
+                }
+                Err(e) => table.fail(&label, "tcp", n, &e),
+            }
+        }
+    }
+
+    if plan.runs("clients") {
+        for subscribe in [false, true] {
+            let n = plan.clients;
+            let label = if subscribe {
+                "real Clients with subscription"
+            } else {
+                "real Clients"
+            };
+            match clients_run(&meter, &mut urls, n, subscribe, plan.clients_window) {
+                Ok(c) => table.row(&[
+                    label,
+                    "tcp",
+                    &n.to_string(),
+                    &f1(c.server_cpu),
+                    "-",
+                    "-",
+                    "-",
+                    &f2(c.full_s),
+                    "-",
+                    "-",
+                    &format!(
+                        "clients' process: {} threads ({:.2}/client), RSS {:.1} MB ({:.0} KB/client), CPU {:.1}% ({:.4}%/client); dropping them all took {:.1} s",
+                        c.threads,
+                        c.threads as f64 / f64::from(n),
+                        c.rss,
+                        c.rss * 1024.0 / f64::from(n),
+                        c.cpu,
+                        c.cpu / f64::from(n),
+                        c.shutdown_s
+                    ),
+                ]),
+                Err(e) => table.fail(label, "tcp", n, &e),
+            }
+        }
+    }
+
+    if plan.runs("stalls") {
+        let mut ok_runs = 0;
+        for run in 1..=plan.stall_runs {
+            let label = format!("stalls: run {run}/{}, poll 1s", plan.stall_runs);
+            match stall_run(&meter, &mut urls, largest, plan.stall_window) {
+                Ok(r) => {
+                    // A stall (the Go original's lock-up) is a server that
+                    // stops surveying or publishing; lost answers are shown
+                    // but are not a stall.
+                    let ok = r.rounds + 1 >= r.expected_rounds && r.burst_ms.is_some();
+                    ok_runs += usize::from(ok);
+                    table.row(&[
+                        &label,
+                        "tcp",
+                        &largest.to_string(),
+                        &f1(r.cpu),
+                        "-",
+                        "-",
+                        "-",
+                        &r.full_s.map_or("-".into(), f2),
+                        &format!("min {} ({} rounds)", r.answers_min, r.rounds),
+                        "-",
+                        &format!(
+                            "{} rounds of {} expected; 10 leave+rejoin: {}; {}; server RSS {:.1} MB",
+                            r.rounds,
+                            r.expected_rounds,
+                            r.burst_ms.map_or("NOT DELIVERED".into(), |m| format!(
+                                "all 20 changes delivered within {m:.0} ms"
+                            )),
+                            if ok { "ok" } else { "STALLED" },
+                            r.rss
+                        ),
+                    ]);
+                }
+                Err(e) => table.fail(&label, "tcp", largest, &e),
+            }
+        }
+        verdicts.check(
+            format!(
+                "stalls: {ok_runs} of {} runs at {largest} peers kept surveying and publishing",
+                plan.stall_runs
+            ),
+            ok_runs == plan.stall_runs,
+        );
+    }
+
+    let _ = std::fs::remove_dir_all(&urls.dir);
+    println!();
+    println!("# targets");
+    for (what, ok) in &verdicts.0 {
+        println!("{} {what}", if *ok { "met:    " } else { "NOT MET:" });
+    }
+    let elapsed = started.elapsed();
+    println!();
+    println!("# load average at end: {}", loadavg());
+    if let (Some((b0, t0)), Some((b1, t1))) = (machine_before, procfs::machine_ticks()) {
+        let jiffies = (t1 - t0).max(1) as f64;
+        let busy = (b1 - b0) as f64 / jiffies * cores as f64 * 100.0;
+        // Jiffies in /proc/stat are USER_HZ ticks summed over all cores.
+        let own_ticks =
+            procfs::cpu_ticks_with_children(std::process::id()).unwrap_or(0) - own_before;
+        let own = own_ticks as f64 / jiffies * cores as f64 * 100.0;
+        println!(
+            "# machine busy on average {busy:.0}% of one core (of {}%): this benchmark and its children {own:.0}%, everything else {:.0}%",
+            cores * 100,
+            busy - own
+        );
+    }
+    println!("# took {:.0} s", elapsed.as_secs_f64());
+}

@@ -1,0 +1,116 @@
+//! `bench-server`: runs an `nng_discovery::Server` with options from its
+//! arguments and prints its counters, for the scale benchmark.
+//!
+//! ```text
+//! bench-server [--survey tcp://127.0.0.1:0] [--publish tcp://127.0.0.1:0]
+//!              [--poll-ms 5000] [--survey-ms 1000] [--threshold 2]
+//!              [--republish-ms 30000] [--gap-ms 2] [--event-driven true]
+//!              [--sample-ms 100] [--stats-ms 1000]
+//! ```
+//!
+//! Prints `ready survey=URL publish=URL`; then, sampling the counters every
+//! 100 ms, a `round n=.. answers=..` line for every heartbeat round that
+//! ended (`missed=K` if K rounds ended unseen between two samples) and a
+//! `stats` line with every counter once a second (`--stats-ms`). Stops at the end of
+//! standard input.
+
+use std::io::{BufRead, Write};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nng_discovery::{Options, Server, Stats};
+use nng_discovery_loadgen::Args;
+
+fn main() {
+    let args = Args::from_env();
+    let ms = |key: &str, default: u64| Duration::from_millis(args.get(key, default));
+    let options = Options::default()
+        .poll_interval(ms("poll-ms", 5000))
+        .survey_time(ms("survey-ms", 1000))
+        .miss_threshold(args.get("threshold", 2))
+        .republish_interval(ms("republish-ms", 30_000))
+        .publish_gap(ms("gap-ms", 2))
+        .event_driven(args.get("event-driven", true));
+    let server = Server::new(
+        args.str("survey").unwrap_or("tcp://127.0.0.1:0"),
+        args.str("publish").unwrap_or("tcp://127.0.0.1:0"),
+        options,
+    )
+    .unwrap_or_else(|e| {
+        eprintln!("bench-server: {e}");
+        std::process::exit(1);
+    });
+
+    let (stop_tx, stop) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            if line.map_or(true, |l| l.trim() == "quit") {
+                break;
+            }
+        }
+        let _ = stop_tx.send(());
+    });
+
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "ready survey={} publish={}",
+        server.survey_url(),
+        server.publish_url()
+    );
+    let _ = out.flush();
+
+    let start = Instant::now();
+    let sample = Duration::from_millis(args.get("sample-ms", 100));
+    let stats_every = Duration::from_millis(args.get("stats-ms", 1000));
+    let mut next_sample = start + sample;
+    let mut next_stats = start;
+    let mut last_rounds = 0;
+    loop {
+        let wait = next_sample.saturating_duration_since(Instant::now());
+        match stop.recv_timeout(wait) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            _ => break,
+        }
+        next_sample += sample;
+        let now = Instant::now();
+        let t = now.duration_since(start).as_secs_f64();
+        let s = server.stats();
+        if s.rounds != last_rounds {
+            let _ = writeln!(
+                out,
+                "round t={t:.3} n={} answers={} peers={} connections={} missed={}",
+                s.rounds,
+                s.answers_last_round,
+                s.peers,
+                s.connections,
+                s.rounds - last_rounds - 1
+            );
+            last_rounds = s.rounds;
+        }
+        if now >= next_stats {
+            let _ = writeln!(out, "stats t={t:.3} {}", fields(&s));
+            next_stats += stats_every;
+        }
+        let _ = out.flush();
+    }
+    server.shutdown();
+}
+
+fn fields(s: &Stats) -> String {
+    format!(
+        "peers={} connections={} subscribers={} surveys_sent={} rounds={} answers_last_round={} answers={} refused_invalid={} refused_stale={} refused_full={} publishes={} bytes_published={}",
+        s.peers,
+        s.connections,
+        s.subscribers,
+        s.surveys_sent,
+        s.rounds,
+        s.answers_last_round,
+        s.answers,
+        s.refused_invalid,
+        s.refused_stale,
+        s.refused_full,
+        s.publishes,
+        s.bytes_published
+    )
+}

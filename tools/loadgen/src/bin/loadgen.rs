@@ -1,0 +1,1224 @@
+//! `loadgen`: plays thousands of discovery peers and subscribers from one
+//! thread, speaking the Scalability Protocols wire format directly (no NNG).
+//!
+//! ```text
+//! loadgen --survey tcp://127.0.0.1:PORT [--publish tcp://127.0.0.1:PORT]
+//!         [--peers 1000] [--hung 0] [--subs 0]
+//!         [--churn 0] [--churn-names new|same] [--churn-burst]
+//!         [--churn-delay-ms 1000]
+//!         [--inflight 64] [--connect-rate 0] [--report-ms 1000]
+//!         [--duration-s 0] [--print-lists] [--seed 1]
+//! ```
+//!
+//! * `--peers N` respondents each answer every survey at once with their own
+//!   name ([`peer_name`]`(slot, generation)`); `--hung H` more connect, read
+//!   the surveys and never answer.
+//! * `--subs M` raw SUB connections record each list's arrival and length.
+//! * `--churn K`: once every subscriber holds the full list, K answering
+//!   peers per second close their connection and reconnect at once, under a
+//!   new name (`--churn-names new`, the default) or the same one; spread
+//!   evenly over each second, or all K at once with `--churn-burst`.
+//! * Connections are opened non-blocking, at most `--inflight` at a time
+//!   between `connect` and the server's SP header (NNG listens with a
+//!   backlog of 128), optionally also at most `--connect-rate` per second.
+//!   Only loopback TCP addresses and `ipc://` paths are accepted.
+//!
+//! Lines on standard input: `hang K` (K answering peers stop answering but
+//! keep their connection), `churn K` (K peers leave and rejoin now),
+//! `quit`. End of input quits too, unless `--duration-s` is set.
+//!
+//! Output, one line per event, `kind key=value ...`, `t` in seconds since
+//! start:
+//! * `start`, then `connected` once every peer and subscriber is connected;
+//! * `full sub=I len=N` the first time subscriber I holds a list naming every
+//!   answering peer, and `all_full` once all of them have;
+//! * `churn_start`, then per change (a peer's leave or join) once every
+//!   subscriber connected at the time holds a list reflecting it:
+//!   `change kind=leave|join ms=LATENCY subs=M superseded=0|1`; a change
+//!   not delivered within 30 s is reported as `change_lost`;
+//! * `hung names=A,B,...` after a `hang` command;
+//! * `list sub=I len=N bytes=B` per list received, with `--print-lists`;
+//! * `tick` every `--report-ms` with running totals, `end` at exit.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::{self, BufRead, BufWriter, Read, Stdout, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpStream, UnixStream};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use nng_discovery_loadgen::{peer_name, Args};
+
+/// SP protocol numbers (RFC-style "SP over TCP" header, bytes 4-5).
+const SURVEYOR: u16 = 0x0062;
+const RESPONDENT: u16 = 0x0063;
+const PUB: u16 = 0x0020;
+const SUB: u16 = 0x0021;
+
+const WAKER: Token = Token(usize::MAX);
+/// Frames larger than this close the connection (a list of 10,000 names is
+/// about 230 KB).
+const MAX_FRAME: u64 = 64 << 20;
+/// Wait before reconnecting a connection that failed or was closed.
+const RETRY: Duration = Duration::from_millis(100);
+/// A change not delivered to every subscriber by then is reported lost.
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Distinct list bodies remembered (to recognise a list already seen).
+const BODY_CACHE: usize = 256;
+
+fn main() {
+    let args = Args::from_env();
+    let survey = parse_url(args.required("survey"));
+    let publish = args.str("publish").map(parse_url);
+    let subs: u32 = args.get("subs", 0);
+    if subs > 0 && publish.is_none() {
+        eprintln!("--subs needs --publish");
+        std::process::exit(2);
+    }
+    let config = Config {
+        survey,
+        publish,
+        peers: args.get("peers", 1000),
+        hung: args.get("hung", 0),
+        subs,
+        churn: args.get("churn", 0.0),
+        churn_same_names: match args.str("churn-names").unwrap_or("new") {
+            "new" => false,
+            "same" => true,
+            other => {
+                eprintln!("--churn-names: new or same, not {other:?}");
+                std::process::exit(2);
+            }
+        },
+        churn_burst: args.str("churn-burst").is_some(),
+        churn_delay: Duration::from_millis(args.get("churn-delay-ms", 1000)),
+        inflight: args.get::<usize>("inflight", 64).max(1),
+        connect_rate: args.get("connect-rate", 0.0),
+        report: Duration::from_millis(args.get::<u64>("report-ms", 1000).max(10)),
+        duration: match args.get("duration-s", 0.0) {
+            d if d > 0.0 => Some(Duration::from_secs_f64(d)),
+            _ => None,
+        },
+        print_lists: args.str("print-lists").is_some(),
+        seed: args.get("seed", 1u64),
+    };
+    if let Err(e) = Gen::new(config).and_then(Gen::run) {
+        eprintln!("loadgen: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Where to connect: a loopback TCP address or a Unix socket path.
+#[derive(Debug, Clone)]
+enum Endpoint {
+    Tcp(SocketAddr),
+    Ipc(PathBuf),
+}
+
+fn parse_url(url: &str) -> Endpoint {
+    let fail = |why: &str| -> ! {
+        eprintln!("{url}: {why}");
+        std::process::exit(2);
+    };
+    if let Some(rest) = url.strip_prefix("tcp://") {
+        let rest = rest.replace("localhost:", "127.0.0.1:");
+        let addr: SocketAddr = rest
+            .parse()
+            .unwrap_or_else(|_| fail("expected tcp://IP:PORT"));
+        if !addr.ip().is_loopback() {
+            fail("only loopback addresses are allowed");
+        }
+        Endpoint::Tcp(addr)
+    } else if let Some(path) = url.strip_prefix("ipc://") {
+        Endpoint::Ipc(PathBuf::from(path))
+    } else {
+        fail("expected tcp:// or ipc://")
+    }
+}
+
+impl Endpoint {
+    /// Bytes before each message: TCP sends an 8-byte big-endian length,
+    /// IPC a type byte (1) and then the length.
+    fn frame_header(&self) -> usize {
+        match self {
+            Endpoint::Tcp(_) => 8,
+            Endpoint::Ipc(_) => 9,
+        }
+    }
+
+    fn connect(&self) -> io::Result<Stream> {
+        match self {
+            Endpoint::Tcp(addr) => {
+                let s = TcpStream::connect(*addr)?;
+                s.set_nodelay(true)?;
+                Ok(Stream::Tcp(s))
+            }
+            Endpoint::Ipc(path) => Ok(Stream::Unix(UnixStream::connect(path)?)),
+        }
+    }
+}
+
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        match self {
+            Stream::Tcp(s) => registry.register(s, token, interest),
+            Stream::Unix(s) => registry.register(s, token, interest),
+        }
+    }
+
+    fn deregister(&mut self, registry: &Registry) {
+        let _ = match self {
+            Stream::Tcp(s) => registry.deregister(s),
+            Stream::Unix(s) => registry.deregister(s),
+        };
+    }
+
+    /// Whether a non-blocking connect has completed (mio's recipe: after a
+    /// writable event, `take_error`, then `peer_addr`).
+    fn connected(&self) -> io::Result<bool> {
+        let (err, peer) = match self {
+            Stream::Tcp(s) => (s.take_error(), s.peer_addr().map(|_| ())),
+            Stream::Unix(s) => (s.take_error(), s.peer_addr().map(|_| ())),
+        };
+        if let Some(e) = err? {
+            return Err(e);
+        }
+        match peer {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(e) if e.raw_os_error() == Some(115) => Ok(false), // EINPROGRESS
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Peer(u32),
+    Sub(u32),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Connecting,
+    Handshake,
+    Ready,
+}
+
+struct Conn {
+    stream: Stream,
+    role: Role,
+    phase: Phase,
+    /// Bytes received but not yet a whole frame.
+    rbuf: Vec<u8>,
+    /// Bytes to send once the socket is writable again.
+    wbuf: Vec<u8>,
+}
+
+struct Slot {
+    gen: u32,
+    name: Vec<u8>,
+    /// Reads surveys but never answers.
+    hung: bool,
+    conn: Option<usize>,
+    ready: bool,
+}
+
+#[derive(Default)]
+struct SubState {
+    conn: Option<usize>,
+    ready: bool,
+    full: bool,
+}
+
+/// A membership change waiting to reach every subscriber.
+struct Change {
+    at: Instant,
+    name: Vec<u8>,
+    join: bool,
+    /// Per subscriber: holds a list reflecting the change (or was not
+    /// connected when it happened).
+    have: Vec<bool>,
+    remaining: usize,
+    subs: usize,
+    superseded: bool,
+}
+
+/// A distinct list body, recognised by hash and compared byte for byte.
+struct Body {
+    bytes: Vec<u8>,
+    first_seen: Instant,
+    last_seen: Instant,
+    count: usize,
+    names: Option<HashSet<Vec<u8>>>,
+}
+
+struct Config {
+    survey: Endpoint,
+    publish: Option<Endpoint>,
+    peers: u32,
+    hung: u32,
+    subs: u32,
+    churn: f64,
+    churn_same_names: bool,
+    churn_burst: bool,
+    churn_delay: Duration,
+    inflight: usize,
+    connect_rate: f64,
+    report: Duration,
+    duration: Option<Duration>,
+    print_lists: bool,
+    seed: u64,
+}
+
+#[derive(Default)]
+struct Totals {
+    surveys: u64,
+    answers: u64,
+    lists: u64,
+    list_bytes: u64,
+    reconnects: u64,
+    connect_failures: u64,
+    changes_done: u64,
+    changes_lost: u64,
+}
+
+struct Gen {
+    cfg: Config,
+    poll: Poll,
+    start: Instant,
+    out: BufWriter<Stdout>,
+    commands: mpsc::Receiver<String>,
+    _waker: std::sync::Arc<Waker>,
+
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    slots: Vec<Slot>,
+    subs: Vec<SubState>,
+    queue: VecDeque<Role>,
+    retry: Vec<(Instant, Role)>,
+    inflight: usize,
+    next_connect: Instant,
+
+    ready_peers: usize,
+    ready_subs: usize,
+    full_subs: usize,
+    announced_connected: bool,
+    announced_all_full: bool,
+    /// Peers that answer (not hung).
+    answering: usize,
+
+    churn_next: Option<Instant>,
+    churn_started: bool,
+    pending: Vec<Change>,
+    bodies: HashMap<u64, Body>,
+
+    totals: Totals,
+    next_tick: Instant,
+    rng: u64,
+    scratch: Vec<u8>,
+    answer: Vec<u8>,
+}
+
+impl Gen {
+    fn new(cfg: Config) -> io::Result<Gen> {
+        let poll = Poll::new()?;
+        let waker = std::sync::Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (tx, commands) = mpsc::channel();
+        let stdin_waker = waker.clone();
+        let quit_on_eof = cfg.duration.is_none();
+        std::thread::Builder::new()
+            .name("loadgen-stdin".into())
+            .spawn(move || {
+                for line in io::stdin().lock().lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        return;
+                    }
+                    let _ = stdin_waker.wake();
+                }
+                if quit_on_eof {
+                    let _ = tx.send("quit".into());
+                    let _ = stdin_waker.wake();
+                }
+            })?;
+
+        let start = Instant::now();
+        let total_peers = cfg.peers + cfg.hung;
+        let slots = (0..total_peers)
+            .map(|slot| Slot {
+                gen: 0,
+                name: peer_name(slot, 0).into_bytes(),
+                hung: slot >= cfg.peers,
+                conn: None,
+                ready: false,
+            })
+            .collect();
+        let subs = (0..cfg.subs).map(|_| SubState::default()).collect();
+        // Subscribers first, so they watch the list grow; then the peers.
+        let queue = (0..cfg.subs)
+            .map(Role::Sub)
+            .chain((0..total_peers).map(Role::Peer))
+            .collect();
+        Ok(Gen {
+            answering: cfg.peers as usize,
+            rng: cfg.seed.max(1),
+            cfg,
+            poll,
+            start,
+            out: BufWriter::with_capacity(1 << 16, io::stdout()),
+            commands,
+            _waker: waker,
+            conns: Vec::new(),
+            free: Vec::new(),
+            slots,
+            subs,
+            queue,
+            retry: Vec::new(),
+            inflight: 0,
+            next_connect: start,
+            ready_peers: 0,
+            ready_subs: 0,
+            full_subs: 0,
+            announced_connected: false,
+            announced_all_full: false,
+            churn_next: None,
+            churn_started: false,
+            pending: Vec::new(),
+            bodies: HashMap::new(),
+            totals: Totals::default(),
+            next_tick: start,
+            scratch: vec![0; 1 << 16],
+            answer: Vec::with_capacity(2048),
+        })
+    }
+
+    fn t(&self, at: Instant) -> f64 {
+        at.saturating_duration_since(self.start).as_secs_f64()
+    }
+
+    fn run(mut self) -> io::Result<()> {
+        let c = &self.cfg;
+        let line = format!(
+            "start t=0 peers={} hung={} subs={} churn={} churn_burst={} churn_names={} transport={}",
+            c.peers,
+            c.hung,
+            c.subs,
+            c.churn,
+            c.churn_burst,
+            if c.churn_same_names { "same" } else { "new" },
+            match c.survey {
+                Endpoint::Tcp(_) => "tcp",
+                Endpoint::Ipc(_) => "ipc",
+            }
+        );
+        writeln!(self.out, "{line}")?;
+        self.out.flush()?;
+        let mut events = Events::with_capacity(4096);
+        loop {
+            let now = Instant::now();
+            if self.timers(now)? {
+                break;
+            }
+            self.start_connects(now);
+            let timeout = self.next_wakeup(now).saturating_duration_since(now);
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            let mut quit = false;
+            for event in events.iter() {
+                if event.token() == WAKER {
+                    quit |= self.commands()?;
+                } else {
+                    self.on_event(event.token().0, event);
+                }
+            }
+            self.out.flush()?;
+            if quit {
+                break;
+            }
+        }
+        self.end()
+    }
+
+    fn end(&mut self) -> io::Result<()> {
+        let now = Instant::now();
+        let line = format!(
+            "end t={:.6} surveys={} answers={} lists={} list_bytes={} changes_done={} changes_lost={} reconnects={}",
+            self.t(now),
+            self.totals.surveys,
+            self.totals.answers,
+            self.totals.lists,
+            self.totals.list_bytes,
+            self.totals.changes_done,
+            self.totals.changes_lost,
+            self.totals.reconnects,
+        );
+        writeln!(self.out, "{line}")?;
+        self.out.flush()
+    }
+
+    /// Runs what is due; returns true when it is time to stop.
+    fn timers(&mut self, now: Instant) -> io::Result<bool> {
+        if self.cfg.duration.is_some_and(|d| now >= self.start + d) {
+            return Ok(true);
+        }
+        if now >= self.next_tick {
+            self.tick(now)?;
+            self.next_tick = now + self.cfg.report;
+        }
+        // Reconnects whose wait is over go back in the connect queue.
+        let mut i = 0;
+        while i < self.retry.len() {
+            if self.retry[i].0 <= now {
+                let (_, role) = self.retry.swap_remove(i);
+                self.queue.push_back(role);
+            } else {
+                i += 1;
+            }
+        }
+        if let Some(mut next) = self.churn_next {
+            let (step, per_step) = if self.cfg.churn_burst {
+                (Duration::from_secs(1), self.cfg.churn.round() as usize)
+            } else {
+                (Duration::from_secs_f64(1.0 / self.cfg.churn), 1)
+            };
+            let mut steps = 0;
+            while next <= now && steps < 100 {
+                for _ in 0..per_step {
+                    self.churn_step(now);
+                }
+                next += step;
+                steps += 1;
+            }
+            if next <= now {
+                next = now + step; // fell far behind: keep the rate, skip the backlog
+            }
+            self.churn_next = Some(next);
+        }
+        if self
+            .pending
+            .first()
+            .is_some_and(|c| now - c.at > CHANGE_TIMEOUT)
+        {
+            let (lost, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+                .into_iter()
+                .partition(|c| now - c.at > CHANGE_TIMEOUT);
+            self.pending = kept;
+            for c in lost {
+                self.totals.changes_lost += 1;
+                let line = format!(
+                    "change_lost t={:.6} kind={} missing={} name={}",
+                    self.t(now),
+                    if c.join { "join" } else { "leave" },
+                    c.remaining,
+                    String::from_utf8_lossy(&c.name)
+                );
+                writeln!(self.out, "{line}")?;
+            }
+        }
+        Ok(false)
+    }
+
+    fn next_wakeup(&self, now: Instant) -> Instant {
+        let mut next = self.next_tick;
+        if let Some(d) = self.cfg.duration {
+            next = next.min(self.start + d);
+        }
+        if let Some(c) = self.churn_next {
+            next = next.min(c);
+        }
+        for (at, _) in &self.retry {
+            next = next.min(*at);
+        }
+        if !self.queue.is_empty() && self.inflight < self.cfg.inflight {
+            next = next.min(self.next_connect);
+        }
+        if let Some(c) = self.pending.first() {
+            next = next.min(c.at + CHANGE_TIMEOUT);
+        }
+        next.max(now)
+    }
+
+    fn tick(&mut self, now: Instant) -> io::Result<()> {
+        let hung = self.slots.len() - self.answering;
+        let line = format!(
+            "tick t={:.6} peers_ready={} answering={} hung={} subs_ready={} surveys={} answers={} lists={} list_bytes={} pending_changes={} reconnects={} connect_failures={}",
+            self.t(now),
+            self.ready_peers,
+            self.answering,
+            hung,
+            self.ready_subs,
+            self.totals.surveys,
+            self.totals.answers,
+            self.totals.lists,
+            self.totals.list_bytes,
+            self.pending.len(),
+            self.totals.reconnects,
+            self.totals.connect_failures,
+        );
+        writeln!(self.out, "{line}")
+    }
+
+    /// Handles lines from standard input; returns true on `quit`.
+    fn commands(&mut self) -> io::Result<bool> {
+        while let Ok(line) = self.commands.try_recv() {
+            let mut words = line.split_ascii_whitespace();
+            let cmd = words.next().unwrap_or("");
+            let n: usize = words.next().and_then(|w| w.parse().ok()).unwrap_or(1);
+            match cmd {
+                "quit" => return Ok(true),
+                "hang" => self.hang(n)?,
+                "churn" => {
+                    let now = Instant::now();
+                    for _ in 0..n {
+                        self.churn_step(now);
+                    }
+                }
+                "tick" => self.tick(Instant::now())?,
+                "" => {}
+                other => eprintln!("loadgen: unknown command {other:?}"),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Makes the `n` answering peers with the highest slots stop answering.
+    fn hang(&mut self, n: usize) -> io::Result<()> {
+        let mut names = Vec::new();
+        for slot in self.slots.iter_mut().rev() {
+            if names.len() == n {
+                break;
+            }
+            if !slot.hung {
+                slot.hung = true;
+                names.push(String::from_utf8_lossy(&slot.name).into_owned());
+            }
+        }
+        self.answering -= names.len();
+        let line = format!(
+            "hung t={:.6} count={} names={}",
+            self.t(Instant::now()),
+            names.len(),
+            names.join(",")
+        );
+        writeln!(self.out, "{line}")
+    }
+
+    fn random(&mut self) -> u64 {
+        // xorshift64: cheap and repeatable from --seed.
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+
+    /// One peer leaves (closes its connection) and rejoins (reconnects at
+    /// once), under a new name or the same one.
+    fn churn_step(&mut self, now: Instant) {
+        let n = self.slots.len() as u64;
+        if n == 0 {
+            return;
+        }
+        let mut pick = None;
+        for _ in 0..64 {
+            let s = (self.random() % n) as usize;
+            let slot = &self.slots[s];
+            if !slot.hung && slot.ready {
+                pick = Some(s);
+                break;
+            }
+        }
+        let Some(s) = pick else { return };
+        let Some(idx) = self.slots[s].conn else {
+            return;
+        };
+        let old = self.slots[s].name.clone();
+        self.close(idx, false);
+        self.record_change(old, false, now);
+        let slot = &mut self.slots[s];
+        if !self.cfg.churn_same_names {
+            slot.gen += 1;
+            slot.name = peer_name(s as u32, slot.gen).into_bytes();
+        }
+        let name = slot.name.clone();
+        self.record_change(name, true, now);
+        self.queue.push_front(Role::Peer(s as u32));
+    }
+
+    fn record_change(&mut self, name: Vec<u8>, join: bool, at: Instant) {
+        if self.ready_subs == 0 {
+            return;
+        }
+        let have: Vec<bool> = self.subs.iter().map(|s| !s.ready).collect();
+        self.pending.push(Change {
+            at,
+            name,
+            join,
+            remaining: self.ready_subs,
+            subs: self.ready_subs,
+            have,
+            superseded: false,
+        });
+    }
+
+    fn start_connects(&mut self, now: Instant) {
+        while self.inflight < self.cfg.inflight && now >= self.next_connect {
+            let Some(role) = self.queue.pop_front() else {
+                return;
+            };
+            if self.cfg.connect_rate > 0.0 {
+                self.next_connect = self.next_connect.max(now - Duration::from_millis(10))
+                    + Duration::from_secs_f64(1.0 / self.cfg.connect_rate);
+            }
+            let endpoint = match role {
+                Role::Peer(_) => &self.cfg.survey,
+                Role::Sub(_) => self.cfg.publish.as_ref().expect("subs need --publish"),
+            };
+            let mut stream = match endpoint.connect() {
+                Ok(s) => s,
+                Err(_) => {
+                    // Refused, or a Unix socket's backlog is full: later.
+                    self.totals.connect_failures += 1;
+                    self.retry.push((now + RETRY, role));
+                    continue;
+                }
+            };
+            let idx = self.free.pop().unwrap_or_else(|| {
+                self.conns.push(None);
+                self.conns.len() - 1
+            });
+            if stream.register(self.poll.registry(), Token(idx)).is_err() {
+                self.free.push(idx);
+                self.totals.connect_failures += 1;
+                self.retry.push((now + RETRY, role));
+                continue;
+            }
+            self.conns[idx] = Some(Conn {
+                stream,
+                role,
+                phase: Phase::Connecting,
+                rbuf: Vec::new(),
+                wbuf: Vec::new(),
+            });
+            match role {
+                Role::Peer(s) => self.slots[s as usize].conn = Some(idx),
+                Role::Sub(s) => self.subs[s as usize].conn = Some(idx),
+            }
+            self.inflight += 1;
+        }
+    }
+
+    fn on_event(&mut self, idx: usize, event: &mio::event::Event) {
+        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        if conn.phase == Phase::Connecting {
+            match conn.stream.connected() {
+                Ok(false) => return,
+                Ok(true) => {
+                    conn.phase = Phase::Handshake;
+                    let proto = match conn.role {
+                        Role::Peer(_) => RESPONDENT,
+                        Role::Sub(_) => SUB,
+                    };
+                    let [hi, lo] = proto.to_be_bytes();
+                    if self.send(idx, &[0, b'S', b'P', 0, hi, lo, 0, 0]).is_err() {
+                        self.close(idx, true);
+                        return;
+                    }
+                }
+                Err(_) => {
+                    self.totals.connect_failures += 1;
+                    self.close(idx, true);
+                    return;
+                }
+            }
+        }
+        if event.is_writable() && self.flush(idx).is_err() {
+            self.close(idx, true);
+            return;
+        }
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.read(idx);
+        }
+    }
+
+    /// Sends `bytes` now, or queues what the socket will not take yet.
+    fn send(&mut self, idx: usize, bytes: &[u8]) -> io::Result<()> {
+        let conn = self.conns[idx].as_mut().expect("live connection");
+        if !conn.wbuf.is_empty() {
+            conn.wbuf.extend_from_slice(bytes);
+            return Ok(());
+        }
+        let mut done = 0;
+        while done < bytes.len() {
+            match conn.stream.write(&bytes[done..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        conn.wbuf.extend_from_slice(&bytes[done..]);
+        Ok(())
+    }
+
+    fn flush(&mut self, idx: usize) -> io::Result<()> {
+        let conn = self.conns[idx].as_mut().expect("live connection");
+        let mut done = 0;
+        while done < conn.wbuf.len() {
+            match conn.stream.write(&conn.wbuf[done..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        conn.wbuf.drain(..done);
+        Ok(())
+    }
+
+    fn read(&mut self, idx: usize) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        while let Some(conn) = self.conns[idx].as_mut() {
+            match conn.stream.read(&mut scratch) {
+                Ok(0) => {
+                    self.close(idx, true);
+                    break;
+                }
+                Ok(n) => {
+                    if !self.ingest(idx, &scratch[..n]) {
+                        self.close(idx, true);
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.close(idx, true);
+                    break;
+                }
+            }
+        }
+        self.scratch = scratch;
+    }
+
+    /// Takes received bytes: completes the handshake and handles every
+    /// whole frame. Returns false when the connection must close.
+    fn ingest(&mut self, idx: usize, data: &[u8]) -> bool {
+        let conn = self.conns[idx].as_mut().expect("live connection");
+        let mut buf = std::mem::take(&mut conn.rbuf);
+        let ok;
+        if buf.is_empty() {
+            // Fast path: frames straight from the read buffer.
+            let (used, good) = self.frames(idx, data);
+            ok = good;
+            buf.extend_from_slice(&data[used..]);
+        } else {
+            buf.extend_from_slice(data);
+            let (used, good) = self.frames(idx, &buf);
+            ok = good;
+            buf.drain(..used);
+        }
+        if let Some(conn) = self.conns[idx].as_mut() {
+            conn.rbuf = buf;
+        }
+        ok
+    }
+
+    /// Handles the handshake and whole frames at the start of `src`;
+    /// returns how many bytes it used and whether all was well.
+    fn frames(&mut self, idx: usize, src: &[u8]) -> (usize, bool) {
+        let mut pos = 0;
+        let Some(conn) = self.conns[idx].as_mut() else {
+            return (0, false);
+        };
+        let role = conn.role;
+        if conn.phase == Phase::Handshake {
+            if src.len() < 8 {
+                return (0, true);
+            }
+            let want = match role {
+                Role::Peer(_) => SURVEYOR,
+                Role::Sub(_) => PUB,
+            };
+            let [hi, lo] = want.to_be_bytes();
+            if src[..8] != [0, b'S', b'P', 0, hi, lo, 0, 0] {
+                eprintln!(
+                    "loadgen: unexpected SP header {:02x?} (want protocol {want:#x})",
+                    &src[..8]
+                );
+                return (0, false);
+            }
+            conn.phase = Phase::Ready;
+            pos = 8;
+            self.on_ready(role);
+        }
+        let hl = match role {
+            Role::Peer(_) => self.cfg.survey.frame_header(),
+            Role::Sub(_) => self.cfg.publish.as_ref().map_or(8, Endpoint::frame_header),
+        };
+        loop {
+            let avail = src.len() - pos;
+            if avail < hl {
+                break;
+            }
+            if hl == 9 && src[pos] != 1 {
+                return (pos, false);
+            }
+            let mut len_bytes = [0u8; 8];
+            len_bytes.copy_from_slice(&src[pos + hl - 8..pos + hl]);
+            let len = u64::from_be_bytes(len_bytes);
+            if len > MAX_FRAME {
+                return (pos, false);
+            }
+            let len = len as usize;
+            if avail < hl + len {
+                break;
+            }
+            let payload = &src[pos + hl..pos + hl + len];
+            let ok = match role {
+                Role::Peer(slot) => self.on_survey(idx, slot, payload),
+                Role::Sub(sub) => {
+                    self.on_list(sub, payload);
+                    true
+                }
+            };
+            if !ok {
+                return (pos, false);
+            }
+            pos += hl + len;
+        }
+        (pos, true)
+    }
+
+    fn on_ready(&mut self, role: Role) {
+        self.inflight -= 1;
+        match role {
+            Role::Peer(s) => {
+                self.slots[s as usize].ready = true;
+                self.ready_peers += 1;
+            }
+            Role::Sub(s) => {
+                self.subs[s as usize].ready = true;
+                self.ready_subs += 1;
+            }
+        }
+        if !self.announced_connected
+            && self.ready_peers == self.slots.len()
+            && self.ready_subs == self.subs.len()
+        {
+            self.announced_connected = true;
+            let now = Instant::now();
+            let line = format!(
+                "connected t={:.6} peers={} subs={}",
+                self.t(now),
+                self.ready_peers,
+                self.ready_subs
+            );
+            let _ = writeln!(self.out, "{line}");
+            if self.subs.is_empty() {
+                self.start_churn(now);
+            }
+        }
+    }
+
+    fn start_churn(&mut self, now: Instant) {
+        if self.cfg.churn > 0.0 && !self.churn_started {
+            self.churn_started = true;
+            let at = now + self.cfg.churn_delay;
+            self.churn_next = Some(at);
+            let line = format!("churn_start t={:.6} rate={}", self.t(at), self.cfg.churn);
+            let _ = writeln!(self.out, "{line}");
+        }
+    }
+
+    /// A survey: the payload is the backtrace (4-byte words, the last with
+    /// its top bit set) and then the body. The answer repeats the backtrace
+    /// and carries the name.
+    fn on_survey(&mut self, idx: usize, slot: u32, payload: &[u8]) -> bool {
+        self.totals.surveys += 1;
+        let Some(end) = backtrace_len(payload) else {
+            return true; // no request id: not a survey anyone can answer
+        };
+        let slot = &self.slots[slot as usize];
+        if slot.hung {
+            return true;
+        }
+        let header = &payload[..end];
+        let len = (header.len() + slot.name.len()) as u64;
+        self.answer.clear();
+        if self.cfg.survey.frame_header() == 9 {
+            self.answer.push(1);
+        }
+        self.answer.extend_from_slice(&len.to_be_bytes());
+        self.answer.extend_from_slice(header);
+        self.answer.extend_from_slice(&slot.name);
+        let answer = std::mem::take(&mut self.answer);
+        let ok = self.send(idx, &answer).is_ok();
+        self.answer = answer;
+        if ok {
+            self.totals.answers += 1;
+        }
+        ok
+    }
+
+    fn on_list(&mut self, sub: u32, payload: &[u8]) {
+        let now = Instant::now();
+        self.totals.lists += 1;
+        self.totals.list_bytes += payload.len() as u64;
+        let key = hash(payload);
+        let known = self
+            .bodies
+            .get(&key)
+            .is_some_and(|b| b.bytes.as_slice() == payload);
+        if !known {
+            if self.bodies.len() >= BODY_CACHE {
+                let oldest = self
+                    .bodies
+                    .iter()
+                    .min_by_key(|(_, b)| b.last_seen)
+                    .map(|(k, _)| *k);
+                if let Some(k) = oldest {
+                    self.bodies.remove(&k);
+                }
+            }
+            let count = if payload.is_empty() {
+                0
+            } else {
+                payload.iter().filter(|&&b| b == b'|').count() + 1
+            };
+            self.bodies.insert(
+                key,
+                Body {
+                    bytes: payload.to_vec(),
+                    first_seen: now,
+                    last_seen: now,
+                    count,
+                    names: None,
+                },
+            );
+        }
+        let (count, first_seen) = {
+            let body = self.bodies.get_mut(&key).expect("just inserted");
+            body.last_seen = now;
+            (body.count, body.first_seen)
+        };
+        let t = now.saturating_duration_since(self.start).as_secs_f64();
+        if self.cfg.print_lists {
+            let _ = writeln!(
+                self.out,
+                "list t={t:.6} sub={sub} len={count} bytes={}",
+                payload.len()
+            );
+        }
+        let state = &mut self.subs[sub as usize];
+        if !state.full && count == self.answering {
+            state.full = true;
+            self.full_subs += 1;
+            let _ = writeln!(self.out, "full t={t:.6} sub={sub} len={count}");
+            if self.full_subs == self.subs.len() && !self.announced_all_full {
+                self.announced_all_full = true;
+                let _ = writeln!(self.out, "all_full t={t:.6} subs={}", self.full_subs);
+                self.start_churn(now);
+            }
+        }
+        if self.pending.is_empty() {
+            return;
+        }
+        let body = self.bodies.get_mut(&key).expect("just inserted");
+        let names = body.names.get_or_insert_with(|| {
+            if payload.is_empty() {
+                HashSet::new()
+            } else {
+                payload.split(|&b| b == b'|').map(<[u8]>::to_vec).collect()
+            }
+        });
+        let s = sub as usize;
+        for j in 0..self.pending.len() {
+            let c = &self.pending[j];
+            if c.have[s] || first_seen < c.at || names.contains(&c.name) != c.join {
+                continue;
+            }
+            // This list reflects change j; any earlier change of the same
+            // name this subscriber never saw was superseded by it.
+            let (earlier, rest) = self.pending.split_at_mut(j);
+            let c = &mut rest[0];
+            c.have[s] = true;
+            c.remaining -= 1;
+            for e in earlier
+                .iter_mut()
+                .filter(|e| !e.have[s] && e.name == c.name)
+            {
+                e.have[s] = true;
+                e.remaining -= 1;
+                e.superseded = true;
+            }
+        }
+        self.finish_changes(now);
+    }
+
+    /// Reports and forgets the changes every subscriber now holds.
+    fn finish_changes(&mut self, now: Instant) {
+        if !self.pending.iter().any(|c| c.remaining == 0) {
+            return;
+        }
+        let t = self.t(now);
+        let mut kept = Vec::with_capacity(self.pending.len());
+        for c in std::mem::take(&mut self.pending) {
+            if c.remaining > 0 {
+                kept.push(c);
+                continue;
+            }
+            self.totals.changes_done += 1;
+            let _ = writeln!(
+                self.out,
+                "change t={t:.6} kind={} ms={:.3} subs={} superseded={} name={}",
+                if c.join { "join" } else { "leave" },
+                (now - c.at).as_secs_f64() * 1e3,
+                c.subs,
+                u8::from(c.superseded),
+                String::from_utf8_lossy(&c.name),
+            );
+        }
+        self.pending = kept;
+    }
+
+    /// Closes connection `idx`; `reconnect` queues its role again after a
+    /// short wait (set for failures and closes by the server, not for churn,
+    /// which reconnects at once itself).
+    fn close(&mut self, idx: usize, reconnect: bool) {
+        let Some(mut conn) = self.conns[idx].take() else {
+            return;
+        };
+        conn.stream.deregister(self.poll.registry());
+        drop(conn.stream);
+        self.free.push(idx);
+        if conn.phase != Phase::Ready {
+            self.inflight -= 1;
+        }
+        let was_ready = conn.phase == Phase::Ready;
+        match conn.role {
+            Role::Peer(s) => {
+                let slot = &mut self.slots[s as usize];
+                slot.conn = None;
+                if was_ready {
+                    slot.ready = false;
+                    self.ready_peers -= 1;
+                }
+            }
+            Role::Sub(s) => {
+                let state = &mut self.subs[s as usize];
+                state.conn = None;
+                if was_ready {
+                    state.ready = false;
+                    self.ready_subs -= 1;
+                }
+                // A subscriber that is gone no longer holds changes up.
+                for c in &mut self.pending {
+                    if !c.have[s as usize] {
+                        c.have[s as usize] = true;
+                        c.remaining -= 1;
+                    }
+                }
+                self.finish_changes(Instant::now());
+            }
+        }
+        if reconnect {
+            if was_ready {
+                self.totals.reconnects += 1;
+            }
+            self.retry.push((Instant::now() + RETRY, conn.role));
+        }
+    }
+}
+
+/// The length of a message's backtrace: 4-byte words up to and including
+/// the first with its top bit set (the survey id; words before it were
+/// pushed by devices in between). `None` if there is no such word.
+fn backtrace_len(payload: &[u8]) -> Option<usize> {
+    payload
+        .chunks_exact(4)
+        .position(|word| word[0] & 0x80 != 0)
+        .map(|i| 4 * (i + 1))
+}
+
+/// A fast hash of a list body (8 bytes per step); equal hashes are then
+/// confirmed byte for byte.
+fn hash(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = bytes.len() as u64;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    }
+    for &b in chunks.remainder() {
+        h = (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backtraces() {
+        assert_eq!(backtrace_len(&[0x80, 0, 0, 1]), Some(4));
+        assert_eq!(backtrace_len(&[0x80, 0, 0, 1, b'x']), Some(4));
+        assert_eq!(backtrace_len(&[0, 0, 0, 7, 0x81, 2, 3, 4]), Some(8));
+        assert_eq!(backtrace_len(&[0, 0, 0, 7]), None);
+        assert_eq!(backtrace_len(&[0x80, 0, 0]), None);
+        assert_eq!(backtrace_len(&[]), None);
+    }
+
+    #[test]
+    fn hashes_tell_lists_apart() {
+        let a = b"http://10.0.0.1:8080|http://10.0.0.2:8080".to_vec();
+        let mut b = a.clone();
+        b[20] = b'9';
+        assert_ne!(hash(&a), hash(&b));
+        assert_ne!(hash(b""), hash(b"x"));
+        assert_eq!(hash(&a), hash(&a.clone()));
+    }
+
+    #[test]
+    fn urls() {
+        assert!(matches!(parse_url("tcp://127.0.0.1:5"), Endpoint::Tcp(_)));
+        assert!(matches!(parse_url("tcp://[::1]:5"), Endpoint::Tcp(_)));
+        assert!(matches!(parse_url("ipc:///tmp/x"), Endpoint::Ipc(_)));
+        assert_eq!(parse_url("ipc:///tmp/x").frame_header(), 9);
+        assert_eq!(parse_url("tcp://localhost:5").frame_header(), 8);
+    }
+}

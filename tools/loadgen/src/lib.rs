@@ -1,0 +1,267 @@
+//! Helpers shared by the load generator's binaries, its benchmark and its
+//! tests: peer names, the `key=value` line format every binary prints, a
+//! tiny argument parser and readers for `/proc`.
+//!
+//! Nothing here touches the network, and nothing here comes from
+//! `nng_discovery`: the `loadgen` binary is an independent implementation of
+//! the wire protocol.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+/// The service name peer `slot` answers with in generation `gen` (a churned
+/// peer that comes back under a new name moves to the next generation).
+///
+/// Names look like real service URLs, about 22 bytes each, so lists have a
+/// realistic size: `http://10.0.1.244:8080`.
+pub fn peer_name(slot: u32, gen: u32) -> String {
+    format!(
+        "http://10.{}.{}.{}:{}",
+        (slot >> 16) & 0xff,
+        (slot >> 8) & 0xff,
+        slot & 0xff,
+        8080 + gen
+    )
+}
+
+/// One line of output: a kind (the first word) and `key=value` fields.
+///
+/// ```
+/// let line = nng_discovery_loadgen::Line::parse("full t=1.5 sub=0 len=1000");
+/// assert_eq!(line.kind, "full");
+/// assert_eq!(line.num::<usize>("len"), Some(1000));
+/// assert_eq!(line.get("sub"), Some("0"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Line {
+    /// The first word.
+    pub kind: String,
+    /// The `key=value` words, in order.
+    pub fields: Vec<(String, String)>,
+}
+
+impl Line {
+    /// Parses `kind key=value key=value ...`; words without `=` are ignored.
+    pub fn parse(text: &str) -> Line {
+        let mut words = text.split_ascii_whitespace();
+        let kind = words.next().unwrap_or_default().to_owned();
+        let fields = words
+            .filter_map(|w| w.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Line { kind, fields }
+    }
+
+    /// The value of `key`, if present.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of `key` parsed as a number (or anything `FromStr`).
+    pub fn num<T: FromStr>(&self, key: &str) -> Option<T> {
+        self.get(key)?.parse().ok()
+    }
+}
+
+/// Command-line arguments of the form `--key value` and `--flag`.
+#[derive(Debug, Default)]
+pub struct Args {
+    values: HashMap<String, String>,
+}
+
+impl Args {
+    /// Reads `std::env::args()`, exiting with a message on a stray word.
+    pub fn from_env() -> Args {
+        match Args::parse(std::env::args().skip(1)) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(2);
+            }
+        }
+    }
+
+    /// Parses `--key value` pairs; a `--key` followed by another `--key` (or
+    /// by nothing) is a flag with the value `true`.
+    pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Args, String> {
+        let mut values = HashMap::new();
+        let mut it = args.into_iter().peekable();
+        while let Some(word) = it.next() {
+            let Some(key) = word.strip_prefix("--") else {
+                return Err(format!("unexpected argument {word:?}"));
+            };
+            let value = match it.peek() {
+                Some(next) if !next.starts_with("--") => it.next().unwrap_or_default(),
+                _ => "true".to_owned(),
+            };
+            values.insert(key.to_owned(), value);
+        }
+        Ok(Args { values })
+    }
+
+    /// The value of `--key`, if given.
+    pub fn str(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+
+    /// The value of `--key` parsed, or `default`; exits on a bad value.
+    pub fn get<T: FromStr>(&self, key: &str, default: T) -> T {
+        match self.values.get(key) {
+            None => default,
+            Some(v) => v.parse().unwrap_or_else(|_| {
+                eprintln!("--{key}: cannot parse {v:?}");
+                std::process::exit(2);
+            }),
+        }
+    }
+
+    /// The value of `--key`, or exits saying it is required.
+    pub fn required(&self, key: &str) -> &str {
+        self.str(key).unwrap_or_else(|| {
+            eprintln!("--{key} is required");
+            std::process::exit(2);
+        })
+    }
+}
+
+/// Readers for `/proc/PID/...`.
+pub mod procfs {
+    use std::fs;
+
+    /// User plus system CPU time of a process (all its threads, living and
+    /// exited), in clock ticks.
+    pub fn cpu_ticks(pid: u32) -> Option<u64> {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name is in parentheses and may hold spaces: split
+        // after the last ')'. Then field 3 (state) is index 0, utime (14)
+        // is index 11, stime (15) index 12.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+        let utime: u64 = fields.get(11)?.parse().ok()?;
+        let stime: u64 = fields.get(12)?.parse().ok()?;
+        Some(utime + stime)
+    }
+
+    /// Like [`cpu_ticks`], plus the CPU time of the children it has waited
+    /// for (`cutime` + `cstime`).
+    pub fn cpu_ticks_with_children(pid: u32) -> Option<u64> {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+        (11..=14).map(|i| fields.get(i)?.parse::<u64>().ok()).sum()
+    }
+
+    fn status_field(pid: u32, key: &str) -> Option<u64> {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_ascii_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// Resident set size in KiB (`VmRSS`).
+    pub fn rss_kib(pid: u32) -> Option<u64> {
+        status_field(pid, "VmRSS:")
+    }
+
+    /// Peak resident set size in KiB (`VmHWM`).
+    pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+        status_field(pid, "VmHWM:")
+    }
+
+    /// Number of threads.
+    pub fn threads(pid: u32) -> Option<u64> {
+        status_field(pid, "Threads:")
+    }
+
+    /// Open file descriptors.
+    pub fn open_fds(pid: u32) -> Option<usize> {
+        Some(fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+    }
+
+    /// Clock ticks per second (`USER_HZ`): 100 on every Linux this runs on;
+    /// `getconf CLK_TCK` confirms it when available.
+    pub fn ticks_per_second() -> u64 {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100)
+    }
+
+    /// Busy and total jiffies of the whole machine (all cores), from
+    /// `/proc/stat`.
+    pub fn machine_ticks() -> Option<(u64, u64)> {
+        let stat = fs::read_to_string("/proc/stat").ok()?;
+        let cpu = stat.lines().next()?.strip_prefix("cpu ")?;
+        let v: Vec<u64> = cpu
+            .split_ascii_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal ...
+        let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
+        let total: u64 = v.iter().take(8).sum();
+        Some((total - idle, total))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_url_like() {
+        let mut seen = std::collections::HashSet::new();
+        for slot in 0..70_000 {
+            assert!(seen.insert(peer_name(slot, 0)));
+        }
+        assert_eq!(peer_name(0x01_02_03, 0), "http://10.1.2.3:8080");
+        assert_ne!(peer_name(5, 0), peer_name(5, 1));
+    }
+
+    #[test]
+    fn lines_parse() {
+        let l = Line::parse("tick t=1.25 peers=10 junk");
+        assert_eq!(l.kind, "tick");
+        assert_eq!(l.num::<f64>("t"), Some(1.25));
+        assert_eq!(l.num::<u32>("peers"), Some(10));
+        assert_eq!(l.get("junk"), None);
+        assert_eq!(Line::parse("").kind, "");
+    }
+
+    #[test]
+    fn args_parse() {
+        let a = Args::parse(
+            ["--peers", "10", "--quiet", "--url", "tcp://x:1"]
+                .into_iter()
+                .map(String::from),
+        )
+        .unwrap();
+        assert_eq!(a.get("peers", 0u32), 10);
+        assert_eq!(a.str("quiet"), Some("true"));
+        assert_eq!(a.str("url"), Some("tcp://x:1"));
+        assert_eq!(a.get("missing", 7u32), 7);
+        assert!(Args::parse(["stray".to_owned()]).is_err());
+    }
+
+    #[test]
+    fn proc_readers_see_this_process() {
+        let pid = std::process::id();
+        assert!(cpu_ticks_ok(pid));
+        assert!(procfs::rss_kib(pid).unwrap() > 0);
+        assert!(procfs::threads(pid).unwrap() >= 1);
+        assert!(procfs::open_fds(pid).unwrap() >= 3);
+        let (busy, total) = procfs::machine_ticks().unwrap();
+        assert!(busy <= total);
+    }
+
+    fn cpu_ticks_ok(pid: u32) -> bool {
+        procfs::cpu_ticks(pid).is_some()
+    }
+}

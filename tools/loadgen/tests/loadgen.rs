@@ -1,0 +1,217 @@
+//! The load generator against a real server: an independent implementation
+//! of the wire protocol (the `loadgen` binary speaks SP over TCP itself)
+//! checks that the server lists every peer that answers, counts every
+//! answer in every heartbeat round, evicts peers that hang after
+//! `miss_threshold` rounds, and keeps listing the rest.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use nng_discovery::{Options, Server, Stats};
+use nng_discovery_loadgen::{peer_name, Line};
+
+const PEERS: u32 = 500;
+const NEVER_ANSWER: u32 = 3;
+const HANG: usize = 5;
+const SUBS: u32 = 2;
+const THRESHOLD: u32 = 2;
+/// Every wait is bounded by this; nothing here should take a tenth of it.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+struct Generator {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<Line>,
+}
+
+impl Generator {
+    fn start(server: &Server) -> Generator {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+            .args(["--survey", server.survey_url()])
+            .args(["--publish", server.publish_url()])
+            .args(["--peers", &PEERS.to_string()])
+            .args(["--hung", &NEVER_ANSWER.to_string()])
+            .args(["--subs", &SUBS.to_string()])
+            .arg("--print-lists")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start loadgen");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(Line::parse(&line)).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Generator {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    /// The next line of kind `kind` satisfying `ok`, or a panic at the
+    /// deadline.
+    fn expect(&self, kind: &str, ok: impl Fn(&Line) -> bool) -> Line {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.kind == kind && ok(&line) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("loadgen printed no matching `{kind}` line: {e}"),
+            }
+        }
+    }
+
+    fn command(&mut self, text: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{text}").expect("write to loadgen");
+        stdin.flush().expect("flush loadgen's stdin");
+    }
+
+    /// Closes its standard input (it quits) and waits for its `end` line.
+    fn finish(mut self) -> Line {
+        drop(self.stdin.take());
+        let end = self.expect("end", |_| true);
+        let status = self.child.wait().expect("wait for loadgen");
+        assert!(status.success(), "loadgen exited with {status}");
+        end
+    }
+}
+
+impl Drop for Generator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn names(range: std::ops::Range<u32>) -> BTreeSet<String> {
+    range.map(|i| peer_name(i, 0)).collect()
+}
+
+/// Waits for the server to publish exactly `want`.
+fn wait_for_list(server: &Server, want: &BTreeSet<String>) {
+    let changes = server.changes();
+    let deadline = Instant::now() + DEADLINE;
+    let mut last;
+    loop {
+        let list: BTreeSet<String> = server.peers().into_iter().collect();
+        if &list == want {
+            return;
+        }
+        last = list.len();
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        // Wakes at each published change (or re-checks every 50 ms).
+        let _ = changes.recv_timeout(left.min(Duration::from_millis(50)));
+    }
+    panic!(
+        "the server never listed the {} expected names (last list: {last} names)",
+        want.len()
+    );
+}
+
+/// Watches `rounds` consecutive heartbeat rounds and checks each one: the
+/// number of answers to it, the names listed, the connections. The round
+/// under way when called is skipped (it may have started before the list
+/// settled). Rounds that end unseen between two samples (a descheduled
+/// test) are not checked, but at least `rounds` must be.
+fn check_rounds(server: &Server, rounds: u32, answers: u64, listed: &BTreeSet<String>) {
+    let connections = (PEERS + NEVER_ANSWER) as usize;
+    let deadline = Instant::now() + DEADLINE;
+    let first = server.stats().rounds + 1;
+    let mut last: Stats = server.stats();
+    let mut checked = 0;
+    while checked < rounds {
+        assert!(
+            Instant::now() < deadline,
+            "only {checked} of {rounds} rounds seen"
+        );
+        // Sampling, not synchronisation: a round lasts 500 ms.
+        std::thread::sleep(Duration::from_millis(5));
+        let s = server.stats();
+        if s.rounds == last.rounds {
+            continue;
+        }
+        if s.rounds == last.rounds + 1 && s.rounds > first {
+            assert_eq!(
+                s.answers_last_round, answers,
+                "round {}: {} answers, expected one from each of the {answers} answering peers",
+                s.rounds, s.answers_last_round
+            );
+            assert_eq!(s.peers, listed.len(), "round {}: peers listed", s.rounds);
+            assert_eq!(s.connections, connections, "round {}", s.rounds);
+            let now: BTreeSet<String> = server.peers().into_iter().collect();
+            assert_eq!(&now, listed, "round {}: the list changed", s.rounds);
+            checked += 1;
+        }
+        last = s;
+    }
+}
+
+#[test]
+fn the_server_lists_every_answering_peer_round_after_round() {
+    let t0 = Instant::now();
+    let options = Options::default()
+        .poll_interval(Duration::from_millis(500))
+        .survey_time(Duration::from_millis(300))
+        .miss_threshold(THRESHOLD);
+    let server = Server::new("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", options).expect("server");
+    let mut gen = Generator::start(&server);
+
+    // Every answering peer is listed; the never-answering ones are not.
+    let all = names(0..PEERS);
+    gen.expect("connected", |l| {
+        l.num::<u32>("peers") == Some(PEERS + NEVER_ANSWER)
+    });
+    wait_for_list(&server, &all);
+    // The generator's own raw subscribers hold the full list too.
+    gen.expect("all_full", |l| l.num::<u32>("subs") == Some(SUBS));
+    check_rounds(&server, 4, PEERS.into(), &all);
+
+    // Some peers hang: connected, reading surveys, never answering.
+    let before = server.stats().rounds;
+    gen.command(&format!("hang {HANG}"));
+    let hung = gen.expect("hung", |_| true);
+    let hung: BTreeSet<String> = hung
+        .get("names")
+        .expect("names")
+        .split(',')
+        .map(String::from)
+        .collect();
+    assert_eq!(hung.len(), HANG);
+    let alive: BTreeSet<String> = all.difference(&hung).cloned().collect();
+    wait_for_list(&server, &alive);
+    let evicted_after = server.stats().rounds - before;
+    // Evicted at the end of the THRESHOLD-th round they missed; the round
+    // under way when they hung may still have had their answer.
+    assert!(
+        (u64::from(THRESHOLD)..=u64::from(THRESHOLD) + 2).contains(&evicted_after),
+        "hung peers evicted after {evicted_after} rounds, threshold is {THRESHOLD}"
+    );
+    // Still connected, no longer listed; the others keep being listed.
+    let answering = u64::from(PEERS) - HANG as u64;
+    check_rounds(&server, 5, answering, &alive);
+    gen.expect("list", |l| l.num::<u64>("len") == Some(answering));
+
+    let stats = server.stats();
+    assert_eq!(stats.refused_invalid, 0);
+    assert_eq!(stats.refused_full, 0);
+    let end = gen.finish();
+    assert!(end.num::<u64>("answers").unwrap() >= 9 * u64::from(PEERS));
+    assert_eq!(end.num::<u64>("reconnects"), Some(0));
+    server.shutdown();
+    eprintln!("took {:?}", t0.elapsed());
+}
