@@ -9,8 +9,9 @@
 //! * a valid answer on a known pipe makes its name live at once and resets
 //!   the name's miss count;
 //! * at the end of each heartbeat round, every live name that gave no answer
-//!   since the previous round ended counts one miss; a name with
-//!   `miss_threshold` consecutive misses is evicted;
+//!   since the round started counts one miss; a name with `miss_threshold`
+//!   consecutive misses is evicted (so a peer that hangs is gone within
+//!   `miss_threshold` round ends, never later);
 //! * when a pipe closes, the names that no other open pipe answered for leave
 //!   at once (unless `leave_on_disconnect` is off: then only misses evict);
 //! * answers on a pipe the machine does not know (already closed, or not yet
@@ -39,7 +40,7 @@ struct NameState<P> {
     pipes: Vec<P>,
     /// Consecutive rounds that ended without an answer.
     misses: u32,
-    /// Whether an answer came since the last round ended.
+    /// Whether an answer came since the current round started.
     answered: bool,
 }
 
@@ -151,8 +152,18 @@ impl<P: Copy + Eq + Hash> Membership<P> {
         AnswerOutcome::Joined
     }
 
-    /// Ends a heartbeat round: every name that did not answer since the last
-    /// round ended counts a miss, and names at `miss_threshold` misses are
+    /// Starts a heartbeat round: only answers from now on count for it (an
+    /// answer given before its survey went out says nothing about whether
+    /// the peer still answers).
+    pub fn start_round(&mut self) {
+        for state in self.names.values_mut() {
+            state.answered = false;
+        }
+    }
+
+    /// Ends a heartbeat round: every name that did not answer since the
+    /// round started (or since the last round ended, if none was started)
+    /// counts a miss, and names at `miss_threshold` misses are
     /// evicted. Returns the evicted names (sorted).
     pub fn end_round(&mut self) -> Vec<String> {
         let threshold = self.miss_threshold;
@@ -337,6 +348,24 @@ mod tests {
         assert!(m.end_round().is_empty(), "answered: count reset");
         assert!(m.end_round().is_empty(), "first miss again");
         assert_eq!(m.end_round(), ["a"], "second consecutive miss");
+    }
+
+    #[test]
+    fn an_answer_before_the_round_starts_does_not_count_for_it() {
+        let mut m = live(2);
+        m.pipe_added(1);
+        m.answer(1, "a"); // e.g. to the extra survey sent when it connected
+        m.start_round(); // ... then it hangs; this round's survey goes unanswered
+        assert!(m.end_round().is_empty(), "first miss");
+        m.start_round();
+        assert_eq!(m.end_round(), ["a"], "second miss: gone after two rounds");
+        // An answer inside the round counts.
+        let mut m = live(1);
+        m.pipe_added(1);
+        m.answer(1, "a");
+        m.start_round();
+        m.answer(1, "a");
+        assert!(m.end_round().is_empty());
     }
 
     #[test]

@@ -347,6 +347,7 @@ impl Core {
     fn act(&mut self, action: Action, now: Instant) {
         match action {
             Action::StartRound => {
+                self.membership.start_round();
                 self.send_survey();
                 self.round_seq = Some(self.seq);
                 self.round_answers = 0;

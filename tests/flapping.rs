@@ -99,7 +99,15 @@ fn a_thousand_flapping_clients_leave_nothing_behind() {
         "file descriptors left behind: {fds} -> {fds_after}"
     );
     // Memory: no growth per cycle beyond allocator noise (a leak of even
-    // 1 KiB per cycle would show as 1 MiB).
+    // 1 KiB per cycle would show as 1 MiB). Host only: qemu-user keeps
+    // about 280 KiB for every thread ever started (a bare loop of 1,000
+    // thread spawns grows by 280 MB under it), so .ci/cross.sh sets
+    // NNG_DISCOVERY_UNDER_QEMU and the check is reported, not made.
+    if std::env::var_os("NNG_DISCOVERY_UNDER_QEMU").is_some() {
+        eprintln!("RSS check skipped under qemu-user (it grows per thread started): {rss} -> {rss_after} KiB");
+        drop(stable);
+        return;
+    }
     assert!(
         rss_after < rss + 1024,
         "RSS grew from {rss} to {rss_after} KiB over 1,000 cycles"

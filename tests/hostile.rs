@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError};
+use nng::options::Options as _;
 use nng::{Message, PipeEvent, Protocol, RawSocket, Socket};
 use nng_discovery::{Client, Subscriber};
 
@@ -26,6 +27,7 @@ type Answer = Box<dyn Fn(&[u8]) -> Vec<(Vec<u8>, Vec<u8>)> + Send>;
 /// as told.
 struct HostilePeer {
     socket: Socket,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<JoinHandle<()>>,
     /// One message per survey answered.
     answered: Receiver<()>,
@@ -47,9 +49,20 @@ impl HostilePeer {
             })
             .expect("pipe_notify");
         socket.dial_async(survey_url).expect("dial the survey URL");
+        // NNG 1.4 must not close a socket while a thread may be entering a
+        // receive on it (see src/receiver.rs): the thread wakes every 20 ms
+        // to look at `stop`, and Drop closes the socket only after joining it.
+        socket
+            .set_opt::<nng::options::RecvTimeout>(Some(Duration::from_millis(20)))
+            .expect("receive timeout");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread_stop = std::sync::Arc::clone(&stop);
         let (answered_tx, answered) = unbounded();
         let thread_socket = socket.clone();
         let thread = std::thread::spawn(move || loop {
+            if thread_stop.load(std::sync::atomic::Ordering::Acquire) {
+                return;
+            }
             match thread_socket.recv() {
                 Ok(mut survey) => {
                     // The raw respondent's header is the routing backtrace:
@@ -65,11 +78,13 @@ impl HostilePeer {
                     let _ = answered_tx.send(());
                 }
                 Err(nng::Error::Closed) => return,
+                Err(nng::Error::TimedOut) => {}
                 Err(e) => panic!("hostile peer: recv failed: {e}"),
             }
         });
         HostilePeer {
             socket,
+            stop,
             thread: Some(thread),
             answered,
             removed,
@@ -88,13 +103,14 @@ impl HostilePeer {
 
 impl Drop for HostilePeer {
     fn drop(&mut self) {
-        self.socket.close();
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
         if let Some(t) = self.thread.take() {
             let joined = t.join();
             if !std::thread::panicking() {
                 joined.expect("the hostile peer's thread panicked");
             }
         }
+        self.socket.close();
     }
 }
 

@@ -61,6 +61,7 @@ enum Op {
     PipeAdded(u8),
     PipeRemoved(u8),
     Answer(u8, u8),
+    StartRound,
     EndRound,
 }
 
@@ -70,6 +71,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..6u8).prop_map(Op::PipeAdded),
         1 => (0..6u8).prop_map(Op::PipeRemoved),
         5 => (0..6u8, 0..5u8).prop_map(|(p, n)| Op::Answer(p, n)),
+        1 => Just(Op::StartRound),
         2 => Just(Op::EndRound),
     ]
 }
@@ -112,6 +114,11 @@ impl Model {
                     self.names.insert(name, (BTreeSet::from([p]), 0, true));
                 }
             }
+            Op::StartRound => {
+                for (_, _, answered) in self.names.values_mut() {
+                    *answered = false;
+                }
+            }
             Op::EndRound => {
                 self.names.retain(|_, (_, misses, answered)| {
                     if std::mem::take(answered) {
@@ -140,6 +147,7 @@ fn run(m: &mut Membership<u8>, op: &Op) {
             let outcome = m.answer(p, &format!("n{n}"));
             let _: AnswerOutcome = outcome;
         }
+        Op::StartRound => m.start_round(),
         Op::EndRound => {
             m.end_round();
         }
