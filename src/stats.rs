@@ -38,3 +38,58 @@ pub struct Stats {
     /// subscriber).
     pub bytes_published: u64,
 }
+
+/// One line of `key=value` pairs, in field order, e.g.
+/// `peers=3 connections=3 subscribers=1 surveys_sent=12 …`: what the daemon
+/// logs once a minute and what benchmarks parse.
+impl std::fmt::Display for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "peers={} connections={} subscribers={} surveys_sent={} rounds={} \
+             answers_last_round={} answers={} refused_invalid={} refused_stale={} \
+             refused_full={} publishes={} bytes_published={}",
+            self.peers,
+            self.connections,
+            self.subscribers,
+            self.surveys_sent,
+            self.rounds,
+            self.answers_last_round,
+            self.answers,
+            self.refused_invalid,
+            self.refused_stale,
+            self.refused_full,
+            self.publishes,
+            self.bytes_published
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Stats;
+
+    #[test]
+    fn displays_as_key_value_pairs_in_field_order() {
+        let s = Stats {
+            peers: 1,
+            connections: 2,
+            subscribers: 3,
+            surveys_sent: 4,
+            rounds: 5,
+            answers_last_round: 6,
+            answers: 7,
+            refused_invalid: 8,
+            refused_stale: 9,
+            refused_full: 10,
+            publishes: 11,
+            bytes_published: 12,
+        };
+        assert_eq!(
+            s.to_string(),
+            "peers=1 connections=2 subscribers=3 surveys_sent=4 rounds=5 \
+             answers_last_round=6 answers=7 refused_invalid=8 refused_stale=9 \
+             refused_full=10 publishes=11 bytes_published=12"
+        );
+    }
+}

@@ -132,23 +132,7 @@ fn server(a: ServerArgs) -> Outcome {
 const STATS_EVERY: Duration = Duration::from_secs(60);
 
 fn log_stats(s: &nng_discovery::Stats) {
-    log::info!(
-        "stats: peers={} connections={} subscribers={} surveys_sent={} rounds={} \
-         answers_last_round={} answers={} refused_invalid={} refused_stale={} \
-         refused_full={} publishes={} bytes_published={}",
-        s.peers,
-        s.connections,
-        s.subscribers,
-        s.surveys_sent,
-        s.rounds,
-        s.answers_last_round,
-        s.answers,
-        s.refused_invalid,
-        s.refused_stale,
-        s.refused_full,
-        s.publishes,
-        s.bytes_published
-    );
+    log::info!("stats: {s}");
 }
 
 fn join(a: JoinArgs) -> Outcome {

@@ -98,19 +98,6 @@ fn main() {
 }
 
 fn fields(s: &Stats) -> String {
-    format!(
-        "peers={} connections={} subscribers={} surveys_sent={} rounds={} answers_last_round={} answers={} refused_invalid={} refused_stale={} refused_full={} publishes={} bytes_published={}",
-        s.peers,
-        s.connections,
-        s.subscribers,
-        s.surveys_sent,
-        s.rounds,
-        s.answers_last_round,
-        s.answers,
-        s.refused_invalid,
-        s.refused_stale,
-        s.refused_full,
-        s.publishes,
-        s.bytes_published
-    )
+    // The library's own one-line form, which the scale benchmark parses.
+    s.to_string()
 }
