@@ -60,8 +60,10 @@
 
 mod client;
 mod error;
+pub mod history;
 mod mailbox;
 pub mod membership;
+pub mod merge;
 mod options;
 mod receiver;
 mod schedule;
@@ -69,6 +71,8 @@ mod server;
 mod stats;
 mod subscriber;
 mod transport;
+pub mod watch_state;
+pub mod watch_wire;
 pub mod wire;
 
 pub use client::Client;
