@@ -60,6 +60,7 @@
 
 mod client;
 mod error;
+pub mod held_requests;
 pub mod history;
 mod mailbox;
 pub mod membership;

@@ -497,3 +497,89 @@ proptest! {
         prop_assert_eq!(delivered, Some(history.names().to_vec()));
     }
 }
+
+#[derive(Debug, Clone)]
+enum HoldOp {
+    /// After `1` ms, pipe `0` sends a request.
+    Hold(u8, u64),
+    Close(u8),
+    Change,
+    /// After `0` ms, the owner takes what is due.
+    Due(u64),
+}
+
+fn hold_op() -> impl Strategy<Value = HoldOp> {
+    prop_oneof![
+        5 => (0..5u8, 0..4000u64).prop_map(|(p, ms)| HoldOp::Hold(p, ms)),
+        1 => (0..5u8).prop_map(HoldOp::Close),
+        1 => Just(HoldOp::Change),
+        3 => (0..6000u64).prop_map(HoldOp::Due),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// Held requests against a model: one per pipe (the newest), released
+    /// all at a change, or when due in deadline order; nothing is lost or
+    /// released twice.
+    #[test]
+    fn held_requests_match_a_model(ops in prop::collection::vec(hold_op(), 0..80)) {
+        use nng_discovery::held_requests::HeldRequests;
+        use std::time::{Duration, Instant};
+
+        let keepalive = Duration::from_millis(5000);
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut held = HeldRequests::new(keepalive);
+        // pipe -> (ticket, deadline); tickets are increasing, so for equal
+        // deadlines they give the order requests were held in.
+        let mut model: BTreeMap<u8, (u32, Instant)> = BTreeMap::new();
+        let mut next_ticket = 0u32;
+        for op in &ops {
+            match *op {
+                HoldOp::Hold(pipe, ms) => {
+                    now += Duration::from_millis(ms);
+                    next_ticket += 1;
+                    let position = Position::new(1, u64::from(next_ticket));
+                    let replaced = held.hold(pipe, next_ticket, position, now);
+                    let want = model.insert(pipe, (next_ticket, now + keepalive)).map(|(t, _)| t);
+                    prop_assert_eq!(replaced, want);
+                }
+                HoldOp::Close(pipe) => {
+                    let got = held.pipe_closed(pipe).map(|r| r.ticket);
+                    prop_assert_eq!(got, model.remove(&pipe).map(|(t, _)| t));
+                }
+                HoldOp::Change => {
+                    let mut got: Vec<u32> = held.take_all().into_iter().map(|r| r.ticket).collect();
+                    got.sort_unstable();
+                    let want: BTreeSet<u32> = model.values().map(|(t, _)| *t).collect();
+                    model.clear();
+                    prop_assert_eq!(got, want.into_iter().collect::<Vec<_>>());
+                }
+                HoldOp::Due(ms) => {
+                    now += Duration::from_millis(ms);
+                    let got: Vec<(u8, u32, Position)> = held
+                        .take_due(now)
+                        .into_iter()
+                        .map(|r| (r.pipe, r.ticket, r.position))
+                        .collect();
+                    let mut want: Vec<(Instant, u32, u8)> = model
+                        .iter()
+                        .filter(|(_, (_, deadline))| *deadline <= now)
+                        .map(|(pipe, (ticket, deadline))| (*deadline, *ticket, *pipe))
+                        .collect();
+                    want.sort_unstable();
+                    model.retain(|_, (_, deadline)| *deadline > now);
+                    let want: Vec<(u8, u32, Position)> = want
+                        .into_iter()
+                        .map(|(_, t, p)| (p, t, Position::new(1, u64::from(t))))
+                        .collect();
+                    prop_assert_eq!(got, want);
+                }
+            }
+            prop_assert_eq!(held.len(), model.len());
+            prop_assert_eq!(held.next_deadline(), model.values().map(|(_, d)| *d).min());
+        }
+    }
+}
