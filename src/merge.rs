@@ -21,6 +21,21 @@
 //!   a silent source keeps its list, and counts again with its next report
 //!   or when it is [heard](Merge::heard) (its list is then still its list).
 //!
+//! Feeding it, per source:
+//!
+//! * classic publish URL: every list received is a report, a republish of
+//!   the same list included (the republish is the heartbeat, so the silence
+//!   timeout is a few republish intervals); a closed connection is `gone`;
+//! * watch URL, with a [`WatchState`](crate::watch_state::WatchState) per
+//!   source: `apply` returning `Ok(Some(list))` is a report, `Ok(None)` is
+//!   `heard`, `Err` is neither (its next request asks for a snapshot); a
+//!   closed connection is `gone` **and** the watch state's
+//!   [`forget`](crate::watch_state::WatchState::forget), so that the first
+//!   list after reconnecting is reported even if it equals the last one
+//!   (otherwise it would come back as `Ok(None)` and the source would stay
+//!   gone). `tests/merge_properties.rs` runs this glue against three
+//!   servers.
+//!
 //! Time comes in as `now` arguments; every call first applies the silence
 //! timeouts up to `now`, and [`Merge::next_deadline`] says when the owner
 //! should call [`Merge::tick`] if nothing else happens. `now` should not go

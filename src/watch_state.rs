@@ -139,8 +139,9 @@ impl WatchState {
 
     /// Forgets everything, including what was delivered: the next request
     /// asks for a snapshot and the next list is delivered even if it equals
-    /// the last one (a reconnected source counts again with its first
-    /// list).
+    /// the last one. Call it whenever the connection closes, so that a
+    /// reconnected source counts again with its first list (see
+    /// [`crate::merge`]).
     pub fn forget(&mut self) {
         *self = WatchState::default();
     }

@@ -143,3 +143,186 @@ proptest! {
         }
     }
 }
+
+/// What happens among three watch servers and one subscriber that follows
+/// all of them (one watcher state per server, one merge).
+#[derive(Debug, Clone)]
+enum Step {
+    /// Server `0` publishes a new list.
+    Change(usize, BTreeSet<String>),
+    /// The watcher of server `0` gets a reply (lost when `1`).
+    Exchange(usize, bool),
+    /// The connection to server `0` closes.
+    Disconnect(usize),
+    /// The connection to server `0` is made again.
+    Connect(usize),
+    /// Server `0` restarts with a new epoch and list; its connection drops.
+    Restart(usize, BTreeSet<String>),
+}
+
+const SERVERS: usize = 3;
+
+fn server_list() -> impl Strategy<Value = BTreeSet<String>> {
+    prop::collection::btree_set(prop::sample::select(&POOL[..]).prop_map(String::from), 0..5)
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let server = 0..SERVERS;
+    prop_oneof![
+        3 => (server.clone(), server_list()).prop_map(|(s, l)| Step::Change(s, l)),
+        6 => (server.clone(), any::<bool>()).prop_map(|(s, d)| Step::Exchange(s, d)),
+        1 => server.clone().prop_map(Step::Disconnect),
+        2 => server.clone().prop_map(Step::Connect),
+        1 => (server, server_list()).prop_map(|(s, l)| Step::Restart(s, l)),
+    ]
+}
+
+mod pipeline {
+    use super::*;
+    use nng_discovery::history::{History, HistoryLimits};
+    use nng_discovery::watch_state::WatchState;
+    use nng_discovery::watch_wire::{decode_reply, decode_request, encode_request};
+    use std::num::NonZeroU64;
+
+    /// One server as a subscriber sees it.
+    pub struct Server {
+        pub history: History,
+        pub watcher: WatchState,
+        pub connected: bool,
+    }
+
+    /// The glue a subscriber thread runs for one reply: the merge gets a
+    /// report when the watcher delivers a list and a keepalive otherwise;
+    /// a refused reply counts as neither (the next request asks for a
+    /// snapshot).
+    pub fn exchange(
+        merge: &mut Merge<usize>,
+        i: usize,
+        server: &mut Server,
+        dropped: bool,
+        now: Instant,
+    ) -> Result<Option<Vec<String>>, TestCaseError> {
+        if !server.connected {
+            return Ok(None);
+        }
+        let request = decode_request(&encode_request(server.watcher.request()));
+        let mut bytes = Vec::new();
+        if !server.history.answer(request).encode(&mut bytes) || dropped {
+            return Ok(None);
+        }
+        let reply = decode_reply(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        match server.watcher.apply(&reply) {
+            Ok(Some(list)) => Ok(merge.report(i, list, now)),
+            Ok(None) => Ok(merge.heard(i, now)),
+            Err(e) => Err(TestCaseError::fail(format!("honest reply refused: {e}"))),
+        }
+    }
+
+    /// The glue for a closed connection: the merge stops counting the
+    /// server and the watcher forgets, so that the server's first list
+    /// after reconnecting is reported (even if equal to the last one).
+    pub fn disconnect(
+        merge: &mut Merge<usize>,
+        i: usize,
+        server: &mut Server,
+        now: Instant,
+    ) -> Option<Vec<String>> {
+        server.connected = false;
+        server.watcher.forget();
+        merge.gone(i, now)
+    }
+
+    pub fn new_server(epoch: u64, list: &BTreeSet<String>) -> Server {
+        Server {
+            history: History::new(
+                NonZeroU64::new(epoch).unwrap(),
+                list,
+                HistoryLimits {
+                    max_changes: 3,
+                    max_bytes: usize::MAX,
+                },
+            ),
+            watcher: WatchState::new(),
+            connected: true,
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// The whole pure pipeline of issues 14 and 17: three watch servers,
+    /// their watcher states and one merge. What the subscriber delivers is
+    /// always the union of what the connected servers last told it (the
+    /// last list when none is connected), never twice in a row, and once
+    /// everything is exchanged, the union of the connected servers' lists.
+    #[test]
+    fn a_subscriber_following_three_watch_servers_delivers_their_union(
+        firsts in prop::collection::vec(server_list(), SERVERS),
+        steps in prop::collection::vec(step(), 0..80),
+    ) {
+        use pipeline::*;
+        let now = Instant::now();
+        let mut merge = Merge::new(Duration::MAX);
+        let mut epochs = 100u64;
+        let mut servers: Vec<Server> = firsts
+            .iter()
+            .map(|list| {
+                epochs += 1;
+                new_server(epochs, list)
+            })
+            .collect();
+        let mut last: Option<Vec<String>> = None;
+
+        for step in &steps {
+            let got = match step {
+                Step::Change(i, list) => {
+                    servers[*i].history.record(list);
+                    None
+                }
+                Step::Exchange(i, dropped) => exchange(&mut merge, *i, &mut servers[*i], *dropped, now)?,
+                Step::Disconnect(i) => disconnect(&mut merge, *i, &mut servers[*i], now),
+                Step::Connect(i) => {
+                    servers[*i].connected = true;
+                    None
+                }
+                Step::Restart(i, list) => {
+                    let got = disconnect(&mut merge, *i, &mut servers[*i], now);
+                    epochs += 1;
+                    servers[*i] = new_server(epochs, list);
+                    got
+                }
+            };
+            if let Some(list) = &got {
+                prop_assert_ne!(last.as_ref(), Some(list), "the same list twice");
+                last = Some(list.clone());
+            }
+            // What the connected watchers hold, united.
+            let held: Vec<Vec<String>> = servers.iter().filter_map(|s| s.watcher.names()).collect();
+            if !held.is_empty() {
+                let union: Vec<String> = held.into_iter().flatten().collect::<BTreeSet<_>>().into_iter().collect();
+                prop_assert_eq!(last.as_ref(), Some(&union), "after {:?}", step);
+            }
+            prop_assert_eq!(merge.delivered(), last.as_deref());
+        }
+
+        // Let every connected server answer until its watcher is current.
+        for (i, server) in servers.iter_mut().enumerate() {
+            for _ in 0..2 {
+                if let Some(list) = exchange(&mut merge, i, server, false, now)? {
+                    last = Some(list);
+                }
+            }
+        }
+        let connected: Vec<&Server> = servers.iter().filter(|s| s.connected).collect();
+        if !connected.is_empty() {
+            let union: Vec<String> = connected
+                .iter()
+                .flat_map(|s| s.history.names().iter().cloned())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            prop_assert_eq!(last, Some(union));
+        }
+    }
+}
