@@ -60,8 +60,11 @@
 
 mod client;
 mod error;
+pub mod held_requests;
+pub mod history;
 mod mailbox;
 pub mod membership;
+pub mod merge;
 mod options;
 mod receiver;
 mod schedule;
@@ -69,6 +72,8 @@ mod server;
 mod stats;
 mod subscriber;
 mod transport;
+pub mod watch_state;
+pub mod watch_wire;
 pub mod wire;
 
 pub use client::Client;

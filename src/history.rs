@@ -1,0 +1,610 @@
+//! The watch server's memory of recent changes, with no sockets and no
+//! clocks.
+//!
+//! [`History`] holds the server's epoch, its current revision and list,
+//! and a bounded queue of the changes that led there. Given the position a
+//! watcher says it holds ([`crate::watch_wire::decode_request`]),
+//! [`History::answer`] decides what to send:
+//!
+//! * a request from another epoch, for revision 0 (a watcher that holds
+//!   nothing), for a revision the server never reached, or for one older
+//!   than the changes still held: a **snapshot**;
+//! * a request that is behind, with the changes since its revision still
+//!   held: a **delta**, the net change (a name that joined and left again
+//!   in between is not mentioned) — unless the delta would be larger than
+//!   the snapshot, in which case the snapshot, which is never wrong;
+//! * a request that is current: **hold** it. The server's thread keeps it
+//!   and asks again after the next [`record`](History::record) (then it is
+//!   behind: a delta), or calls [`History::expire`] when the keepalive
+//!   interval passes (a keepalive, or the answer if something changed).
+//!
+//! The answer depends only on the request's position, so a server thread
+//! may encode it once and send the same bytes to every watcher that sent
+//! the same position.
+//!
+//! Create the history once the server has its first list: that list is
+//! revision 1 (revision 0 always means "nothing"). Requests that arrive
+//! before should be held.
+//!
+//! Memory is bounded by [`HistoryLimits`]: the oldest changes are dropped
+//! first; a watcher that falls further behind than what is held gets a
+//! snapshot.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::num::NonZeroU64;
+
+use crate::watch_wire::{self, Position, Reply};
+
+/// How much past the current list a [`History`] remembers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryLimits {
+    /// The most changes held. 0 holds none: every watcher that is behind
+    /// gets a snapshot.
+    pub max_changes: usize,
+    /// The most bytes of names held in changes, counting each name's length
+    /// plus [`NAME_OVERHEAD`]. A single change larger than this is not held.
+    pub max_bytes: usize,
+}
+
+impl Default for HistoryLimits {
+    /// 1,024 changes and 1 MiB: at 1% churn per second among 5,000 peers
+    /// (50 changes a second if each is published alone), about 20 seconds of
+    /// history, enough for a watcher to come back from a missed reply or a
+    /// quick reconnect with a delta.
+    fn default() -> Self {
+        HistoryLimits {
+            max_changes: 1024,
+            max_bytes: 1 << 20,
+        }
+    }
+}
+
+/// The bytes counted per name held in a change, on top of its length: the
+/// pointer and length of its box.
+pub const NAME_OVERHEAD: usize = 2 * std::mem::size_of::<usize>();
+
+/// One published change: what it did to the list of the revision before.
+#[derive(Debug)]
+struct Change {
+    joined: Vec<Box<str>>,
+    left: Vec<Box<str>>,
+    bytes: usize,
+}
+
+/// The server side of the watch protocol: the current list, its position,
+/// and the recent changes.
+///
+/// ```
+/// use std::num::NonZeroU64;
+/// use nng_discovery::history::{Answer, History, HistoryLimits};
+/// use nng_discovery::watch_wire::Position;
+///
+/// let epoch = NonZeroU64::new(7).unwrap();
+/// let mut history = History::new(epoch, ["a"], HistoryLimits::default());
+/// assert_eq!(history.position(), Position::new(7, 1));
+/// // A watcher that holds nothing gets the list.
+/// assert_eq!(
+///     history.answer(Position::NOTHING),
+///     Answer::Snapshot { at: Position::new(7, 1), names: &["a".to_string()] }
+/// );
+/// // One that is current is held until something changes...
+/// assert_eq!(history.answer(Position::new(7, 1)), Answer::Hold);
+/// assert!(history.record(["a", "b"]));
+/// // ...and then gets only the change.
+/// assert_eq!(
+///     history.answer(Position::new(7, 1)),
+///     Answer::Delta { at: Position::new(7, 2), joined: vec!["b"], left: vec![] }
+/// );
+/// ```
+#[derive(Debug)]
+pub struct History {
+    epoch: u64,
+    revision: u64,
+    /// The current list, sorted and unique.
+    names: Vec<String>,
+    /// Bytes of the current list as a snapshot payload.
+    names_bytes: usize,
+    /// `changes[i]` took revision `revision - changes.len() + i` to the next.
+    changes: VecDeque<Change>,
+    /// Bytes counted for everything in `changes`.
+    bytes: usize,
+    limits: HistoryLimits,
+}
+
+/// What to send a watcher, from [`History::answer`] or [`History::expire`].
+///
+/// It borrows from the history; [`Answer::encode`] writes the reply body
+/// and [`Answer::to_reply`] makes an owned [`Reply`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer<'a> {
+    /// Send the whole list.
+    Snapshot {
+        /// The server's position.
+        at: Position,
+        /// The server's list, sorted and unique.
+        names: &'a [String],
+    },
+    /// Send the change since the watcher's revision.
+    Delta {
+        /// The server's position.
+        at: Position,
+        /// Names that joined since the watcher's revision, sorted.
+        joined: Vec<&'a str>,
+        /// Names that left since the watcher's revision, sorted.
+        left: Vec<&'a str>,
+    },
+    /// Send a keepalive: nothing changed (only from [`History::expire`]).
+    Keepalive {
+        /// The server's position, which the watcher holds.
+        at: Position,
+    },
+    /// Send nothing yet: the watcher is current (only from
+    /// [`History::answer`]).
+    Hold,
+}
+
+impl Answer<'_> {
+    /// Appends the reply body to `out`; returns `false` (and writes
+    /// nothing) for [`Answer::Hold`].
+    pub fn encode(&self, out: &mut Vec<u8>) -> bool {
+        match self {
+            Answer::Snapshot { at, names } => {
+                watch_wire::encode_snapshot(*at, names.iter().map(String::as_str), out);
+            }
+            Answer::Delta { at, joined, left } => {
+                watch_wire::encode_delta(*at, joined.iter().copied(), left.iter().copied(), out)
+            }
+            Answer::Keepalive { at } => watch_wire::encode_keepalive(*at, out),
+            Answer::Hold => return false,
+        }
+        true
+    }
+
+    /// The reply as an owned value, or `None` for [`Answer::Hold`].
+    pub fn to_reply(&self) -> Option<Reply> {
+        let owned = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
+        Some(match self {
+            Answer::Snapshot { at, names } => Reply::Snapshot {
+                at: *at,
+                names: names.to_vec(),
+            },
+            Answer::Delta { at, joined, left } => Reply::Delta {
+                at: *at,
+                joined: owned(joined),
+                left: owned(left),
+            },
+            Answer::Keepalive { at } => Reply::Keepalive { at: *at },
+            Answer::Hold => return None,
+        })
+    }
+}
+
+/// Sorts and deduplicates a list given in any order.
+fn normalize<I>(names: I) -> Vec<String>
+where
+    I: IntoIterator,
+    I::Item: AsRef<str>,
+{
+    let mut names: Vec<String> = names.into_iter().map(|n| n.as_ref().to_owned()).collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+fn snapshot_bytes(names: &[String]) -> usize {
+    names.iter().map(|n| n.len() + 1).sum()
+}
+
+impl History {
+    /// Starts a history at revision 1 holding `first_list` (the server's
+    /// first list; names must be valid, see [`crate::wire::validate_name`];
+    /// any order, duplicates are dropped).
+    pub fn new<I>(epoch: NonZeroU64, first_list: I, limits: HistoryLimits) -> History
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let names = normalize(first_list);
+        History {
+            epoch: epoch.get(),
+            revision: 1,
+            names_bytes: snapshot_bytes(&names),
+            names,
+            changes: VecDeque::new(),
+            bytes: 0,
+            limits,
+        }
+    }
+
+    /// The server's current position.
+    pub fn position(&self) -> Position {
+        Position::new(self.epoch, self.revision)
+    }
+
+    /// The current list, sorted and unique.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// How many past changes are held (at most
+    /// [`HistoryLimits::max_changes`]).
+    pub fn changes_held(&self) -> usize {
+        self.changes.len()
+    }
+
+    /// The bytes counted for the held changes (at most
+    /// [`HistoryLimits::max_bytes`]).
+    pub fn bytes_held(&self) -> usize {
+        self.bytes
+    }
+
+    /// The oldest revision a watcher can be at and still get a delta.
+    pub fn oldest_delta_base(&self) -> u64 {
+        // changes.len() <= revision - 1 always: each change bumped it.
+        self.revision - self.changes.len() as u64
+    }
+
+    /// Makes `list` the current list (names valid, any order, duplicates
+    /// dropped). If it differs from the current one, the revision grows by
+    /// one, the change is remembered and `true` is returned; otherwise
+    /// nothing happens.
+    pub fn record<I>(&mut self, list: I) -> bool
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let new = normalize(list);
+        let (joined, left) = diff(&self.names, &new);
+        if joined.is_empty() && left.is_empty() {
+            return false;
+        }
+        let bytes = joined
+            .iter()
+            .chain(&left)
+            .map(|n| n.len() + NAME_OVERHEAD)
+            .sum();
+        self.changes.push_back(Change {
+            joined,
+            left,
+            bytes,
+        });
+        self.bytes += bytes;
+        while self.changes.len() > self.limits.max_changes || self.bytes > self.limits.max_bytes {
+            match self.changes.pop_front() {
+                Some(old) => self.bytes -= old.bytes,
+                None => break,
+            }
+        }
+        // u64: at a million changes a second, 584,000 years to overflow.
+        self.revision += 1;
+        self.names_bytes = snapshot_bytes(&new);
+        self.names = new;
+        true
+    }
+
+    /// What to send a watcher that says it holds `request`; see the
+    /// [module](self) for the rules. Never [`Answer::Keepalive`].
+    pub fn answer(&self, request: Position) -> Answer<'_> {
+        let snapshot = Answer::Snapshot {
+            at: self.position(),
+            names: &self.names,
+        };
+        if request.epoch != self.epoch || request.revision == 0 || request.revision > self.revision
+        {
+            return snapshot;
+        }
+        if request.revision == self.revision {
+            return Answer::Hold;
+        }
+        let base = self.oldest_delta_base();
+        if request.revision < base {
+            return snapshot;
+        }
+        // Fold the changes since the request's revision. A name's events
+        // alternate (it joins, leaves, joins...), so its net change is its
+        // first event if it had an odd number of them, else none.
+        let skip = (request.revision - base) as usize;
+        let mut events: BTreeMap<&str, (bool, bool)> = BTreeMap::new();
+        for change in self.changes.iter().skip(skip) {
+            let signed = change
+                .joined
+                .iter()
+                .map(|n| (n, true))
+                .chain(change.left.iter().map(|n| (n, false)));
+            for (name, joined) in signed {
+                events
+                    .entry(name)
+                    .and_modify(|(_, last)| *last = joined)
+                    .or_insert((joined, joined));
+            }
+        }
+        let mut joined = Vec::new();
+        let mut left = Vec::new();
+        let mut delta_bytes = 0;
+        for (name, (first, last)) in events {
+            if first == last {
+                delta_bytes += name.len() + 2;
+                if first {
+                    joined.push(name);
+                } else {
+                    left.push(name);
+                }
+            }
+        }
+        if delta_bytes > self.names_bytes {
+            return snapshot;
+        }
+        Answer::Delta {
+            at: self.position(),
+            joined,
+            left,
+        }
+    }
+
+    /// What to send a watcher whose request was held for `request` when
+    /// the keepalive interval has passed: a keepalive if it is still
+    /// current, else what [`answer`](History::answer) says. Never
+    /// [`Answer::Hold`].
+    pub fn expire(&self, request: Position) -> Answer<'_> {
+        match self.answer(request) {
+            Answer::Hold => Answer::Keepalive {
+                at: self.position(),
+            },
+            answer => answer,
+        }
+    }
+}
+
+/// The names in `new` but not `old`, and in `old` but not `new`; both sorted
+/// and unique inputs.
+fn diff(old: &[String], new: &[String]) -> (Vec<Box<str>>, Vec<Box<str>>) {
+    let mut joined = Vec::new();
+    let mut left = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < old.len() || j < new.len() {
+        match (old.get(i), new.get(j)) {
+            (Some(o), Some(n)) if o == n => {
+                i += 1;
+                j += 1;
+            }
+            (Some(o), Some(n)) if o < n => {
+                left.push(o.as_str().into());
+                i += 1;
+            }
+            (_, Some(n)) => {
+                joined.push(n.as_str().into());
+                j += 1;
+            }
+            (Some(o), None) => {
+                left.push(o.as_str().into());
+                i += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    (joined, left)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EPOCH: u64 = 0xfeed;
+
+    fn epoch() -> NonZeroU64 {
+        NonZeroU64::new(EPOCH).unwrap()
+    }
+
+    fn at(revision: u64) -> Position {
+        Position::new(EPOCH, revision)
+    }
+
+    fn strings(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    fn history(lists: &[&[&str]], limits: HistoryLimits) -> History {
+        let mut h = History::new(epoch(), lists[0], limits);
+        for list in &lists[1..] {
+            h.record(*list);
+        }
+        h
+    }
+
+    fn delta<'a>(revision: u64, joined: &[&'a str], left: &[&'a str]) -> Answer<'a> {
+        Answer::Delta {
+            at: at(revision),
+            joined: joined.to_vec(),
+            left: left.to_vec(),
+        }
+    }
+
+    #[test]
+    fn starts_at_revision_one_sorted_and_deduplicated() {
+        let h = History::new(epoch(), ["b", "a", "b"], HistoryLimits::default());
+        assert_eq!(h.position(), at(1));
+        assert_eq!(h.names(), strings(&["a", "b"]));
+        assert_eq!(h.changes_held(), 0);
+        assert_eq!(h.oldest_delta_base(), 1);
+    }
+
+    #[test]
+    fn record_bumps_the_revision_only_on_a_change() {
+        let mut h = History::new(epoch(), ["a"], HistoryLimits::default());
+        assert!(!h.record(["a"]));
+        assert!(!h.record(["a", "a"]));
+        assert_eq!(h.position(), at(1));
+        assert!(h.record(["b", "a"]));
+        assert_eq!(h.position(), at(2));
+        assert_eq!(h.names(), strings(&["a", "b"]));
+        assert!(h.record(Vec::<String>::new()));
+        assert_eq!(h.position(), at(3));
+        assert!(h.names().is_empty());
+        assert_eq!(h.changes_held(), 2);
+    }
+
+    #[test]
+    fn diff_finds_joins_and_leaves() {
+        let (j, l) = diff(&strings(&["a", "c", "e"]), &strings(&["b", "c", "d", "f"]));
+        let names = |v: Vec<Box<str>>| v.into_iter().map(String::from).collect::<Vec<_>>();
+        assert_eq!(names(j), ["b", "d", "f"]);
+        assert_eq!(names(l), ["a", "e"]);
+        let (j, l) = diff(&[], &[]);
+        assert!(j.is_empty() && l.is_empty());
+    }
+
+    #[test]
+    fn snapshot_for_nothing_other_epochs_and_the_future() {
+        let h = history(&[&["a"], &["a", "b"]], HistoryLimits::default());
+        let snapshot = Answer::Snapshot {
+            at: at(2),
+            names: h.names(),
+        };
+        for request in [
+            Position::NOTHING,
+            Position::new(EPOCH, 0),
+            Position::new(EPOCH + 1, 1),
+            Position::new(EPOCH + 1, 2),
+            Position::new(0, 2),
+            at(3),
+            at(u64::MAX),
+        ] {
+            assert_eq!(h.answer(request), snapshot, "{request}");
+            assert_eq!(h.expire(request), snapshot, "{request}");
+        }
+    }
+
+    #[test]
+    fn hold_when_current_keepalive_on_expiry() {
+        let h = history(&[&["a"], &["a", "b"]], HistoryLimits::default());
+        assert_eq!(h.answer(at(2)), Answer::Hold);
+        assert_eq!(h.expire(at(2)), Answer::Keepalive { at: at(2) });
+        // Behind: expiry gives the delta, never a keepalive.
+        assert_eq!(h.expire(at(1)), delta(2, &["b"], &[]));
+    }
+
+    #[test]
+    fn deltas_are_net_changes() {
+        // A long name in every list keeps the snapshot larger than the
+        // deltas (see the next tests).
+        const L: &str = "a-long-name-that-stays";
+        let h = history(
+            &[
+                &["a", "b", L],
+                &["a", "b", "c", L], // 2: +c
+                &["b", "c", L],      // 3: -a
+                &["a", "b", "c", L], // 4: +a
+                &["a", "c", "d", L], // 5: -b +d
+                &["a", "c", "d", L], // no change
+                &["c", "d", L],      // 6: -a
+            ],
+            HistoryLimits::default(),
+        );
+        assert_eq!(h.position(), at(6));
+        assert_eq!(h.answer(at(1)), delta(6, &["c", "d"], &["a", "b"]));
+        assert_eq!(h.answer(at(2)), delta(6, &["d"], &["a", "b"]));
+        assert_eq!(h.answer(at(3)), delta(6, &["d"], &["b"]));
+        assert_eq!(h.answer(at(4)), delta(6, &["d"], &["a", "b"]));
+        assert_eq!(h.answer(at(5)), delta(6, &[], &["a"]));
+        assert_eq!(h.answer(at(6)), Answer::Hold);
+    }
+
+    #[test]
+    fn a_round_trip_gives_an_empty_delta() {
+        let h = history(
+            &[&["a", "b"], &["a"], &["a", "b"]],
+            HistoryLimits::default(),
+        );
+        assert_eq!(h.answer(at(1)), delta(3, &[], &[]));
+        let mut out = Vec::new();
+        assert!(h.answer(at(1)).encode(&mut out));
+        assert_eq!(out.len(), watch_wire::REPLY_HEADER_LEN);
+    }
+
+    #[test]
+    fn a_delta_larger_than_the_snapshot_is_sent_as_the_snapshot() {
+        let h = history(
+            &[&["aaaa", "bbbb", "cccc"], &["x"]],
+            HistoryLimits::default(),
+        );
+        // +x|-aaaa|-bbbb|-cccc is longer than "x".
+        assert_eq!(
+            h.answer(at(1)),
+            Answer::Snapshot {
+                at: at(2),
+                names: &["x".to_string()]
+            }
+        );
+    }
+
+    #[test]
+    fn old_changes_are_dropped_by_count() {
+        let limits = HistoryLimits {
+            max_changes: 2,
+            max_bytes: usize::MAX,
+        };
+        let h = history(
+            &[&["a"], &["a", "b"], &["a", "b", "c"], &["a", "b", "c", "d"]],
+            limits,
+        );
+        assert_eq!(h.position(), at(4));
+        assert_eq!(h.changes_held(), 2);
+        assert_eq!(h.oldest_delta_base(), 2);
+        assert!(matches!(h.answer(at(1)), Answer::Snapshot { .. }));
+        assert_eq!(h.answer(at(2)), delta(4, &["c", "d"], &[]));
+        assert_eq!(h.answer(at(3)), delta(4, &["d"], &[]));
+    }
+
+    #[test]
+    fn old_changes_are_dropped_by_bytes() {
+        let per_name = 1 + NAME_OVERHEAD;
+        let limits = HistoryLimits {
+            max_changes: usize::MAX,
+            max_bytes: 2 * per_name,
+        };
+        let mut h = history(&[&["a"], &["a", "b"], &["a", "b", "c"]], limits);
+        assert_eq!(h.changes_held(), 2);
+        assert_eq!(h.bytes_held(), 2 * per_name);
+        h.record(["a", "b", "c", "d"]);
+        assert_eq!(h.changes_held(), 2);
+        assert_eq!(h.bytes_held(), 2 * per_name);
+        // A change too large for the limit on its own empties the history.
+        h.record(["x", "y", "z"]);
+        assert_eq!(h.changes_held(), 0);
+        assert_eq!(h.bytes_held(), 0);
+        assert_eq!(h.oldest_delta_base(), h.position().revision);
+        assert_eq!(h.answer(h.position()), Answer::Hold);
+        assert!(matches!(
+            h.answer(at(h.position().revision - 1)),
+            Answer::Snapshot { .. }
+        ));
+    }
+
+    #[test]
+    fn no_history_at_all_still_answers_correctly() {
+        let limits = HistoryLimits {
+            max_changes: 0,
+            max_bytes: 0,
+        };
+        let h = history(&[&["a"], &["b"]], limits);
+        assert_eq!(h.changes_held(), 0);
+        assert!(matches!(h.answer(at(1)), Answer::Snapshot { .. }));
+        assert_eq!(h.answer(at(2)), Answer::Hold);
+    }
+
+    #[test]
+    fn answers_encode_and_convert() {
+        let h = history(&[&["a"], &["b"]], HistoryLimits::default());
+        let mut out = Vec::new();
+        assert!(!Answer::Hold.encode(&mut out));
+        assert!(out.is_empty());
+        assert_eq!(Answer::Hold.to_reply(), None);
+        for request in [Position::NOTHING, at(1), at(2)] {
+            let answer = h.expire(request);
+            out.clear();
+            assert!(answer.encode(&mut out));
+            let reply = answer.to_reply().unwrap();
+            assert_eq!(watch_wire::decode_reply(&out), Ok(reply), "{request}");
+        }
+    }
+}
