@@ -780,3 +780,24 @@ fn a_misspelt_option_or_command_gets_a_suggestion() {
         );
     }
 }
+
+#[test]
+fn completions_for_bash_zsh_and_fish() {
+    let bin = binary_or_return!();
+    for shell in ["bash", "zsh", "fish"] {
+        let (status, out, err) = run(bin, &["completions", shell]);
+        assert_exit(status, 0, &format!("completions {shell}"));
+        assert!(err.is_empty(), "{shell}: stderr: {err}");
+        for word in ["nng-discovery", "server", "join", "watch", "completions"] {
+            assert!(out.contains(word), "{shell}: script lacks {word}:\n{out}");
+        }
+    }
+    let (status, out, err) = run(bin, &["completions", "tcsh"]);
+    assert_exit(status, 2, "completions tcsh");
+    assert!(out.is_empty(), "stdout: {out}");
+    assert_eq!(err.lines().count(), 1, "not one line: {err}");
+    assert!(
+        err.starts_with("nng-discovery: invalid SHELL \"tcsh\": expected bash, zsh, fish"),
+        "{err}"
+    );
+}

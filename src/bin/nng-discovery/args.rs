@@ -10,7 +10,7 @@ use std::fmt;
 use std::time::Duration;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use nng_discovery::{wire, Error, Options};
 
 use crate::duration;
@@ -18,7 +18,8 @@ use crate::duration;
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Command {
-    /// Print this text on stdout and exit 0: help or the version.
+    /// Print this text on stdout and exit 0: help, the version, or a
+    /// completion script.
     Print(String),
     Server(ServerArgs),
     Join(JoinArgs),
@@ -88,7 +89,8 @@ use, invalid URL, ...), 2 on a usage error. Errors are one line on stderr.
 Logging goes to stderr; set RUST_LOG to change the level (default: info),
 e.g. RUST_LOG=debug or RUST_LOG=nng_discovery=warn.
 
-Run 'nng-discovery COMMAND --help' for a command's options.";
+Run 'nng-discovery COMMAND --help' for a command's options, and
+'nng-discovery completions --help' to install shell completions.";
 
 const SERVER_AFTER_HELP: &str = "\
 Listens on the survey URL for clients (each answers every survey with its
@@ -164,6 +166,16 @@ Examples:
   nng-discovery watch --publish tcp://10.0.0.5:40008 \\
       --exec 'cat > /etc/app/peers.new && mv /etc/app/peers.new /etc/app/peers'";
 
+const COMPLETIONS_AFTER_HELP: &str = "\
+Prints the script on stdout. To install it for your user:
+  bash  nng-discovery completions bash \\
+          > ~/.local/share/bash-completion/completions/nng-discovery
+  zsh   nng-discovery completions zsh > ~/.zfunc/_nng-discovery
+        (with fpath=(~/.zfunc $fpath) before compinit in ~/.zshrc)
+  fish  nng-discovery completions fish \\
+          > ~/.config/fish/completions/nng-discovery.fish
+then start a new shell.";
+
 /// The whole command line.
 #[derive(Parser, Debug)]
 #[command(
@@ -206,6 +218,14 @@ enum CliCommand {
         after_help = WATCH_AFTER_HELP
     )]
     Watch(WatchCli),
+    /// Print a completion script for bash, zsh or fish
+    #[command(
+        help_template = help_template!(
+            "nng-discovery completions: print a shell completion script"
+        ),
+        after_help = COMPLETIONS_AFTER_HELP
+    )]
+    Completions(CompletionsCli),
 }
 
 #[derive(Args, Debug)]
@@ -265,8 +285,24 @@ struct WatchCli {
     once: bool,
 }
 
+#[derive(Args, Debug)]
+struct CompletionsCli {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    shell: Shell,
+}
+
+/// The shells we print completions for (clap_complete has more; these are
+/// the ones we name and test).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
 /// The subcommands, for naming the one at fault in an error.
-const COMMANDS: [&str; 3] = ["server", "join", "watch"];
+const COMMANDS: [&str; 4] = ["server", "join", "watch", "completions"];
 
 /// Parses the whole command line (without the program name).
 pub fn parse(args: &[String]) -> Result<Command, UsageError> {
@@ -284,6 +320,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
         CliCommand::Server(s) => server(s),
         CliCommand::Join(j) => join(j),
         CliCommand::Watch(w) => watch(w),
+        CliCommand::Completions(c) => Ok(Command::Print(completions(c.shell))),
     }
 }
 
@@ -321,6 +358,21 @@ fn watch(w: WatchCli) -> Result<Command, UsageError> {
         exec: w.exec,
         once: w.once,
     }))
+}
+
+/// The completion script for `shell`, generated from the command line
+/// declared above.
+fn completions(shell: Shell) -> String {
+    let shell = match shell {
+        Shell::Bash => clap_complete::Shell::Bash,
+        Shell::Zsh => clap_complete::Shell::Zsh,
+        Shell::Fish => clap_complete::Shell::Fish,
+    };
+    // Into memory first: clap_complete panics on a write error, and a
+    // closed stdout is no reason to.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "nng-discovery", &mut script);
+    String::from_utf8_lossy(&script).into_owned()
 }
 
 fn duration_arg(value: &str) -> Result<Duration, String> {
@@ -398,7 +450,7 @@ fn one_line(e: &clap::Error, args: &[String]) -> String {
     let value = string(ContextKind::InvalidValue);
     let message = match (e.kind(), arg, value) {
         (ErrorKind::MissingSubcommand, ..) => {
-            return "a command is needed: server, join or watch (see 'nng-discovery --help')"
+            return "a command is needed: server, join, watch or completions (see 'nng-discovery --help')"
                 .to_owned()
         }
         (ErrorKind::InvalidSubcommand, ..) => {
@@ -499,7 +551,6 @@ fn first_line(e: &clap::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     fn args(s: &[&str]) -> Vec<String> {
         s.iter().map(|a| a.to_string()).collect()
@@ -672,6 +723,9 @@ mod tests {
             "{m}"
         );
         assert!(err(&["help", "nope"]).starts_with("unknown command \"nope\""));
+        assert!(err(&["completions", "tcsh"])
+            .starts_with("invalid SHELL \"tcsh\": expected bash, zsh, fish"));
+        assert!(err(&["completions"]).starts_with("completions needs SHELL"));
         // Only the top level has --version.
         assert!(err(&["server", "--version"]).starts_with("unknown option --version for server"));
     }
@@ -687,9 +741,11 @@ mod tests {
         assert!(server.starts_with("nng-discovery server: "), "{server}");
         let join = printed(&["join", "--help"]);
         let watch = printed(&["watch", "--help"]);
+        let completions = printed(&["completions", "--help"]);
+        assert!(completions.contains("bash") && completions.contains("fish"));
         // clap wraps nothing without its `wrap_help` feature (left out: it
         // probes the terminal), so the texts are laid out to fit.
-        for text in [&main, &server, &join, &watch] {
+        for text in [&main, &server, &join, &watch, &completions] {
             for line in text.lines() {
                 assert!(line.chars().count() <= 80, "too long: {line:?}");
             }
@@ -725,6 +781,17 @@ mod tests {
             "[default: 65536]",
         ] {
             assert!(server.contains(default), "{default}:\n{server}");
+        }
+    }
+
+    #[test]
+    fn completions_for_each_shell() {
+        for shell in ["bash", "zsh", "fish"] {
+            let script = printed(&["completions", shell]);
+            // fish writes options as `-l poll-interval`.
+            for word in ["server", "join", "watch", "poll-interval", "exec"] {
+                assert!(script.contains(word), "{shell}: no {word}");
+            }
         }
     }
 
