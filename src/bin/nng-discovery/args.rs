@@ -124,8 +124,7 @@ list for as long as this process runs: a sidecar for a service that cannot
 link the library. On SIGINT or SIGTERM it stops answering and closes its
 connection, and the server drops NAME at once.
 
-NAME is usually the service's own URL: at most 1024 bytes, no '|', no
-control characters.
+NAME: at most 1024 bytes, no '|', no control characters.
 
 Exit status: 0 after SIGINT or SIGTERM, 1 on a runtime failure, 2 on a usage
 error (including an invalid NAME).
@@ -258,7 +257,7 @@ struct JoinCli {
     /// The server's survey URL
     #[arg(long, value_name = "URL")]
     survey: String,
-    /// The name to announce (see below)
+    /// The name to announce, usually the service's own URL
     #[arg(long, value_name = "NAME", value_parser = name_arg)]
     name: String,
     /// Also print the lists, as watch does
