@@ -21,34 +21,48 @@ pub enum Command {
     /// Print this text on stdout and exit 0: help, the version, or a
     /// completion script.
     Print(String),
+    /// Run a server.
     Server(ServerArgs),
+    /// Keep a name listed.
     Join(JoinArgs),
+    /// Print (and act on) the list at each change.
     Watch(WatchArgs),
 }
 
 /// `server`: checked, with the options in the library's form.
 #[derive(Debug)]
 pub struct ServerArgs {
+    /// `--survey`: where clients connect.
     pub survey: String,
+    /// `--publish`: where subscribers connect.
     pub publish: String,
+    /// The other flags, validated by [`Options::validate`].
     pub options: Options,
 }
 
 /// `join`, checked.
 #[derive(Debug)]
 pub struct JoinArgs {
+    /// `--survey`: the server's survey URL.
     pub survey: String,
+    /// `--name`, a valid name ([`wire::validate_name`]).
     pub name: String,
+    /// `--publish`: also print the lists from this URL.
     pub publish: Option<String>,
+    /// `--json` (only with `publish`).
     pub json: bool,
 }
 
 /// `watch`, checked.
 #[derive(Debug)]
 pub struct WatchArgs {
+    /// `--publish`: the server's publish URL.
     pub publish: String,
+    /// `--json`: print lists as JSON arrays.
     pub json: bool,
+    /// `--exec`: a non-blank shell command to run after each change.
     pub exec: Option<String>,
+    /// `--once`: print the current list and stop (never with `exec`).
     pub once: bool,
 }
 
