@@ -714,3 +714,90 @@ impl Drop for ProcGuard {
         }
     }
 }
+
+#[test]
+fn options_take_their_value_after_an_equals_sign_too() {
+    let bin = binary_or_return!();
+    let server = Proc::start(
+        bin,
+        &[
+            "server",
+            "--survey=tcp://127.0.0.1:0",
+            "--publish=tcp://127.0.0.1:0",
+            "--poll-interval=1s",
+            "--survey-time=100ms",
+            "--miss-threshold=2",
+            "--republish-interval=1m30s",
+            "--max-peers=10",
+        ],
+    );
+    let survey = server.expect_line("survey URL", |l| l.starts_with("survey "));
+    let publish = server.expect_line("publish URL", |l| l.starts_with("publish "));
+    let survey = format!("--survey={}", &survey["survey ".len()..]);
+    let publish = format!("--publish={}", &publish["publish ".len()..]);
+    let watch = Proc::start(
+        bin,
+        &["watch", &publish, "--exec=echo RAN $NNG_DISCOVERY_COUNT"],
+    );
+    let _join = Proc::start(bin, &["join", &survey, "--name=a=b"]);
+    watch.expect("a=b");
+    watch.expect("RAN 1");
+}
+
+#[test]
+fn a_misspelt_option_or_command_gets_a_suggestion() {
+    let bin = binary_or_return!();
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &[
+                "server",
+                "--survey",
+                "tcp://127.0.0.1:0",
+                "--publish",
+                "tcp://127.0.0.1:0",
+                "--poll-intervall",
+                "1s",
+            ],
+            "unknown option --poll-intervall for server: did you mean --poll-interval?",
+        ),
+        (
+            &["watch", "--pubilsh", "tcp://127.0.0.1:1"],
+            "unknown option --pubilsh for watch: did you mean --publish?",
+        ),
+        (
+            &["wacth", "--publish", "tcp://127.0.0.1:1"],
+            "unknown command \"wacth\": did you mean \"watch\"?",
+        ),
+    ];
+    for (args, want) in cases {
+        let (status, out, err) = run(bin, args);
+        assert_exit(status, 2, &format!("{args:?}"));
+        assert!(out.is_empty(), "{args:?}: stdout: {out}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: not one line: {err}");
+        assert!(
+            err.starts_with(&format!("nng-discovery: {want}")),
+            "{args:?}: {err:?} does not start with {want:?}"
+        );
+    }
+}
+
+#[test]
+fn completions_for_bash_zsh_and_fish() {
+    let bin = binary_or_return!();
+    for shell in ["bash", "zsh", "fish"] {
+        let (status, out, err) = run(bin, &["completions", shell]);
+        assert_exit(status, 0, &format!("completions {shell}"));
+        assert!(err.is_empty(), "{shell}: stderr: {err}");
+        for word in ["nng-discovery", "server", "join", "watch", "completions"] {
+            assert!(out.contains(word), "{shell}: script lacks {word}:\n{out}");
+        }
+    }
+    let (status, out, err) = run(bin, &["completions", "tcsh"]);
+    assert_exit(status, 2, "completions tcsh");
+    assert!(out.is_empty(), "stdout: {out}");
+    assert_eq!(err.lines().count(), 1, "not one line: {err}");
+    assert!(
+        err.starts_with("nng-discovery: invalid SHELL \"tcsh\": expected bash, zsh, fish"),
+        "{err}"
+    );
+}

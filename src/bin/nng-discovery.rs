@@ -59,12 +59,8 @@ fn main() -> ExitCode {
     };
     let result = match command {
         // A closed stdout is no reason to fail (or panic, as print! would).
-        Command::Help(text) => {
+        Command::Print(text) => {
             let _ = io::stdout().write_all(text.as_bytes());
-            Ok(())
-        }
-        Command::Version => {
-            let _ = writeln!(io::stdout(), "nng-discovery {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
         Command::Server(a) => {

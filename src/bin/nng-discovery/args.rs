@@ -1,12 +1,16 @@
-//! The command line: a small hand-written parser and the help texts.
+//! The command line, declared with clap (derive), and its usage errors.
 //!
-//! Every option is `--name VALUE` or `--name=VALUE` (or a bare `--name` for
-//! switches); there are no positional arguments. Errors are one line that
-//! names the option or value at fault.
+//! clap parses (`--name VALUE`, `--name=VALUE`, switches, "did you mean",
+//! `--help`, `--version`, the `help` command); this module checks what
+//! clap cannot (the library's option rules, `--json` without `--publish`),
+//! and turns clap's multi-line error reports into the daemon's one line
+//! that names the option or value at fault ([`one_line`]).
 
 use std::fmt;
 use std::time::Duration;
 
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use nng_discovery::{wire, Error, Options};
 
 use crate::duration;
@@ -14,34 +18,51 @@ use crate::duration;
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Command {
-    /// Print this text on stdout and exit 0.
-    Help(&'static str),
-    Version,
+    /// Print this text on stdout and exit 0: help, the version, or a
+    /// completion script.
+    Print(String),
+    /// Run a server.
     Server(ServerArgs),
+    /// Keep a name listed.
     Join(JoinArgs),
+    /// Print (and act on) the list at each change.
     Watch(WatchArgs),
 }
 
+/// `server`: checked, with the options in the library's form.
 #[derive(Debug)]
 pub struct ServerArgs {
+    /// `--survey`: where clients connect.
     pub survey: String,
+    /// `--publish`: where subscribers connect.
     pub publish: String,
+    /// The other flags, validated by [`Options::validate`].
     pub options: Options,
 }
 
+/// `join`, checked.
 #[derive(Debug)]
 pub struct JoinArgs {
+    /// `--survey`: the server's survey URL.
     pub survey: String,
+    /// `--name`, a valid name ([`wire::validate_name`]).
     pub name: String,
+    /// `--publish`: also print the lists from this URL.
     pub publish: Option<String>,
+    /// `--json` (only with `publish`).
     pub json: bool,
 }
 
+/// `watch`, checked.
 #[derive(Debug)]
 pub struct WatchArgs {
+    /// `--publish`: the server's publish URL.
     pub publish: String,
+    /// `--json`: print lists as JSON arrays.
     pub json: bool,
+    /// `--exec`: a non-blank shell command to run after each change.
     pub exec: Option<String>,
+    /// `--once`: print the current list and stop (never with `exec`).
     pub once: bool,
 }
 
@@ -59,20 +80,18 @@ fn usage<T>(message: impl Into<String>) -> Result<T, UsageError> {
     Err(UsageError(message.into()))
 }
 
-pub const MAIN_HELP: &str = "\
-nng-discovery: service discovery over NNG, wire-compatible with gopherdiscovery
+/// The help layout of every command: a heading naming the command, then
+/// clap's usage line and options, then our own text.
+macro_rules! help_template {
+    ($heading:literal) => {
+        concat!(
+            $heading,
+            "\n\n{usage-heading} {usage}\n\n{all-args}{after-help}"
+        )
+    };
+}
 
-Usage:
-  nng-discovery server --survey URL --publish URL [OPTIONS]
-  nng-discovery join   --survey URL --name NAME [--publish URL [--json]]
-  nng-discovery watch  --publish URL [--json] [--exec CMD | --once]
-  nng-discovery help [COMMAND] | --help | --version
-
-Commands:
-  server   run a discovery server: survey clients, publish the list of names
-  join     keep NAME in a server's list for as long as this process runs
-  watch    print the list of names at each change, optionally run a command
-
+const MAIN_AFTER_HELP: &str = "\
 URLs take NNG's forms: tcp://HOST:PORT (tcp://[::1]:PORT for IPv6) or
 ipc:///PATH. Names are at most 1024 bytes, without '|' or control
 characters.
@@ -84,15 +103,10 @@ use, invalid URL, ...), 2 on a usage error. Errors are one line on stderr.
 Logging goes to stderr; set RUST_LOG to change the level (default: info),
 e.g. RUST_LOG=debug or RUST_LOG=nng_discovery=warn.
 
-Run 'nng-discovery COMMAND --help' for a command's options.
-";
+Run 'nng-discovery COMMAND --help' for a command's options, and
+'nng-discovery completions --help' to install shell completions.";
 
-pub const SERVER_HELP: &str = "\
-nng-discovery server: run a discovery server
-
-Usage:
-  nng-discovery server --survey URL --publish URL [OPTIONS]
-
+const SERVER_AFTER_HELP: &str = "\
 Listens on the survey URL for clients (each answers every survey with its
 name) and on the publish URL for subscribers, to which it publishes the
 sorted list of names, joined by '|', whenever it changes. A new subscriber
@@ -103,81 +117,42 @@ On startup it prints the URLs actually bound on stdout, one per line:
   publish tcp://127.0.0.1:40008
 (with tcp://HOST:0 these carry the port the system chose).
 
-Options:
-  --survey URL              where clients connect (required)
-  --publish URL             where subscribers connect (required)
-  --poll-interval DURATION  time between heartbeat surveys [default: 5s]
-  --survey-time DURATION    how long a survey waits for answers; shorter than
-                            --poll-interval [default: 1s]
-  --miss-threshold N        unanswered surveys before a connected client is
-                            dropped, at least 1 [default: 2]
-  --republish-interval DURATION
-                            republish an unchanged list this often
-                            [default: 30s]
-  --max-peers N             refuse names beyond this many [default: 65536]
-  -h, --help                print this help
-
 DURATION is a number and a unit: 250ms, 2s, 1.5s, 1m, 1m30s (units ns, us,
-ms, s, m, h). A client that stops or dies leaves at once (its connection
-closes); one that hangs with its connection open is dropped after
-miss-threshold x poll-interval + survey-time.
+ms, s, m, h). --survey-time must be shorter than --poll-interval, and
+--miss-threshold and --max-peers at least 1. A client that stops or dies
+leaves at once (its connection closes); one that hangs with its connection
+open is dropped after miss-threshold x poll-interval + survey-time (the
+surveys it missed). Names beyond --max-peers are refused.
 
 Stops on SIGINT or SIGTERM (exit status 0). Exit status 1 if it cannot listen
 (address in use, invalid URL), 2 on a usage error.
 
 Example:
   nng-discovery server --survey tcp://0.0.0.0:40007 \\
-      --publish tcp://0.0.0.0:40008 --poll-interval 2s --survey-time 500ms
-";
+      --publish tcp://0.0.0.0:40008 --poll-interval 2s --survey-time 500ms";
 
-pub const JOIN_HELP: &str = "\
-nng-discovery join: keep a name listed while this process runs
-
-Usage:
-  nng-discovery join --survey URL --name NAME [--publish URL [--json]]
-
+const JOIN_AFTER_HELP: &str = "\
 Dials the server's survey URL (retrying until the server is up, and again
 after it restarts) and answers every survey with NAME, so NAME stays in the
 list for as long as this process runs: a sidecar for a service that cannot
 link the library. On SIGINT or SIGTERM it stops answering and closes its
 connection, and the server drops NAME at once.
 
-Options:
-  --survey URL     the server's survey URL (required)
-  --name NAME      the name to announce, usually the service's own URL
-                   (required; at most 1024 bytes, no '|', no control
-                   characters)
-  --publish URL    also subscribe to the server's publish URL and print the
-                   list each time it changes, as 'watch' does
-  --json           with --publish, print each list as a JSON array
-  -h, --help       print this help
+NAME: at most 1024 bytes, no '|', no control characters.
 
 Exit status: 0 after SIGINT or SIGTERM, 1 on a runtime failure, 2 on a usage
 error (including an invalid NAME).
 
 Example:
-  nng-discovery join --survey tcp://10.0.0.5:40007 --name http://10.0.0.7:8080
-";
+  nng-discovery join --survey tcp://10.0.0.5:40007 --name http://10.0.0.7:8080";
 
-pub const WATCH_HELP: &str = "\
-nng-discovery watch: print the list at each change, optionally run a command
-
-Usage:
-  nng-discovery watch --publish URL [--json] [--exec CMD | --once]
-
+const WATCH_AFTER_HELP: &str = "\
 Subscribes to the server's publish URL (retrying until the server is up) and
 prints one line per change: the sorted names separated by spaces (an empty
 line for the empty list), or with --json a JSON array (\"[]\" when empty). The
 first line is the current list, printed as soon as the connection is made (a
 server that has just started sends it when its first survey has ended).
-
-Options:
-  --publish URL   the server's publish URL (required)
-  --json          print each list as a JSON array of strings
-  --exec CMD      run CMD with 'sh -c' after each change (see below)
-  --once          print the current list and exit 0 (it waits for the
-                  server, so bound it with e.g. 'timeout 5' in scripts)
-  -h, --help      print this help
+--once waits for the server, so bound it with e.g. 'timeout 5' in scripts.
 
 --exec CMD: after printing each list, CMD runs through 'sh -c', in its own
 process group, with stdout and stderr inherited, and receives the list in
@@ -202,241 +177,242 @@ Examples:
   nng-discovery watch --publish tcp://10.0.0.5:40008 --json
   timeout 5 nng-discovery watch --publish tcp://10.0.0.5:40008 --once
   nng-discovery watch --publish tcp://10.0.0.5:40008 \\
-      --exec 'cat > /etc/app/peers.new && mv /etc/app/peers.new /etc/app/peers'
-";
+      --exec 'cat > /etc/app/peers.new && mv /etc/app/peers.new /etc/app/peers'";
 
-/// What an option takes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Takes {
-    Value,
-    Nothing,
+const COMPLETIONS_AFTER_HELP: &str = "\
+Prints the script on stdout. To install it for your user:
+  bash  nng-discovery completions bash \\
+          > ~/.local/share/bash-completion/completions/nng-discovery
+  zsh   nng-discovery completions zsh > ~/.zfunc/_nng-discovery
+        (with fpath=(~/.zfunc $fpath) before compinit in ~/.zshrc)
+  fish  nng-discovery completions fish \\
+          > ~/.config/fish/completions/nng-discovery.fish
+then start a new shell.";
+
+/// The whole command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "nng-discovery",
+    version,
+    about = "Service discovery over NNG, wire-compatible with gopherdiscovery",
+    help_template = help_template!(
+        "nng-discovery: service discovery over NNG, wire-compatible with gopherdiscovery"
+    ),
+    after_help = MAIN_AFTER_HELP,
+    // No command is a usage error (one line, exit 2), not the help on stderr.
+    arg_required_else_help = false,
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: CliCommand,
 }
 
-/// The options of a command, in order of appearance, after checking that
-/// each is known and given at most once.
-struct Given<'a> {
-    command: &'static str,
-    values: Vec<(&'static str, Option<&'a str>)>,
+#[derive(Subcommand, Debug)]
+enum CliCommand {
+    /// Run a discovery server: survey clients, publish the list of names
+    #[command(
+        help_template = help_template!("nng-discovery server: run a discovery server"),
+        after_help = SERVER_AFTER_HELP
+    )]
+    Server(ServerCli),
+    /// Keep NAME in a server's list for as long as this process runs
+    #[command(
+        help_template = help_template!(
+            "nng-discovery join: keep a name listed while this process runs"
+        ),
+        after_help = JOIN_AFTER_HELP
+    )]
+    Join(JoinCli),
+    /// Print the list of names at each change, optionally run a command
+    #[command(
+        help_template = help_template!(
+            "nng-discovery watch: print the list at each change, optionally run a command"
+        ),
+        after_help = WATCH_AFTER_HELP
+    )]
+    Watch(WatchCli),
+    /// Print a completion script for bash, zsh or fish
+    #[command(
+        help_template = help_template!(
+            "nng-discovery completions: print a shell completion script"
+        ),
+        after_help = COMPLETIONS_AFTER_HELP
+    )]
+    Completions(CompletionsCli),
 }
 
-impl<'a> Given<'a> {
-    fn value(&self, flag: &str) -> Option<&'a str> {
-        self.values
-            .iter()
-            .find(|(f, _)| *f == flag)
-            .and_then(|(_, v)| *v)
-    }
-
-    fn has(&self, flag: &str) -> bool {
-        self.values.iter().any(|(f, _)| *f == flag)
-    }
-
-    fn required(&self, flag: &str, what: &str) -> Result<&'a str, UsageError> {
-        match self.value(flag) {
-            Some(v) => Ok(v),
-            None => usage(format!(
-                "{} needs {flag} {what} (see 'nng-discovery {} --help')",
-                self.command, self.command
-            )),
-        }
-    }
+#[derive(Args, Debug)]
+struct ServerCli {
+    /// Where clients connect
+    #[arg(long, value_name = "URL")]
+    survey: String,
+    /// Where subscribers connect
+    #[arg(long, value_name = "URL")]
+    publish: String,
+    /// Time between surveys
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration_arg)]
+    poll_interval: Duration,
+    /// How long each survey waits
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = duration_arg)]
+    survey_time: Duration,
+    /// Missed surveys before a drop
+    #[arg(long, value_name = "N", default_value = "2", value_parser = count_arg::<u32>)]
+    miss_threshold: u32,
+    /// Resend an unchanged list
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration_arg)]
+    republish_interval: Duration,
+    /// Maximum number of names
+    #[arg(long, value_name = "N", default_value = "65536", value_parser = count_arg::<usize>)]
+    max_peers: usize,
 }
 
-/// Reads `args` (the arguments after the command's name) against `spec`.
-/// Returns `None` if help was asked for.
-fn read<'a>(
-    command: &'static str,
-    spec: &[(&'static str, Takes)],
-    args: &'a [String],
-) -> Result<Option<Given<'a>>, UsageError> {
-    let mut values: Vec<(&'static str, Option<&'a str>)> = Vec::new();
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        if arg == "-h" || arg == "--help" {
-            return Ok(None);
-        }
-        if !arg.starts_with("--") || arg == "--" {
-            return usage(format!(
-                "unexpected argument {arg:?} for {command} (see 'nng-discovery {command} --help')"
-            ));
-        }
-        let (name, inline) = match arg.split_once('=') {
-            Some((name, value)) => (name, Some(value)),
-            None => (arg.as_str(), None),
-        };
-        let Some(&(flag, takes)) = spec.iter().find(|(f, _)| *f == name) else {
-            return usage(format!(
-                "unknown option {name} for {command} (see 'nng-discovery {command} --help')"
-            ));
-        };
-        if values.iter().any(|(f, _)| *f == flag) {
-            return usage(format!("{flag} given more than once"));
-        }
-        let value = match (takes, inline) {
-            (Takes::Nothing, None) => None,
-            (Takes::Nothing, Some(_)) => return usage(format!("{flag} takes no value")),
-            (Takes::Value, Some(v)) => Some(v),
-            (Takes::Value, None) => match iter.next() {
-                Some(v) if v.starts_with("--") => {
-                    return usage(format!(
-                        "{flag} needs a value, not the option {v} (write {flag}=VALUE for a value that starts with --)"
-                    ))
-                }
-                Some(v) => Some(v.as_str()),
-                None => return usage(format!("{flag} needs a value")),
-            },
-        };
-        values.push((flag, value));
-    }
-    Ok(Some(Given { command, values }))
+#[derive(Args, Debug)]
+struct JoinCli {
+    /// The server's survey URL
+    #[arg(long, value_name = "URL")]
+    survey: String,
+    /// The name to announce, usually the service's own URL
+    #[arg(long, value_name = "NAME", value_parser = name_arg)]
+    name: String,
+    /// Also print the lists, as watch does
+    #[arg(long, value_name = "URL")]
+    publish: Option<String>,
+    /// With --publish, print each list as a JSON array
+    #[arg(long)]
+    json: bool,
 }
+
+#[derive(Args, Debug)]
+struct WatchCli {
+    /// The server's publish URL
+    #[arg(long, value_name = "URL")]
+    publish: String,
+    /// Print each list as a JSON array of strings
+    #[arg(long)]
+    json: bool,
+    /// Run CMD with 'sh -c' after each change (see below)
+    #[arg(long, value_name = "CMD", value_parser = command_arg)]
+    exec: Option<String>,
+    /// Print the current list and exit 0
+    #[arg(long, conflicts_with = "exec")]
+    once: bool,
+}
+
+#[derive(Args, Debug)]
+struct CompletionsCli {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    shell: Shell,
+}
+
+/// The shells we print completions for (clap_complete has more; these are
+/// the ones we name and test).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// The subcommands, for naming the one at fault in an error.
+const COMMANDS: [&str; 4] = ["server", "join", "watch", "completions"];
 
 /// Parses the whole command line (without the program name).
 pub fn parse(args: &[String]) -> Result<Command, UsageError> {
-    let Some((first, rest)) = args.split_first() else {
-        return usage("a command is needed: server, join or watch (see 'nng-discovery --help')");
-    };
-    match first.as_str() {
-        "-h" | "--help" => Ok(Command::Help(MAIN_HELP)),
-        "-V" | "--version" => Ok(Command::Version),
-        "help" => match rest {
-            [] => Ok(Command::Help(MAIN_HELP)),
-            [topic] => match topic.as_str() {
-                "server" => Ok(Command::Help(SERVER_HELP)),
-                "join" => Ok(Command::Help(JOIN_HELP)),
-                "watch" => Ok(Command::Help(WATCH_HELP)),
-                other => usage(format!(
-                    "no help for {other:?}: the commands are server, join and watch"
-                )),
-            },
-            _ => usage("help takes at most one command name"),
+    let argv = std::iter::once("nng-discovery").chain(args.iter().map(String::as_str));
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(e) => match e.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                return Ok(Command::Print(e.render().to_string()))
+            }
+            _ => return usage(one_line(&e, args)),
         },
-        "server" => parse_server(rest),
-        "join" => parse_join(rest),
-        "watch" => parse_watch(rest),
-        other => usage(format!(
-            "unknown command {other:?}: expected server, join or watch (see 'nng-discovery --help')"
-        )),
+    };
+    match cli.command {
+        CliCommand::Server(s) => server(s),
+        CliCommand::Join(j) => join(j),
+        CliCommand::Watch(w) => watch(w),
+        CliCommand::Completions(c) => Ok(Command::Print(completions(c.shell))),
     }
 }
 
-fn parse_server(args: &[String]) -> Result<Command, UsageError> {
-    use Takes::Value;
-    let spec = [
-        ("--survey", Value),
-        ("--publish", Value),
-        ("--poll-interval", Value),
-        ("--survey-time", Value),
-        ("--miss-threshold", Value),
-        ("--republish-interval", Value),
-        ("--max-peers", Value),
-    ];
-    let Some(given) = read("server", &spec, args)? else {
-        return Ok(Command::Help(SERVER_HELP));
-    };
-    let survey = given.required("--survey", "URL")?.to_owned();
-    let publish = given.required("--publish", "URL")?.to_owned();
-    let mut options = Options::default();
-    if let Some(v) = given.value("--poll-interval") {
-        options = options.poll_interval(parse_duration("--poll-interval", v)?);
-    }
-    if let Some(v) = given.value("--survey-time") {
-        options = options.survey_time(parse_duration("--survey-time", v)?);
-    }
-    if let Some(v) = given.value("--republish-interval") {
-        options = options.republish_interval(parse_duration("--republish-interval", v)?);
-    }
-    if let Some(v) = given.value("--miss-threshold") {
-        options = options.miss_threshold(parse_count("--miss-threshold", v)?);
-    }
-    if let Some(v) = given.value("--max-peers") {
-        options = options.max_peers(parse_count("--max-peers", v)?);
-    }
+fn server(s: ServerCli) -> Result<Command, UsageError> {
+    let options = Options::default()
+        .poll_interval(s.poll_interval)
+        .survey_time(s.survey_time)
+        .miss_threshold(s.miss_threshold)
+        .republish_interval(s.republish_interval)
+        .max_peers(s.max_peers);
     check_options(&options)?;
     Ok(Command::Server(ServerArgs {
-        survey,
-        publish,
+        survey: s.survey,
+        publish: s.publish,
         options,
     }))
 }
 
-fn parse_join(args: &[String]) -> Result<Command, UsageError> {
-    use Takes::{Nothing, Value};
-    let spec = [
-        ("--survey", Value),
-        ("--name", Value),
-        ("--publish", Value),
-        ("--json", Nothing),
-    ];
-    let Some(given) = read("join", &spec, args)? else {
-        return Ok(Command::Help(JOIN_HELP));
-    };
-    let survey = given.required("--survey", "URL")?.to_owned();
-    let name = given.required("--name", "NAME")?.to_owned();
-    if let Err(reason) = wire::validate_name(&name) {
-        return usage(format!("invalid --name {name:?}: {reason}"));
-    }
-    let publish = given.value("--publish").map(str::to_owned);
-    let json = given.has("--json");
-    if json && publish.is_none() {
+fn join(j: JoinCli) -> Result<Command, UsageError> {
+    if j.json && j.publish.is_none() {
         return usage("--json needs --publish URL (join prints lists only with --publish)");
     }
     Ok(Command::Join(JoinArgs {
-        survey,
-        name,
-        publish,
-        json,
+        survey: j.survey,
+        name: j.name,
+        publish: j.publish,
+        json: j.json,
     }))
 }
 
-fn parse_watch(args: &[String]) -> Result<Command, UsageError> {
-    use Takes::{Nothing, Value};
-    let spec = [
-        ("--publish", Value),
-        ("--json", Nothing),
-        ("--exec", Value),
-        ("--once", Nothing),
-    ];
-    let Some(given) = read("watch", &spec, args)? else {
-        return Ok(Command::Help(WATCH_HELP));
-    };
-    let publish = given.required("--publish", "URL")?.to_owned();
-    let exec = given.value("--exec").map(str::to_owned);
-    if exec.as_deref().is_some_and(|c| c.trim().is_empty()) {
-        return usage("invalid --exec \"\": expected a shell command");
-    }
-    let once = given.has("--once");
-    if once && exec.is_some() {
-        return usage("--once and --exec cannot be used together");
-    }
+fn watch(w: WatchCli) -> Result<Command, UsageError> {
     Ok(Command::Watch(WatchArgs {
-        publish,
-        json: given.has("--json"),
-        exec,
-        once,
+        publish: w.publish,
+        json: w.json,
+        exec: w.exec,
+        once: w.once,
     }))
 }
 
-fn parse_duration(flag: &str, value: &str) -> Result<Duration, UsageError> {
-    match duration::parse(value) {
-        Some(d) => Ok(d),
-        None => usage(format!(
-            "invalid {flag} {value:?}: expected a duration like 250ms or 2s"
-        )),
-    }
+/// The completion script for `shell`, generated from the command line
+/// declared above.
+fn completions(shell: Shell) -> String {
+    let shell = match shell {
+        Shell::Bash => clap_complete::Shell::Bash,
+        Shell::Zsh => clap_complete::Shell::Zsh,
+        Shell::Fish => clap_complete::Shell::Fish,
+    };
+    // Into memory first: clap_complete panics on a write error, and a
+    // closed stdout is no reason to.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "nng-discovery", &mut script);
+    String::from_utf8_lossy(&script).into_owned()
 }
 
-fn parse_count<T: std::str::FromStr + TryFrom<u8> + PartialOrd>(
-    flag: &str,
-    value: &str,
-) -> Result<T, UsageError> {
+fn duration_arg(value: &str) -> Result<Duration, String> {
+    duration::parse(value).ok_or_else(|| "expected a duration like 250ms or 2s".to_owned())
+}
+
+fn count_arg<T: std::str::FromStr + TryFrom<u8> + PartialOrd>(value: &str) -> Result<T, String> {
     let one = T::try_from(1u8).ok();
     match value.parse::<T>() {
         // Leading '+' is accepted by FromStr; refuse it for clarity.
         Ok(n) if !value.starts_with('+') && one.is_some_and(|one| n >= one) => Ok(n),
-        _ => usage(format!(
-            "invalid {flag} {value:?}: expected a whole number of at least 1"
-        )),
+        _ => Err("expected a whole number of at least 1".to_owned()),
+    }
+}
+
+fn name_arg(value: &str) -> Result<String, String> {
+    match wire::validate_name(value) {
+        Ok(()) => Ok(value.to_owned()),
+        Err(reason) => Err(reason.to_string()),
+    }
+}
+
+fn command_arg(value: &str) -> Result<String, String> {
+    if value.trim().is_empty() {
+        Err("expected a shell command".to_owned())
+    } else {
+        Ok(value.to_owned())
     }
 }
 
@@ -459,6 +435,132 @@ fn flag_of(option: &str) -> String {
     format!("--{}", option.replace('_', "-"))
 }
 
+/// One line for a clap error, naming the option, value or command at
+/// fault, with clap's suggestion if it has one. `args` is the command line
+/// (without the program name), to name the command in the message.
+fn one_line(e: &clap::Error, args: &[String]) -> String {
+    let string = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.as_str()),
+        _ => None,
+    };
+    let strings = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => vec![s.clone()],
+        Some(ContextValue::Strings(v)) => v.clone(),
+        Some(ContextValue::StyledStrs(v)) => v.iter().map(ToString::to_string).collect(),
+        _ => Vec::new(),
+    };
+    // The command given, if any, e.g. "server".
+    let command = args
+        .first()
+        .map(String::as_str)
+        .filter(|a| COMMANDS.contains(a));
+    let see = match command {
+        Some(c) => format!(" (see 'nng-discovery {c} --help')"),
+        None => " (see 'nng-discovery --help')".to_owned(),
+    };
+    let for_command = command.map_or(String::new(), |c| format!(" for {c}"));
+    let arg = string(ContextKind::InvalidArg).map(flag_name);
+    let value = string(ContextKind::InvalidValue);
+    let message = match (e.kind(), arg, value) {
+        (ErrorKind::MissingSubcommand, ..) => {
+            return "a command is needed: server, join, watch or completions (see 'nng-discovery --help')"
+                .to_owned()
+        }
+        (ErrorKind::InvalidSubcommand, ..) => {
+            let given = string(ContextKind::InvalidSubcommand).unwrap_or_default();
+            let mut m = format!("unknown command {given:?}");
+            if let Some(s) = strings(ContextKind::SuggestedSubcommand).first() {
+                m.push_str(&format!(": did you mean {s:?}?"));
+            }
+            m.push_str(&see);
+            return m;
+        }
+        (ErrorKind::UnknownArgument, Some(arg), _) => {
+            let mut m = if arg.starts_with('-') {
+                format!("unknown option {arg}{for_command}")
+            } else {
+                format!("unexpected argument {arg:?}{for_command}")
+            };
+            if let Some(s) = string(ContextKind::SuggestedArg) {
+                m.push_str(&format!(": did you mean {s}?"));
+            } else if let Some(s) = strings(ContextKind::Suggested).first() {
+                m.push_str(&format!(": {s}"));
+            }
+            m
+        }
+        (ErrorKind::MissingRequiredArgument, ..) => {
+            let missing: Vec<String> = strings(ContextKind::InvalidArg)
+                .iter()
+                .map(|a| a.replace(['<', '>'], ""))
+                .collect();
+            format!(
+                "{} needs {}",
+                command.unwrap_or("nng-discovery"),
+                missing.join(" and ")
+            )
+        }
+        (ErrorKind::ArgumentConflict, Some(arg), _) => {
+            let prior: Vec<String> = strings(ContextKind::PriorArg)
+                .iter()
+                .map(|a| flag_name(a))
+                .collect();
+            if prior.iter().any(|p| p == &arg) {
+                return format!("{arg} given more than once");
+            }
+            format!("{arg} and {} cannot be used together", prior.join(", "))
+        }
+        (ErrorKind::InvalidValue, Some(arg), Some("")) => {
+            let mut m = format!("{arg} needs a value");
+            // clap takes a following "--x" as an option, not as the value.
+            let next = args.iter().skip_while(|a| **a != arg).nth(1);
+            if let Some(next) = next.filter(|n| n.starts_with('-')) {
+                m.push_str(&format!(
+                    ", not the option {next} (write {arg}=VALUE for a value that starts with -)"
+                ));
+            }
+            return m;
+        }
+        (ErrorKind::InvalidValue, Some(arg), Some(value)) => {
+            let mut m = format!(
+                "invalid {arg} {value:?}: expected {}",
+                strings(ContextKind::ValidValue).join(", ")
+            );
+            if let Some(s) = string(ContextKind::SuggestedValue) {
+                m.push_str(&format!(" (did you mean {s:?}?)"));
+            }
+            m
+        }
+        (ErrorKind::ValueValidation, Some(arg), Some(value)) => {
+            let reason = std::error::Error::source(e)
+                .map_or_else(|| "not valid".to_owned(), ToString::to_string);
+            return format!("invalid {arg} {value:?}: {reason}");
+        }
+        (ErrorKind::TooManyValues, Some(arg), Some(value)) => {
+            format!("{arg} takes no value, not {value:?}")
+        }
+        _ => first_line(e),
+    };
+    format!("{message}{see}")
+}
+
+/// `--poll-interval` from clap's `--poll-interval <DURATION>`, and `SHELL`
+/// from `<SHELL>`.
+fn flag_name(arg: &str) -> String {
+    let first = arg.split_whitespace().next().unwrap_or(arg);
+    first
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .to_owned()
+}
+
+/// The first line of clap's own report, without its `error: ` prefix: the
+/// fallback for errors we do not word ourselves.
+fn first_line(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    let line = rendered.lines().next().unwrap_or("invalid command line");
+    line.strip_prefix("error: ").unwrap_or(line).to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,9 +571,24 @@ mod tests {
 
     fn err(s: &[&str]) -> String {
         match parse(&args(s)) {
-            Err(UsageError(m)) => m,
+            Err(UsageError(m)) => {
+                assert_eq!(m.lines().count(), 1, "{s:?}: not one line: {m}");
+                m
+            }
             Ok(c) => panic!("{s:?} parsed as {c:?}"),
         }
+    }
+
+    fn printed(s: &[&str]) -> String {
+        match parse(&args(s)) {
+            Ok(Command::Print(text)) => text,
+            other => panic!("{s:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn clap_accepts_the_declaration() {
+        Cli::command().debug_assert();
     }
 
     #[test]
@@ -550,6 +667,15 @@ mod tests {
             "--max-peers=-4"
         ])
         .starts_with("invalid --max-peers \"-4\""));
+        assert!(err(&[
+            "server",
+            "--survey",
+            "a",
+            "--publish",
+            "b",
+            "--max-peers=+4"
+        ])
+        .starts_with("invalid --max-peers \"+4\""));
         let m = err(&[
             "server",
             "--survey",
@@ -578,14 +704,19 @@ mod tests {
     #[test]
     fn structural_errors() {
         assert!(err(&[]).contains("a command is needed"));
-        assert!(err(&["serve"]).starts_with("unknown command \"serve\""));
+        assert_eq!(
+            err(&["serve"]),
+            "unknown command \"serve\": did you mean \"server\"? (see 'nng-discovery --help')"
+        );
         assert!(err(&["server", "--publish", "b"]).starts_with("server needs --survey URL"));
         assert!(err(&["server", "--survey", "a"]).starts_with("server needs --publish URL"));
         assert!(err(&["server", "--survey"]).starts_with("--survey needs a value"));
         assert!(err(&["server", "--survey", "--publish", "b"])
             .starts_with("--survey needs a value, not the option --publish"));
-        assert!(
-            err(&["server", "--surveyy", "a"]).starts_with("unknown option --surveyy for server")
+        assert_eq!(
+            err(&["server", "--surveyy", "a"]),
+            "unknown option --surveyy for server: did you mean --survey? \
+             (see 'nng-discovery server --help')"
         );
         assert!(err(&["server", "x"]).starts_with("unexpected argument \"x\" for server"));
         assert!(err(&["server", "--survey", "a", "--survey", "b"])
@@ -599,28 +730,80 @@ mod tests {
         assert!(err(&["join", "--survey", "a", "--name", "n", "--json"])
             .starts_with("--json needs --publish"));
         assert!(err(&["watch", "--publish", "a", "--exec", " "]).starts_with("invalid --exec"));
-        assert!(err(&["watch", "--publish", "a", "--exec", "x", "--once"])
-            .starts_with("--once and --exec cannot be used together"));
-        assert!(err(&["help", "nope"]).starts_with("no help for \"nope\""));
+        let m = err(&["watch", "--publish", "a", "--exec", "x", "--once"]);
+        assert!(
+            m.starts_with("--exec and --once cannot be used together"),
+            "{m}"
+        );
+        assert!(err(&["help", "nope"]).starts_with("unknown command \"nope\""));
+        assert!(err(&["completions", "tcsh"])
+            .starts_with("invalid SHELL \"tcsh\": expected bash, zsh, fish"));
+        assert!(err(&["completions"]).starts_with("completions needs SHELL"));
+        // Only the top level has --version.
+        assert!(err(&["server", "--version"]).starts_with("unknown option --version for server"));
     }
 
     #[test]
     fn help_everywhere() {
+        let main = printed(&["--help"]);
+        assert!(
+            main.starts_with("nng-discovery: service discovery"),
+            "{main}"
+        );
+        let server = printed(&["server", "--help"]);
+        assert!(server.starts_with("nng-discovery server: "), "{server}");
+        let join = printed(&["join", "--help"]);
+        let watch = printed(&["watch", "--help"]);
+        let completions = printed(&["completions", "--help"]);
+        assert!(completions.contains("bash") && completions.contains("fish"));
+        // clap wraps nothing without its `wrap_help` feature (left out: it
+        // probes the terminal), so the texts are laid out to fit.
+        for text in [&main, &server, &join, &watch, &completions] {
+            for line in text.lines() {
+                assert!(line.chars().count() <= 80, "too long: {line:?}");
+            }
+        }
         for (a, want) in [
-            (&["--help"][..], MAIN_HELP),
-            (&["-h"][..], MAIN_HELP),
-            (&["help"][..], MAIN_HELP),
-            (&["help", "watch"][..], WATCH_HELP),
-            (&["server", "--help"][..], SERVER_HELP),
-            (&["server", "--survey", "a", "-h"][..], SERVER_HELP),
-            (&["join", "-h"][..], JOIN_HELP),
-            (&["watch", "--help"][..], WATCH_HELP),
+            (&["-h"][..], &main),
+            (&["help"][..], &main),
+            (&["help", "watch"][..], &watch),
+            (&["server", "--survey", "a", "-h"][..], &server),
+            (&["join", "-h"][..], &join),
+            (&["help", "join"][..], &join),
+            (&["watch", "-h"][..], &watch),
             // Help wins over errors that come after it.
-            (&["watch", "--help", "--bogus"][..], WATCH_HELP),
+            (&["watch", "--help", "--bogus"][..], &watch),
         ] {
-            match parse(&args(a)) {
-                Ok(Command::Help(text)) => assert_eq!(text, want, "{a:?}"),
-                other => panic!("{a:?}: {other:?}"),
+            assert_eq!(&printed(a), want, "{a:?}");
+        }
+        assert_eq!(
+            printed(&["--version"]),
+            format!("nng-discovery {}\n", env!("CARGO_PKG_VERSION"))
+        );
+        assert_eq!(printed(&["-V"]), printed(&["--version"]));
+    }
+
+    #[test]
+    fn help_shows_the_defaults() {
+        let server = printed(&["server", "--help"]);
+        for default in [
+            "[default: 5s]",
+            "[default: 1s]",
+            "[default: 2]",
+            "[default: 30s]",
+            "[default: 65536]",
+        ] {
+            assert!(server.contains(default), "{default}:\n{server}");
+        }
+    }
+
+    #[test]
+    fn completions_for_each_shell() {
+        for shell in ["bash", "zsh", "fish"] {
+            let script = printed(&["completions", shell]);
+            // fish writes options as `-l poll-interval`.
+            for word in ["server", "join", "watch", "poll-interval", "exec"] {
+                assert!(script.contains(word), "{shell}: no {word}");
             }
         }
     }
