@@ -21,7 +21,7 @@
 #      like x86-64, so only this proves the wire format byte-order
 #      independent (CROSS_BIG_ENDIAN=0 skips it);
 #   6. the size-tuned daemon (profile `min-size`) for each target, failing
-#      if one is 2,000,000 bytes or more (CROSS_MIN_SIZE=0 skips it);
+#      if one is 1,500,000 bytes or more (CROSS_MIN_SIZE=0 skips it);
 #   7. a fully static aarch64 daemon (musl libc) built with cargo-zigbuild
 #      and zig from PyPI, checked static and smoke-tested (CROSS_MUSL=0
 #      skips it);
