@@ -163,15 +163,18 @@ impl Status {
     }
 }
 
-/// Decides the reply to a complete request head (up to, without, the blank
-/// line): `GET /metrics` (or HEAD, with any query string) gets the metrics;
-/// another path 404, another method 405, anything that is not HTTP/1.x
-/// 400.
+/// Decides the reply to a complete request head (lines ending in CRLF or
+/// LF, up to the first empty one): `GET /metrics` (or HEAD, with any query
+/// string) gets the metrics; another path 404, another method 405, anything
+/// that is not HTTP/1.x 400.
 pub fn parse_head(head: &[u8]) -> Reply {
     let Ok(head) = std::str::from_utf8(head) else {
         return Reply::Error(Status::BadRequest);
     };
-    let mut lines = head.split("\r\n");
+    let mut lines = head
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .take_while(|l| !l.is_empty());
     let request_line = lines.next().unwrap_or("");
     let mut parts = request_line.split(' ');
     let (Some(method), Some(target), Some(version), None) =
@@ -202,10 +205,17 @@ pub fn parse_head(head: &[u8]) -> Reply {
     }
 }
 
-/// The end of the request head in `buf` (the index after `\r\n\r\n`), if
-/// it is all there.
+/// The end of the request head in `buf` (the index after the empty line
+/// that ends it: CRLF, or a bare LF as RFC 9112 allows), if it is all there.
 fn head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+    buf.iter().enumerate().find_map(|(i, &b)| {
+        let rest = &buf[i + 1..];
+        match b {
+            b'\n' if rest.starts_with(b"\n") => Some(i + 2),
+            b'\n' if rest.starts_with(b"\r\n") => Some(i + 3),
+            _ => None,
+        }
+    })
 }
 
 /// A bound metrics listener, not yet served.
@@ -304,7 +314,7 @@ fn handle(mut stream: TcpStream, wake: &UnixStream, stats: &impl Fn() -> Stats) 
     let mut chunk = [0u8; 1024];
     let reply = loop {
         if let Some(end) = head_end(&buf) {
-            break parse_head(&buf[..end - 4]);
+            break parse_head(&buf[..end]);
         }
         if buf.len() > MAX_HEAD {
             break Reply::Error(Status::HeadTooLarge);
@@ -488,6 +498,9 @@ mod tests {
         use Status::*;
         let cases: &[(&str, Reply)] = &[
             ("GET /metrics HTTP/1.1", Metrics { body: true }),
+            ("GET /metrics HTTP/1.1\r\n\r\n", Metrics { body: true }),
+            ("GET /metrics HTTP/1.0\nHost: x\n\n", Metrics { body: true }),
+            ("GET / HTTP/1.1\r\n\r\nbody", Error(NotFound)),
             (
                 "GET /metrics HTTP/1.0\r\nHost: x\r\nAccept: text/plain",
                 Metrics { body: true },
@@ -612,11 +625,66 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        // Half the bytes from the few that matter, so heads do end.
+        fn any_bytes_get_a_reply_and_a_sound_head_end(bytes in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::prelude::any::<u8>(),
+                proptest::sample::select(b"\r\n :/GET".to_vec()),
+            ],
+            0..300,
+        )) {
+            let _ = parse_head(&bytes);
+            if let Some(end) = head_end(&bytes) {
+                proptest::prop_assert!(end <= bytes.len());
+                let head = &bytes[..end];
+                proptest::prop_assert!(head.ends_with(b"\n\n") || head.ends_with(b"\n\r\n"));
+                // The first empty line: no earlier one.
+                proptest::prop_assert_eq!(head_end(&head[..end - 1]), None);
+            }
+        }
+
+        #[test]
+        fn rendered_values_are_the_stats(v in proptest::prelude::any::<[u64; 12]>()) {
+            let mut s = Stats::default();
+            s.peers = v[0] as usize;
+            s.connections = v[1] as usize;
+            s.subscribers = v[2] as usize;
+            s.surveys_sent = v[3];
+            s.rounds = v[4];
+            s.answers_last_round = v[5];
+            s.answers = v[6];
+            s.refused_invalid = v[7];
+            s.refused_stale = v[8];
+            s.refused_full = v[9];
+            s.publishes = v[10];
+            s.bytes_published = v[11];
+            let text = render(&s, "0.1.0");
+            let values: Vec<u64> = text
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .skip(1) // build_info
+                .map(|l| l.rsplit_once(' ').unwrap().1.parse().unwrap())
+                .collect();
+            let want = [
+                s.peers as u64, s.connections as u64, s.subscribers as u64,
+                s.answers_last_round, s.surveys_sent, s.rounds, s.answers,
+                s.refused_invalid, s.refused_stale, s.refused_full,
+                s.publishes, s.bytes_published,
+            ];
+            proptest::prop_assert_eq!(values, want.to_vec());
+        }
+    }
+
     #[test]
     fn finds_the_end_of_a_head() {
         assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r\n"), Some(18));
         assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r\nbody"), Some(18));
+        assert_eq!(head_end(b"GET / HTTP/1.1\n\n"), Some(16));
+        assert_eq!(head_end(b"GET / HTTP/1.1\nA: b\r\n\r\n"), Some(23));
         assert_eq!(head_end(b"GET / HTTP/1.1\r\n"), None);
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r"), None);
         assert_eq!(head_end(b""), None);
     }
 
