@@ -15,6 +15,8 @@ mod args;
 mod duration;
 #[path = "nng-discovery/exec.rs"]
 mod exec;
+#[path = "nng-discovery/metrics.rs"]
+mod metrics;
 #[path = "nng-discovery/output.rs"]
 mod output;
 #[path = "nng-discovery/signals.rs"]
@@ -94,18 +96,35 @@ type Outcome = Result<(), String>;
 
 fn server(a: ServerArgs) -> Outcome {
     let server = Server::new(&a.survey, &a.publish, a.options).map_err(|e| e.to_string())?;
+    let metrics = match a.metrics.map(metrics::Listener::bind).transpose() {
+        Ok(listener) => listener,
+        Err(e) => {
+            server.shutdown();
+            return Err(e);
+        }
+    };
     {
         // Scripts and tests read these lines to learn the ports bound for
         // tcp://HOST:0. A closed stdout must not stop the server.
         let mut out = io::stdout().lock();
         let _ = writeln!(out, "survey {}", server.survey_url());
         let _ = writeln!(out, "publish {}", server.publish_url());
+        if let Some((m, _)) = &metrics {
+            let _ = writeln!(out, "metrics http://{}/metrics", m.addr());
+        }
         let _ = out.flush();
     }
     // Once a minute, the server's counters at `info` (one line, key=value),
     // so an operator sees that every survey is answered in full.
     let (stop_stats, stats_stop) = crossbeam_channel::bounded::<()>(0);
     let signal = std::thread::scope(|scope| {
+        // `--metrics`: one thread, stopped by dropping `stop_metrics`.
+        let mut stop_metrics = None;
+        if let Some((listener, stop)) = metrics {
+            stop_metrics = Some(stop);
+            let server = &server;
+            scope.spawn(move || listener.serve(|| server.stats()));
+        }
         scope.spawn(|| {
             while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
                 stats_stop.recv_timeout(STATS_EVERY)
@@ -115,6 +134,7 @@ fn server(a: ServerArgs) -> Outcome {
         });
         let signal = signals::wait();
         drop(stop_stats);
+        drop(stop_metrics);
         signal
     })
     .map_err(|e| format!("waiting for signals: {e}"))?;

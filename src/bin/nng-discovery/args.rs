@@ -7,6 +7,7 @@
 //! that names the option or value at fault ([`one_line`]).
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
@@ -38,6 +39,8 @@ pub struct ServerArgs {
     pub publish: String,
     /// The other flags, validated by [`Options::validate`].
     pub options: Options,
+    /// `--metrics ADDR`: where to serve Prometheus metrics.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// `join`, checked.
@@ -116,6 +119,11 @@ On startup it prints the URLs actually bound on stdout, one per line:
   survey tcp://127.0.0.1:40007
   publish tcp://127.0.0.1:40008
 (with tcp://HOST:0 these carry the port the system chose).
+
+--metrics ADDR (IP:PORT, e.g. 127.0.0.1:9464) serves the server's counters
+at http://ADDR/metrics in Prometheus's text format, and adds the line
+  metrics http://127.0.0.1:9464/metrics
+after those two. The README lists the metrics.
 
 DURATION is a number and a unit: 250ms, 2s, 1.5s, 1m, 1m30s (units ns, us,
 ms, s, m, h). --survey-time must be shorter than --poll-interval, and
@@ -264,6 +272,9 @@ struct ServerCli {
     /// Maximum number of names
     #[arg(long, value_name = "N", default_value = "65536", value_parser = count_arg::<usize>)]
     max_peers: usize,
+    /// Serve Prometheus metrics on IP:PORT
+    #[arg(long, value_name = "ADDR", value_parser = socket_addr_arg)]
+    metrics: Option<SocketAddr>,
 }
 
 #[derive(Args, Debug)]
@@ -349,6 +360,7 @@ fn server(s: ServerCli) -> Result<Command, UsageError> {
         survey: s.survey,
         publish: s.publish,
         options,
+        metrics: s.metrics,
     }))
 }
 
@@ -399,6 +411,12 @@ fn count_arg<T: std::str::FromStr + TryFrom<u8> + PartialOrd>(value: &str) -> Re
         Ok(n) if !value.starts_with('+') && one.is_some_and(|one| n >= one) => Ok(n),
         _ => Err("expected a whole number of at least 1".to_owned()),
     }
+}
+
+fn socket_addr_arg(value: &str) -> Result<SocketAddr, String> {
+    value
+        .parse()
+        .map_err(|_| "expected IP:PORT, e.g. 127.0.0.1:9464 or [::]:9464".to_owned())
 }
 
 fn name_arg(value: &str) -> Result<String, String> {
@@ -699,6 +717,48 @@ mod tests {
             "0s",
         ]);
         assert!(m.starts_with("invalid --poll-interval: "), "{m}");
+    }
+
+    #[test]
+    fn metrics_takes_an_ip_and_port() {
+        let parsed = |extra: &[&str]| {
+            let mut a = vec!["server", "--survey", "a", "--publish", "b"];
+            a.extend_from_slice(extra);
+            match parse(&args(&a)) {
+                Ok(Command::Server(s)) => s.metrics,
+                other => panic!("{a:?}: {other:?}"),
+            }
+        };
+        assert_eq!(parsed(&[]), None);
+        assert_eq!(
+            parsed(&["--metrics", "127.0.0.1:9464"]),
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        assert_eq!(
+            parsed(&["--metrics=[::1]:0"]),
+            Some("[::1]:0".parse().unwrap())
+        );
+        for bad in ["localhost:9464", "127.0.0.1", "9464", "1.2.3.4:99999", ""] {
+            let m = err(&[
+                "server",
+                "--survey",
+                "a",
+                "--publish",
+                "b",
+                "--metrics",
+                bad,
+            ]);
+            assert_eq!(
+                m,
+                format!(
+                    "invalid --metrics {bad:?}: expected IP:PORT, e.g. 127.0.0.1:9464 or [::]:9464"
+                )
+            );
+        }
+        assert!(
+            err(&["server", "--survey", "a", "--publish", "b", "--metrics"])
+                .starts_with("--metrics needs a value")
+        );
     }
 
     #[test]

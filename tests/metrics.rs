@@ -1,0 +1,361 @@
+//! `nng-discovery server --metrics ADDR`, driven as a child process: the
+//! scrape over real HTTP reflects the live state, hostile requests get an
+//! error or a closed connection without harming the server, and the
+//! flag's errors exit 1 or 2 with one line.
+//!
+//! Nothing here sleeps to synchronise: lines and lists arrive on channels
+//! waited on with generous bounds.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{unbounded, Receiver};
+use nng_discovery::{Client, Subscriber};
+
+/// How long to wait for anything that takes milliseconds (or, for a silent
+/// request, the daemon's 5 s request timeout): more than 10x, for busy
+/// two-core machines and emulators.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn binary() -> Option<&'static str> {
+    let path = option_env!("CARGO_BIN_EXE_nng-discovery");
+    if path.is_none() {
+        eprintln!("note: the nng-discovery binary was not built (feature `cli` off): skipping");
+    }
+    path
+}
+
+/// A child whose stdout lines arrive on a channel; killed when dropped.
+struct Proc {
+    /// None once `wait` has taken it.
+    child: Option<Child>,
+    pid: u32,
+    stdout: Receiver<String>,
+    stderr: Receiver<String>,
+}
+
+impl Proc {
+    fn start(bin: &str, args: &[&str]) -> Proc {
+        let mut child = Command::new(bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting nng-discovery");
+        let lines = |r: Box<dyn Read + Send>| {
+            let (tx, rx) = unbounded();
+            std::thread::spawn(move || {
+                for line in BufReader::new(r).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        return;
+                    }
+                }
+            });
+            rx
+        };
+        let stdout = lines(Box::new(child.stdout.take().expect("piped")));
+        let stderr = lines(Box::new(child.stderr.take().expect("piped")));
+        Proc {
+            pid: child.id(),
+            child: Some(child),
+            stdout,
+            stderr,
+        }
+    }
+
+    /// The rest of the URL on the stdout line starting with `prefix `.
+    fn url(&self, prefix: &str) -> String {
+        let line = self
+            .stdout
+            .recv_timeout(TIMEOUT)
+            .unwrap_or_else(|e| panic!("no {prefix} line: {e}"));
+        match line.strip_prefix(&format!("{prefix} ")) {
+            Some(url) => url.to_owned(),
+            None => panic!("expected a {prefix} line, got {line:?}"),
+        }
+    }
+
+    /// Waits (bounded) for the child to exit; returns its status and stderr.
+    fn wait(mut self) -> (ExitStatus, String) {
+        let mut child = self.child.take().expect("not waited for yet");
+        let (tx, rx) = unbounded();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        let status = match rx.recv_timeout(TIMEOUT) {
+            Ok(status) => status.expect("waiting for the daemon"),
+            Err(_) => {
+                self.signal(libc::SIGKILL);
+                panic!("the daemon did not exit within {TIMEOUT:?}");
+            }
+        };
+        let stderr: Vec<String> = self.stderr.iter().collect();
+        (status, stderr.join("\n"))
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill has no memory-safety preconditions; the child is not
+        // reaped before `wait` returns, so the pid is still its own.
+        let rc = unsafe { libc::kill(self.pid as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill({}, {signal})", self.pid);
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Sends `request` (from a thread: a large one may not be read in full)
+/// and returns the reply until the server closes; empty after a reset.
+fn exchange(addr: &str, request: Vec<u8>) -> String {
+    let stream = TcpStream::connect(addr).expect("connecting to the metrics port");
+    stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    let mut writer = stream.try_clone().expect("clone");
+    let sender = std::thread::spawn(move || {
+        let _ = writer.write_all(&request);
+    });
+    let mut reply = Vec::new();
+    let _ = (&stream).read_to_end(&mut reply);
+    sender.join().expect("sender thread");
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+/// Scrapes `GET /metrics` and returns the samples by name (with labels).
+fn scrape(addr: &str) -> HashMap<String, u64> {
+    let reply = exchange(
+        addr,
+        format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes(),
+    );
+    let (head, body) = reply.split_once("\r\n\r\n").expect("an HTTP reply");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(
+        head.contains("Content-Type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let (name, value) = l.rsplit_once(' ').expect("NAME VALUE");
+            (name.to_owned(), value.parse().expect("a whole number"))
+        })
+        .collect()
+}
+
+/// Scrapes until `done` holds (at most `TIMEOUT`), for figures the server
+/// updates a moment after the event the test waited for.
+fn scrape_until(addr: &str, done: impl Fn(&HashMap<String, u64>) -> bool) -> HashMap<String, u64> {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let m = scrape(addr);
+        if done(&m) {
+            return m;
+        }
+        assert!(Instant::now() < deadline, "figures never reached: {m:?}");
+        // Polling an outcome that has no event to wait on; the pause only
+        // spares the CPU, the deadline above is the bound.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn status_line(reply: &str) -> &str {
+    reply.lines().next().unwrap_or("")
+}
+
+/// Waits for a published list of exactly `n` names.
+fn wait_for_list(lists: &Receiver<Vec<String>>, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match lists.recv_deadline(deadline) {
+            Ok(list) if list.len() == n => return list,
+            Ok(_) => {}
+            Err(e) => panic!("no list of {n} names: {e}"),
+        }
+    }
+}
+
+#[test]
+fn a_scrape_shows_the_live_state_and_bad_requests_do_no_harm() {
+    let Some(bin) = binary() else { return };
+    let server = Proc::start(
+        bin,
+        &[
+            "server",
+            "--survey",
+            "tcp://127.0.0.1:0",
+            "--publish",
+            "tcp://127.0.0.1:0",
+            "--poll-interval",
+            "1s",
+            "--survey-time",
+            "100ms",
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+    );
+    let survey = server.url("survey");
+    let publish = server.url("publish");
+    let url = server.url("metrics");
+    let addr = url
+        .strip_prefix("http://")
+        .and_then(|u| u.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("metrics URL {url:?}"))
+        .to_owned();
+    assert!(
+        addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"),
+        "{addr}"
+    );
+
+    let subscriber = Subscriber::new(&publish).expect("subscriber");
+    let lists = subscriber.changes();
+    let a = Client::new(&survey, "a").expect("client a");
+    let b = Client::new(&survey, "b").expect("client b");
+    wait_for_list(&lists, 2);
+
+    // The server copies its counters for `stats()` once per pass of its
+    // loop, a little after it publishes, and completes its first round
+    // after a poll interval (1 s): scrape until the figures show it.
+    let m = scrape_until(&addr, |m| {
+        m["nng_discovery_publishes_total"] > 0 && m["nng_discovery_rounds_total"] > 0
+    });
+    assert_eq!(m["nng_discovery_peers"], 2, "{m:?}");
+    assert_eq!(m["nng_discovery_connections"], 2, "{m:?}");
+    assert!(m["nng_discovery_subscribers"] >= 1, "{m:?}");
+    for counter in [
+        "nng_discovery_surveys_total",
+        "nng_discovery_rounds_total",
+        "nng_discovery_answers_total",
+        "nng_discovery_publishes_total",
+        "nng_discovery_published_bytes_total",
+    ] {
+        assert!(m[counter] > 0, "{counter}: {m:?}");
+    }
+    assert!(m["nng_discovery_answers_total"] >= 2, "{m:?}");
+    // "a|b": the list body published.
+    assert!(m["nng_discovery_published_bytes_total"] >= 3, "{m:?}");
+    for reason in ["invalid", "stale", "full"] {
+        let refused = format!("nng_discovery_refused_answers_total{{reason=\"{reason}\"}}");
+        assert!(m.contains_key(&refused), "{refused}: {m:?}");
+    }
+    let build = format!(
+        "nng_discovery_build_info{{version=\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(m.get(&build), Some(&1), "{m:?}");
+
+    // Malformed, wrong path, wrong method: error statuses.
+    for (request, want) in [
+        (&b"\x00\x01garbage\r\n\r\n"[..], "HTTP/1.1 400 Bad Request"),
+        (b"GET / HTTP/1.1\r\n\r\n", "HTTP/1.1 404 Not Found"),
+        (
+            b"PUT /metrics HTTP/1.1\r\n\r\n",
+            "HTTP/1.1 405 Method Not Allowed",
+        ),
+    ] {
+        assert_eq!(status_line(&exchange(&addr, request.to_vec())), want);
+    }
+    // A huge head (1 MiB, never ending): 431, or a reset connection.
+    let huge = exchange(&addr, {
+        let mut r = b"GET /metrics HTTP/1.1\r\nX-Huge: ".to_vec();
+        r.resize(1 << 20, b'x');
+        r
+    });
+    assert!(
+        huge.is_empty() || status_line(&huge).starts_with("HTTP/1.1 431"),
+        "{huge}"
+    );
+    // A request that never finishes: the next scrape is still answered
+    // (after the daemon's request timeout), and the silent one gets 408.
+    let silent = TcpStream::connect(&addr).expect("connect");
+    (&silent)
+        .write_all(b"GET /metrics HTTP/1.1\r\n")
+        .expect("write");
+    assert_eq!(scrape(&addr)["nng_discovery_peers"], 2);
+    silent.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    let mut reply = String::new();
+    let _ = (&silent).read_to_string(&mut reply);
+    assert_eq!(status_line(&reply), "HTTP/1.1 408 Request Timeout");
+
+    // Discovery goes on, and the figures follow.
+    let c = Client::new(&survey, "c").expect("client c");
+    assert_eq!(wait_for_list(&lists, 3), ["a", "b", "c"]);
+    let m = scrape_until(&addr, |m| m["nng_discovery_peers"] == 3);
+    assert_eq!(m["nng_discovery_connections"], 3, "{m:?}");
+
+    for client in [a, b, c] {
+        client.shutdown();
+    }
+    subscriber.shutdown();
+    // SIGTERM stops the daemon, metrics thread included, with status 0.
+    server.signal(libc::SIGTERM);
+    let (status, stderr) = server.wait();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        TcpStream::connect(&addr).is_err(),
+        "metrics port still open"
+    );
+}
+
+#[test]
+fn a_metrics_address_in_use_exits_1_naming_it() {
+    let Some(bin) = binary() else { return };
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let server = Proc::start(
+        bin,
+        &[
+            "server",
+            "--survey",
+            "tcp://127.0.0.1:0",
+            "--publish",
+            "tcp://127.0.0.1:0",
+            "--metrics",
+            &addr,
+        ],
+    );
+    let (status, stderr) = server.wait();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("nng-discovery: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "nng-discovery: cannot listen for --metrics on {addr}: "
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unparsable_metrics_address_is_a_usage_error() {
+    let Some(bin) = binary() else { return };
+    let server = Proc::start(
+        bin,
+        &[
+            "server",
+            "--survey",
+            "tcp://127.0.0.1:0",
+            "--publish",
+            "tcp://127.0.0.1:0",
+            "--metrics",
+            "localhost",
+        ],
+    );
+    let (status, stderr) = server.wait();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("nng-discovery: invalid --metrics \"localhost\": expected IP:PORT"),
+        "{stderr}"
+    );
+}
