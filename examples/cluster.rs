@@ -42,9 +42,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let subscriber = Subscriber::new(server.publish_url())?;
     let changes = subscriber.changes();
-    // Wait for the list `want`, printing every list seen on the way.
+    // Wait for the list `want`, printing every list seen on the way. Each
+    // takes milliseconds (the first 250 ms); 30 s leaves room for a busy
+    // machine or an emulator (CI runs this under qemu).
+    let patience = Duration::from_secs(30);
     let expect = |want: &[&str]| -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + patience;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match changes.recv_timeout(left) {
@@ -54,7 +57,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                         return Ok(());
                     }
                 }
-                Err(_) => return Err(format!("no list {want:?} within 5 s")),
+                Err(_) => return Err(format!("no list {want:?} within {patience:?}")),
             }
         }
     };

@@ -35,9 +35,11 @@
 //! let subscriber = Subscriber::new(server.publish_url())?;
 //! let client = Client::new(server.survey_url(), "http://10.0.0.1:8080")?;
 //!
-//! // Lists arrive when they change: wait for the one naming our client.
+//! // Lists arrive when they change: wait for the one naming our client
+//! // (about a second here: the first list goes out when the first survey
+//! // ends; the bound is generous for a busy or slow machine).
 //! let changes = subscriber.changes();
-//! let timeout = Duration::from_secs(5);
+//! let timeout = Duration::from_secs(30);
 //! while changes.recv_timeout(timeout)? != ["http://10.0.0.1:8080"] {}
 //!
 //! client.shutdown(); // its connection closes: it leaves at once

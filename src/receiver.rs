@@ -142,22 +142,28 @@ mod tests {
     fn delivers_messages_then_stops_on_request() {
         let (a, b, _) = pair();
         let (stopper, mut rx) = receiver(&a).unwrap();
+        let (got_tx, got_rx) = crossbeam_channel::unbounded();
         let thread = std::thread::spawn(move || {
-            let mut got = Vec::new();
             while let Some(m) = rx.next("test") {
-                got.push(m.as_slice().to_vec());
+                let _ = got_tx.send(m.as_slice().to_vec());
             }
-            got
         });
         for i in 0..3u8 {
             b.send([i]).unwrap();
         }
-        // The stop may overtake messages still in flight; it must end the
-        // thread promptly either way.
-        std::thread::sleep(Duration::from_millis(50));
-        stopper.stop();
-        let got = thread.join().unwrap();
+        // All three arrive (within microseconds; 10 s is for a busy or
+        // emulated machine), then the stop ends the thread.
+        let got: Vec<Vec<u8>> = (0..3)
+            .map(|i| {
+                got_rx
+                    .recv_timeout(Duration::from_secs(10))
+                    .unwrap_or_else(|e| panic!("message {i} not received: {e}"))
+            })
+            .collect();
         assert_eq!(got, vec![vec![0], vec![1], vec![2]]);
+        stopper.stop();
+        thread.join().unwrap();
+        assert!(got_rx.try_recv().is_err(), "a message from nowhere");
     }
 
     #[test]

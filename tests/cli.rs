@@ -5,6 +5,8 @@
 //! Children are read through threads and channels with timeouts, and killed
 //! by a guard if a test fails; nothing here sleeps to synchronise.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -12,9 +14,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError};
 
-/// How long to wait for anything that should take milliseconds. Generous:
-/// the machines running these tests have two busy cores.
-const TIMEOUT: Duration = Duration::from_secs(15);
+/// How long to wait for anything that should take milliseconds (a child
+/// starting, a list going round): 15 s, times the slowdown under qemu
+/// (`common::slow`). Generous: the machines running these tests have two
+/// busy cores.
+fn timeout() -> Duration {
+    common::slow(Duration::from_secs(15))
+}
 
 /// The daemon, when the `cli` feature built it.
 fn binary() -> Option<&'static str> {
@@ -106,7 +112,7 @@ impl Proc {
     /// Waits for a stdout line satisfying `want` and returns it; lines
     /// before it are skipped.
     fn expect_line(&self, what: &str, want: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + TIMEOUT;
+        let deadline = Instant::now() + timeout();
         let mut seen = Vec::new();
         loop {
             match self.stdout.recv_deadline(deadline) {
@@ -137,10 +143,10 @@ impl Proc {
         assert_eq!(rc, 0, "kill({}, {signal})", self.child.id());
     }
 
-    /// Waits (at most `TIMEOUT`) for the child to exit, and returns its
+    /// Waits (at most `timeout()`) for the child to exit, and returns its
     /// status.
     fn wait_exit(&mut self) -> ExitStatus {
-        self.wait_exit_within(TIMEOUT)
+        self.wait_exit_within(timeout())
     }
 
     fn wait_exit_within(&mut self, limit: Duration) -> ExitStatus {
@@ -157,7 +163,7 @@ impl Proc {
         let status = self.child.wait().expect("reaping the child");
         self.status = Some(status);
         // Its stderr is complete once the pipe closes.
-        let _ = self.stderr_done.recv_timeout(TIMEOUT);
+        let _ = self.stderr_done.recv_timeout(timeout());
         status
     }
 }
@@ -203,16 +209,25 @@ fn run(bin: &str, args: &[&str]) -> (ExitStatus, String, String) {
     let mut p = Proc::start(bin, args);
     let status = p.wait_exit();
     let mut out = String::new();
-    while let Ok(line) = p.stdout.recv_timeout(TIMEOUT) {
+    while let Ok(line) = p.stdout.recv_timeout(timeout()) {
         out.push_str(&line);
         out.push('\n');
     }
     (status, out, p.stderr())
 }
 
-/// A server on two free loopback ports, with a fast heartbeat; returns it
-/// with the survey and publish URLs it printed.
+/// `d` times the slowdown under qemu, as a daemon's duration argument: a
+/// slow peer must not be taken for a hung one.
+fn slow_arg(d: Duration) -> String {
+    format!("{}ms", common::slow(d).as_millis())
+}
+
+/// A server on two free loopback ports, with a fast heartbeat (poll 1 s,
+/// survey 100 ms, slower under qemu); returns it with the survey and
+/// publish URLs it printed.
 fn start_server(bin: &str) -> (Proc, String, String) {
+    let poll = slow_arg(Duration::from_secs(1));
+    let survey_time = slow_arg(Duration::from_millis(100));
     let server = Proc::start(
         bin,
         &[
@@ -222,9 +237,9 @@ fn start_server(bin: &str) -> (Proc, String, String) {
             "--publish",
             "tcp://127.0.0.1:0",
             "--poll-interval",
-            "1s",
+            &poll,
             "--survey-time",
-            "100ms",
+            &survey_time,
         ],
     );
     let survey = server.expect_line("survey URL", |l| l.starts_with("survey "));
@@ -496,6 +511,7 @@ fn a_join_started_before_its_server_registers_when_it_comes_up() {
     assert_exit(first.wait_exit(), 0, "first server");
     let _join = Proc::start(bin, &["join", "--survey", &survey, "--name", "early"]);
     let watch = Proc::start(bin, &["watch", "--publish", &publish]);
+    let survey_time = slow_arg(Duration::from_millis(100));
     let _server = Proc::start(
         bin,
         &[
@@ -505,7 +521,7 @@ fn a_join_started_before_its_server_registers_when_it_comes_up() {
             "--publish",
             &publish,
             "--survey-time",
-            "100ms",
+            &survey_time,
         ],
     );
     watch.expect("early");
@@ -565,7 +581,7 @@ fn open_gate(path: &std::path::Path) {
                 .map(drop),
         );
     });
-    match rx.recv_timeout(TIMEOUT) {
+    match rx.recv_timeout(timeout()) {
         Ok(Ok(())) => {}
         Ok(Err(e)) => panic!("opening the gate: {e}"),
         Err(_) => panic!("no command was waiting at the gate"),
@@ -622,9 +638,15 @@ fn stopping_watch_stops_its_running_command() {
     let line = watch.expect_line("with the command's pid", |l| l.starts_with("PID "));
     let pid: libc::pid_t = line["PID ".len()..].parse().expect("a pid");
     watch.signal(libc::SIGTERM);
-    // Well within the 5 s grace: sleep dies of the forwarded SIGTERM.
-    let status = watch.wait_exit_within(Duration::from_secs(4));
+    let status = watch.wait_exit();
     assert_exit(status, 0, "watch after SIGTERM with a command running");
+    // Sleep died of the forwarded SIGTERM, not of the SIGKILL that follows
+    // the 5 s grace (which watch logs).
+    assert!(
+        !watch.stderr().contains("SIGKILL"),
+        "the --exec command needed SIGKILL:\n{}",
+        watch.stderr()
+    );
     // The command was its child and has been reaped: the pid is gone.
     // SAFETY: signal 0 only checks for existence.
     let rc = unsafe { libc::kill(pid, 0) };
@@ -680,12 +702,12 @@ fn watch_stops_when_its_stdout_closes() {
     });
     let mut guard = ProcGuard(Some(child));
     assert_eq!(
-        rx.recv_timeout(TIMEOUT).expect("a first line").ok(),
+        rx.recv_timeout(timeout()).expect("a first line").ok(),
         Some(b'\n')
     );
     // The next list it prints fails with EPIPE: make one.
     let _a = Proc::start(bin, &["join", "--survey", &survey, "--name", "a"]);
-    let status = guard.wait_within(TIMEOUT);
+    let status = guard.wait_within(timeout());
     assert_exit(status, 0, "watch with its stdout closed");
 }
 

@@ -3,8 +3,11 @@
 //! where they were. The only test in its binary, so nothing else runs in the
 //! process while it counts.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{patience, slow};
 use crossbeam_channel::Receiver;
 use nng_discovery::{Client, Options, Server, Subscriber};
 
@@ -22,7 +25,7 @@ fn rss_kib() -> u64 {
 }
 
 fn wait_for(rx: &Receiver<Vec<String>>, done: impl Fn(&[String]) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + patience();
     loop {
         let list = rx.recv_deadline(deadline).expect("list in time");
         if done(&list) {
@@ -31,11 +34,11 @@ fn wait_for(rx: &Receiver<Vec<String>>, done: impl Fn(&[String]) -> bool) {
     }
 }
 
-/// Polls `f` until it returns at most `want` or 10 s pass; returns the last
-/// value. (The baseline may include a connection NNG had not finished
-/// reaping, so "back to the level" means "not above it".)
+/// Polls `f` until it returns at most `want` or `patience()` passes;
+/// returns the last value. (The baseline may include a connection NNG had
+/// not finished reaping, so "back to the level" means "not above it".)
 fn settle(want: usize, f: impl Fn() -> usize) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + patience();
     loop {
         let now = f();
         if now <= want || Instant::now() > deadline {
@@ -48,8 +51,8 @@ fn settle(want: usize, f: impl Fn() -> usize) -> usize {
 #[test]
 fn a_thousand_flapping_clients_leave_nothing_behind() {
     let options = Options::default()
-        .poll_interval(Duration::from_millis(500))
-        .survey_time(Duration::from_millis(200))
+        .poll_interval(slow(Duration::from_millis(500)))
+        .survey_time(slow(Duration::from_millis(200)))
         .publish_gap(Duration::ZERO);
     let server = Server::new("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", options).unwrap();
     let sub = Subscriber::new(server.publish_url()).unwrap();

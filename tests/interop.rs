@@ -10,6 +10,8 @@
 //! Without nngcat these tests print a note and pass, except under `CI=true`,
 //! where they fail: CI must run them.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +20,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{unbounded, Receiver};
 use nng_discovery::{Client, Options, Server};
 
-const TIMEOUT: Duration = Duration::from_secs(15);
+/// How long to wait for anything that should take milliseconds (a child
+/// starting, a list going round, nngcat's next survey a second away): 15 s,
+/// times the slowdown under qemu (`common::slow`).
+fn timeout() -> Duration {
+    common::slow(Duration::from_secs(15))
+}
 
 /// Whether nngcat can be run; panics under CI=true if it cannot.
 fn have_nngcat() -> bool {
@@ -84,15 +91,16 @@ impl Nngcat {
 
     /// Waits for the stdout line that is exactly `want`.
     fn expect(&self, want: &str) {
-        let deadline = Instant::now() + TIMEOUT;
+        let deadline = Instant::now() + timeout();
         let mut seen = Vec::new();
         loop {
             match self.lines.recv_deadline(deadline) {
                 Ok(line) if line == want => return,
                 Ok(line) => seen.push(line),
                 Err(_) => panic!(
-                    "nngcat {:?} printed no line {want:?} within {TIMEOUT:?}; it printed {seen:?}",
-                    self.args
+                    "nngcat {:?} printed no line {want:?} within {:?}; it printed {seen:?}",
+                    self.args,
+                    timeout()
                 ),
             }
         }
@@ -108,15 +116,15 @@ impl Drop for Nngcat {
 
 fn server() -> Server {
     let options = Options::default()
-        .poll_interval(Duration::from_millis(500))
-        .survey_time(Duration::from_millis(100));
+        .poll_interval(common::slow(Duration::from_millis(500)))
+        .survey_time(common::slow(Duration::from_millis(100)));
     Server::new("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", options)
         .unwrap_or_else(|e| panic!("starting a server: {e}"))
 }
 
 /// Takes lists from `changes` until one equals `want`.
 fn wait_for_list(changes: &Receiver<Vec<String>>, want: &[&str]) {
-    let deadline = Instant::now() + TIMEOUT;
+    let deadline = Instant::now() + timeout();
     let mut last = None;
     loop {
         match changes.recv_deadline(deadline) {

@@ -45,7 +45,7 @@ fn counts() -> (usize, usize) {
 /// The counts once they have stopped moving: NNG closes connections on its
 /// own threads, a little after the objects owning them are gone.
 fn settled_counts() -> (usize, usize) {
-    let deadline = Instant::now() + TIMEOUT;
+    let deadline = Instant::now() + patience();
     let mut last = counts();
     let mut stable_since = Instant::now();
     while Instant::now() < deadline {
@@ -54,7 +54,7 @@ fn settled_counts() -> (usize, usize) {
         if now != last {
             last = now;
             stable_since = Instant::now();
-        } else if stable_since.elapsed() >= Duration::from_millis(500) {
+        } else if stable_since.elapsed() >= slow(Duration::from_millis(500)) {
             break;
         }
     }
@@ -84,11 +84,11 @@ fn connected_round(kind: usize, round: usize) -> usize {
     let subscriber = Subscriber::new(server.publish_url()).expect("subscriber");
     let mut want = vec![plain_name, sub_name];
     want.sort();
-    wait_for(&subscriber.changes(), |l| l == want.as_slice(), TIMEOUT);
+    wait_for(&subscriber.changes(), |l| l == want.as_slice(), patience());
     wait_for(
         &with_sub.peers().expect("subscription"),
         |l| l == want.as_slice(),
-        TIMEOUT,
+        patience(),
     );
     // Vary the order in which they go.
     match round % 3 {
@@ -180,20 +180,24 @@ fn no_threads_or_descriptors_leak() {
             let _ = done_tx.send(made);
         })
         .expect("spawn the churn thread");
-    // Each step takes well under a second; one that takes 30 s is stuck.
+    // Each step takes well under a second; one that takes 30 s (300 s
+    // under qemu) is stuck.
     let mut last = None;
     let made = loop {
         if let Ok(made) = done_rx.try_recv() {
             break made;
         }
-        match progress_rx.recv_timeout(Duration::from_secs(30)) {
+        match progress_rx.recv_timeout(slow(Duration::from_secs(30))) {
             Ok(step) => last = Some(step),
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => match done_rx.try_recv() {
                 Ok(made) => break made,
                 Err(_) => panic!("the churn thread panicked after {last:?}"),
             },
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                panic!("the churn is stuck: nothing for 30 s after {last:?}")
+                panic!(
+                    "the churn is stuck: nothing for {:?} after {last:?}",
+                    slow(Duration::from_secs(30))
+                )
             }
         }
     };
@@ -201,7 +205,7 @@ fn no_threads_or_descriptors_leak() {
     assert!(made >= 500, "only {made} objects made");
 
     // Everything is gone: wait for NNG to finish closing connections.
-    let deadline = Instant::now() + TIMEOUT;
+    let deadline = Instant::now() + patience();
     let mut now = counts();
     while (now.0 > threads_before || now.1 > fds_before) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));

@@ -2,10 +2,13 @@
 //! same URLs: every client registers again and every subscriber, pure or in
 //! a client, follows the new server.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{patience, slow};
 use crossbeam_channel::Receiver;
 use nng_discovery::{Client, Options, Subscriber};
 
@@ -19,11 +22,14 @@ impl Drop for Proc {
 }
 
 /// Starts `nng-discovery server` and returns it with the URLs it bound,
-/// read from its first two lines of output.
+/// read from its first two lines of output. Poll 1 s, survey 250 ms (times
+/// the slowdown under qemu).
 fn server(survey: &str, publish: &str) -> (Proc, String, String) {
+    let poll = format!("{}ms", slow(Duration::from_secs(1)).as_millis());
+    let survey_time = format!("{}ms", slow(Duration::from_millis(250)).as_millis());
     let mut child = Command::new(env!("CARGO_BIN_EXE_nng-discovery"))
         .args(["server", "--survey", survey, "--publish", publish])
-        .args(["--poll-interval", "1s", "--survey-time", "250ms"])
+        .args(["--poll-interval", &poll, "--survey-time", &survey_time])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -44,7 +50,7 @@ fn server(survey: &str, publish: &str) -> (Proc, String, String) {
     let mut urls = Vec::new();
     while urls.len() < 2 {
         let line = rx
-            .recv_timeout(Duration::from_secs(10))
+            .recv_timeout(patience())
             .expect("the server printed its URLs");
         if let Some((_, url)) = line.split_once(' ') {
             urls.push(url.to_owned());
@@ -56,7 +62,7 @@ fn server(survey: &str, publish: &str) -> (Proc, String, String) {
 }
 
 fn wait_for(rx: &Receiver<Vec<String>>, what: &str, done: impl Fn(&[String]) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + patience();
     let mut last = None;
     loop {
         match rx.recv_deadline(deadline) {

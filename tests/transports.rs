@@ -18,7 +18,7 @@ fn full_flow(survey_url: &str, publish_url: &str) {
     let sub = Subscriber::new(server.publish_url()).expect("subscriber");
     let rx = sub.changes();
     assert_eq!(
-        rx.recv_timeout(TIMEOUT).expect("the first list"),
+        rx.recv_timeout(patience()).expect("the first list"),
         Vec::<String>::new()
     );
 
@@ -41,10 +41,10 @@ fn full_flow(survey_url: &str, publish_url: &str) {
     wait_for_list(&rx, &[]);
     assert!(server.peers().is_empty());
 
-    within(TIMEOUT, "Server::shutdown", move || server.shutdown());
-    within(TIMEOUT, "Subscriber::shutdown", move || sub.shutdown());
+    within(patience(), "Server::shutdown", move || server.shutdown());
+    within(patience(), "Subscriber::shutdown", move || sub.shutdown());
     // The channel ends with its subscriber.
-    assert!(rx.recv_timeout(TIMEOUT).is_err());
+    assert!(rx.recv_timeout(patience()).is_err());
 }
 
 #[test]

@@ -5,25 +5,66 @@
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use nng_discovery::{Options, Server};
 
+/// How many times slower than a normal machine this run is taken to be: 10
+/// under qemu-user (`.ci/cross.sh` sets `NNG_DISCOVERY_UNDER_QEMU=1`; code
+/// runs 10–50x slower there), 1 anywhere else. Every bound below and the
+/// heartbeat of [`fast_options`] are scaled by it, so that the bounds keep
+/// their margin and a slow peer is not taken for a hung one.
+pub fn slowdown() -> u32 {
+    static SLOWDOWN: OnceLock<u32> = OnceLock::new();
+    *SLOWDOWN.get_or_init(|| {
+        if std::env::var_os("NNG_DISCOVERY_UNDER_QEMU").is_some() {
+            10
+        } else {
+            1
+        }
+    })
+}
+
+/// `d` scaled by [`slowdown`].
+pub fn slow(d: Duration) -> Duration {
+    d * slowdown()
+}
+
 /// How long any test waits for something that should happen within
-/// milliseconds. Generous: the machines running these tests have two busy
-/// cores.
-pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// milliseconds, or within a few heartbeat rounds of [`fast_options`]
+/// (about a second at most): 10 s, times [`slowdown`]. That is 10x the
+/// slowest of those and over 100x the usual, so a busy machine (two cores
+/// shared by several builds) does not fail a test by slowness.
+pub fn patience() -> Duration {
+    slow(Duration::from_secs(10))
+}
 
-/// The heartbeat poll interval of [`fast_options`].
-pub const POLL: Duration = Duration::from_millis(200);
+/// The heartbeat poll interval of [`fast_options`]: 200 ms, times
+/// [`slowdown`].
+pub fn poll() -> Duration {
+    slow(Duration::from_millis(200))
+}
 
-/// The survey time of [`fast_options`].
-pub const SURVEY: Duration = Duration::from_millis(100);
+/// The survey time of [`fast_options`]: 100 ms (a loopback answer takes
+/// about a millisecond), times [`slowdown`].
+pub fn survey() -> Duration {
+    slow(Duration::from_millis(100))
+}
 
-/// Options with a fast heartbeat: poll 200 ms, survey 100 ms.
+/// A poll or republish interval that no test lives to see: an hour, over
+/// 30x the longest [`patience`]. With it, whatever happens within
+/// `patience()` came from connection events, not from a heartbeat round or
+/// a republish.
+pub const NEVER: Duration = Duration::from_secs(3600);
+
+/// Options with a fast heartbeat: poll 200 ms, survey 100 ms (both times
+/// [`slowdown`]).
 pub fn fast_options() -> Options {
-    Options::default().poll_interval(POLL).survey_time(SURVEY)
+    Options::default()
+        .poll_interval(poll())
+        .survey_time(survey())
 }
 
 /// Starts a server on two free loopback TCP ports with [`fast_options`].
@@ -112,7 +153,27 @@ where
 /// Waits until `rx` delivers exactly `want`.
 pub fn wait_for_list(rx: &Receiver<Vec<String>>, want: &[&str]) -> Vec<String> {
     let want = names(want);
-    wait_for(rx, |l| l == want.as_slice(), TIMEOUT)
+    wait_for(rx, |l| l == want.as_slice(), patience())
+}
+
+/// Waits until `probe` returns `Ok`, trying again every 5 ms, and returns
+/// its value; panics after `bound` with `what` and the state of the last
+/// `Err`. For outcomes with no channel to wait on (counters, `/proc`).
+pub fn wait_until<T, S: std::fmt::Debug>(
+    what: &str,
+    bound: Duration,
+    mut probe: impl FnMut() -> Result<T, S>,
+) -> T {
+    let deadline = Instant::now() + bound;
+    loop {
+        match probe() {
+            Ok(v) => return v,
+            Err(state) if Instant::now() >= deadline => {
+                panic!("{what}: not within {bound:?}; last state: {state:?}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
 }
 
 /// Asserts that nothing arrives on `rx` within `within`.
