@@ -7,29 +7,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError};
-
-/// How long to wait for anything that should take milliseconds (a child
-/// starting, a list going round): 15 s, times the slowdown under qemu
-/// (`common::slow`). Generous: the machines running these tests have two
-/// busy cores.
-fn timeout() -> Duration {
-    common::slow(Duration::from_secs(15))
-}
-
-/// The daemon, when the `cli` feature built it.
-fn binary() -> Option<&'static str> {
-    let path = option_env!("CARGO_BIN_EXE_nng-discovery");
-    if path.is_none() {
-        eprintln!("note: the nng-discovery binary was not built (feature `cli` off): skipping");
-    }
-    path
-}
+use common::daemon::{
+    assert_exit, binary, exited_within, patience, run, server_args, slow_arg, start_server, Proc,
+};
+use crossbeam_channel::unbounded;
 
 macro_rules! binary_or_return {
     () => {
@@ -38,227 +23,6 @@ macro_rules! binary_or_return {
             None => return,
         }
     };
-}
-
-/// A running child whose output lines arrive on channels. Dropping it
-/// kills the child (if it still runs) and reaps it.
-struct Proc {
-    what: String,
-    child: Child,
-    stdout: Receiver<String>,
-    /// Every stderr line so far, for failure messages.
-    stderr: Arc<Mutex<String>>,
-    stderr_done: Receiver<()>,
-    status: Option<ExitStatus>,
-}
-
-impl Proc {
-    fn start(bin: &str, args: &[&str]) -> Proc {
-        Proc::start_with(bin, args, &[])
-    }
-
-    fn start_with(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
-        let mut command = Command::new(bin);
-        command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let what = format!("nng-discovery {}", args.join(" "));
-        let mut child = match command.spawn() {
-            Ok(child) => child,
-            Err(e) => panic!("cannot start {what}: {e}"),
-        };
-        let out = child.stdout.take().expect("piped stdout");
-        let err = child.stderr.take().expect("piped stderr");
-        let (tx, stdout) = unbounded();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (done_tx, stderr_done) = unbounded();
-        let sink = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines() {
-                let Ok(line) = line else { break };
-                let mut s = sink.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-            drop(done_tx);
-        });
-        Proc {
-            what,
-            child,
-            stdout,
-            stderr,
-            stderr_done,
-            status: None,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// Waits for a stdout line satisfying `want` and returns it; lines
-    /// before it are skipped.
-    fn expect_line(&self, what: &str, want: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + timeout();
-        let mut seen = Vec::new();
-        loop {
-            match self.stdout.recv_deadline(deadline) {
-                Ok(line) if want(&line) => return line,
-                Ok(line) => seen.push(line),
-                Err(e) => panic!(
-                    "{}: no stdout line {what} ({}); lines seen: {seen:?}; stderr:\n{}",
-                    self.what,
-                    match e {
-                        RecvTimeoutError::Timeout => "timed out",
-                        RecvTimeoutError::Disconnected => "stdout closed",
-                    },
-                    self.stderr()
-                ),
-            }
-        }
-    }
-
-    /// Waits for the stdout line that is exactly `line`.
-    fn expect(&self, line: &str) -> String {
-        self.expect_line(&format!("{line:?}"), |l| l == line)
-    }
-
-    fn signal(&self, signal: libc::c_int) {
-        // SAFETY: kill has no memory-safety preconditions; the child has not
-        // been reaped, so the pid is still its own.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
-        assert_eq!(rc, 0, "kill({}, {signal})", self.child.id());
-    }
-
-    /// Waits (at most `timeout()`) for the child to exit, and returns its
-    /// status.
-    fn wait_exit(&mut self) -> ExitStatus {
-        self.wait_exit_within(timeout())
-    }
-
-    fn wait_exit_within(&mut self, limit: Duration) -> ExitStatus {
-        if let Some(status) = self.status {
-            return status;
-        }
-        if !exited_within(self.child.id(), limit) {
-            panic!(
-                "{} did not exit within {limit:?}; stderr:\n{}",
-                self.what,
-                self.stderr()
-            );
-        }
-        let status = self.child.wait().expect("reaping the child");
-        self.status = Some(status);
-        // Its stderr is complete once the pipe closes.
-        let _ = self.stderr_done.recv_timeout(timeout());
-        status
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.status.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Waits up to `limit` for child `pid` to exit, without reaping it, so the
-/// pid stays the child's (and a guard can still kill it) whatever happens.
-fn exited_within(pid: u32, limit: Duration) -> bool {
-    let (tx, rx) = unbounded();
-    std::thread::spawn(move || {
-        let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
-        loop {
-            // SAFETY: `info` is valid for writes; WNOWAIT leaves the child
-            // waitable.
-            let rc = unsafe {
-                libc::waitid(
-                    libc::P_PID,
-                    pid as libc::id_t,
-                    info.as_mut_ptr(),
-                    libc::WEXITED | libc::WNOWAIT,
-                )
-            };
-            if rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                break;
-            }
-        }
-        let _ = tx.send(());
-    });
-    rx.recv_timeout(limit).is_ok()
-}
-
-/// Runs the binary to completion (for quick commands such as `--help`) and
-/// returns its status, stdout and stderr.
-fn run(bin: &str, args: &[&str]) -> (ExitStatus, String, String) {
-    let mut p = Proc::start(bin, args);
-    let status = p.wait_exit();
-    let mut out = String::new();
-    while let Ok(line) = p.stdout.recv_timeout(timeout()) {
-        out.push_str(&line);
-        out.push('\n');
-    }
-    (status, out, p.stderr())
-}
-
-/// `d` times the slowdown under qemu, as a daemon's duration argument: a
-/// slow peer must not be taken for a hung one.
-fn slow_arg(d: Duration) -> String {
-    format!("{}ms", common::slow(d).as_millis())
-}
-
-/// A server on two free loopback ports, with a fast heartbeat (poll 1 s,
-/// survey 100 ms, slower under qemu); returns it with the survey and
-/// publish URLs it printed.
-fn start_server(bin: &str) -> (Proc, String, String) {
-    let poll = slow_arg(Duration::from_secs(1));
-    let survey_time = slow_arg(Duration::from_millis(100));
-    let server = Proc::start(
-        bin,
-        &[
-            "server",
-            "--survey",
-            "tcp://127.0.0.1:0",
-            "--publish",
-            "tcp://127.0.0.1:0",
-            "--poll-interval",
-            &poll,
-            "--survey-time",
-            &survey_time,
-        ],
-    );
-    let survey = server.expect_line("survey URL", |l| l.starts_with("survey "));
-    let publish = server.expect_line("publish URL", |l| l.starts_with("publish "));
-    let survey = survey["survey ".len()..].to_owned();
-    let publish = publish["publish ".len()..].to_owned();
-    assert!(
-        survey.starts_with("tcp://127.0.0.1:") && !survey.ends_with(":0"),
-        "{survey}"
-    );
-    assert!(
-        publish.starts_with("tcp://127.0.0.1:") && !publish.ends_with(":0"),
-        "{publish}"
-    );
-    (server, survey, publish)
-}
-
-fn assert_exit(status: ExitStatus, code: i32, what: &str) {
-    assert_eq!(status.code(), Some(code), "{what}: {status}");
 }
 
 #[test]
@@ -335,16 +99,7 @@ fn help_for_every_command() {
 #[test]
 fn usage_errors_exit_2_with_one_line_naming_the_flag() {
     let bin = binary_or_return!();
-    let server = [
-        "server",
-        "--survey",
-        "tcp://127.0.0.1:0",
-        "--publish",
-        "tcp://127.0.0.1:0",
-    ];
-    let with = |extra: &[&'static str]| -> Vec<&'static str> {
-        server.iter().chain(extra).copied().collect()
-    };
+    let with = server_args;
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec![], "a command is needed"),
         (vec!["serve"], "unknown command \"serve\""),
@@ -581,7 +336,7 @@ fn open_gate(path: &std::path::Path) {
                 .map(drop),
         );
     });
-    match rx.recv_timeout(timeout()) {
+    match rx.recv_timeout(patience()) {
         Ok(Ok(())) => {}
         Ok(Err(e)) => panic!("opening the gate: {e}"),
         Err(_) => panic!("no command was waiting at the gate"),
@@ -702,12 +457,12 @@ fn watch_stops_when_its_stdout_closes() {
     });
     let mut guard = ProcGuard(Some(child));
     assert_eq!(
-        rx.recv_timeout(timeout()).expect("a first line").ok(),
+        rx.recv_timeout(patience()).expect("a first line").ok(),
         Some(b'\n')
     );
     // The next list it prints fails with EPIPE: make one.
     let _a = Proc::start(bin, &["join", "--survey", &survey, "--name", "a"]);
-    let status = guard.wait_within(timeout());
+    let status = guard.wait_within(patience());
     assert_exit(status, 0, "watch with its stdout closed");
 }
 

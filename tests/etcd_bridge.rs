@@ -14,12 +14,15 @@
 //! (`NNG_DISCOVERY_UNDER_QEMU`) it is skipped: etcd is a host program and the
 //! bridge a shell script, so nothing in it depends on the architecture.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use common::daemon::{binary, collect_lines, start_server, Proc};
 
 /// Bound for outcomes that take at most a few seconds here (an etcd start
 /// about 1 s, a leave 2-3 s at the server's 1 s poll, a lease expiry the 3 s
@@ -65,8 +68,9 @@ fn have_etcd() -> bool {
     true
 }
 
-/// Every child of the test, killed (SIGKILL) and reaped on drop, and the
-/// temporary directory, removed on drop.
+/// The children that are not `nng-discovery` (etcd, the bridge), killed
+/// (SIGKILL) and reaped on drop, and the temporary directory, removed on
+/// drop. The daemons are [`Proc`]s, which kill themselves on drop.
 struct Guard {
     children: Vec<Child>,
     dir: PathBuf,
@@ -95,28 +99,11 @@ impl Guard {
             Err(e) => panic!("cannot start {what}: {e}"),
         };
         let output = Arc::new(Mutex::new(String::new()));
-        for pipe in [
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let sink = Arc::clone(&output);
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { return };
-                    let mut s = sink.lock().unwrap();
-                    s.push_str(&line);
-                    s.push('\n');
-                }
-            });
+        if let Some(out) = child.stdout.take() {
+            collect_lines(out, Arc::clone(&output));
+        }
+        if let Some(err) = child.stderr.take() {
+            collect_lines(err, Arc::clone(&output));
         }
         self.children.push(child);
         (self.children.len() - 1, output)
@@ -248,10 +235,7 @@ fn bridge_mirrors_joins_and_leaves_and_its_keys_expire_when_it_is_killed() {
         );
         return;
     }
-    let Some(bin) = option_env!("CARGO_BIN_EXE_nng-discovery") else {
-        eprintln!("note: the nng-discovery binary was not built (feature `cli` off): skipping");
-        return;
-    };
+    let Some(bin) = binary() else { return };
     if !have_etcd() {
         return;
     }
@@ -272,33 +256,7 @@ fn bridge_mirrors_joins_and_leaves_and_its_keys_expire_when_it_is_killed() {
     }
 
     // The server, on free ports; it prints the URLs it bound.
-    let mut server = Command::new(bin);
-    server.args([
-        "server",
-        "--survey",
-        "tcp://127.0.0.1:0",
-        "--publish",
-        "tcp://127.0.0.1:0",
-        "--poll-interval",
-        "1s",
-        "--survey-time",
-        "100ms",
-    ]);
-    let (_server, server_out) = guard.spawn("nng-discovery server", server);
-    let url = |kind: &str| {
-        let tag = format!("{kind} ");
-        wait_for(
-            &format!("the server's {kind} URL"),
-            || {
-                let out = server_out.lock().unwrap();
-                out.lines()
-                    .find_map(|l| l.strip_prefix(&tag).map(str::to_owned))
-            },
-            || format!("server output:\n{}", server_out.lock().unwrap()),
-        )
-    };
-    let survey = url("survey");
-    let publish = url("publish");
+    let (server, survey, publish) = start_server(bin);
 
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -314,19 +272,17 @@ fn bridge_mirrors_joins_and_leaves_and_its_keys_expire_when_it_is_killed() {
         .env("ETCDCTL_ENDPOINTS", &endpoint);
     let (bridge, bridge_out) = guard.spawn("the bridge", bridge);
 
-    let mut joins = Vec::new();
-    for name in NAMES {
-        let mut join = Command::new(bin);
-        join.args(["join", "--survey", &survey, "--name", name]);
-        joins.push(guard.spawn(&format!("join {name}"), join).0);
-    }
+    let mut joins: Vec<Proc> = NAMES
+        .iter()
+        .map(|name| Proc::start(bin, &["join", "--survey", &survey, "--name", name]))
+        .collect();
 
     let context = || {
         format!(
-            "etcd holds: {:?}\nbridge output:\n{}\nserver output:\n{}",
+            "etcd holds: {:?}\nbridge output:\n{}\nserver stderr:\n{}",
             keys_under(&endpoint, "/nng-discovery-test/"),
             bridge_out.lock().unwrap(),
-            server_out.lock().unwrap()
+            server.stderr()
         )
     };
     let all = expected(&NAMES);
@@ -342,9 +298,8 @@ fn bridge_mirrors_joins_and_leaves_and_its_keys_expire_when_it_is_killed() {
     );
 
     // The first name leaves: its key goes, the other two stay.
-    let first = &mut guard.children[joins[0]];
-    first.kill().expect("killing the first join");
-    first.wait().expect("reaping the first join");
+    joins[0].signal(libc::SIGKILL);
+    joins[0].wait_exit();
     let rest = expected(&NAMES[1..]);
     wait_for(
         "the left name's key to go",
@@ -364,7 +319,7 @@ fn bridge_mirrors_joins_and_leaves_and_its_keys_expire_when_it_is_killed() {
         context,
     );
     // The names are still joined: only the bridge's death emptied the prefix.
-    for &j in &joins[1..] {
-        assert!(!guard.exited(j), "a join exited:\n{}", context());
+    for j in &mut joins[1..] {
+        assert!(!j.exited(), "a join exited:\n{}", context());
     }
 }

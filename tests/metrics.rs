@@ -6,119 +6,22 @@
 //! Nothing here sleeps to synchronise: lines and lists arrive on channels
 //! waited on with generous bounds.
 
+mod common;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{unbounded, Receiver};
+use common::daemon::{binary, patience, server_args, start_server_with, Proc};
+use crossbeam_channel::Receiver;
 use nng_discovery::{Client, Subscriber};
-
-/// How long to wait for anything that takes milliseconds (or, for a silent
-/// request, the daemon's 5 s request timeout): more than 10x, for busy
-/// two-core machines and emulators.
-const TIMEOUT: Duration = Duration::from_secs(60);
-
-fn binary() -> Option<&'static str> {
-    let path = option_env!("CARGO_BIN_EXE_nng-discovery");
-    if path.is_none() {
-        eprintln!("note: the nng-discovery binary was not built (feature `cli` off): skipping");
-    }
-    path
-}
-
-/// A child whose stdout lines arrive on a channel; killed when dropped.
-struct Proc {
-    /// None once `wait` has taken it.
-    child: Option<Child>,
-    pid: u32,
-    stdout: Receiver<String>,
-    stderr: Receiver<String>,
-}
-
-impl Proc {
-    fn start(bin: &str, args: &[&str]) -> Proc {
-        let mut child = Command::new(bin)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting nng-discovery");
-        let lines = |r: Box<dyn Read + Send>| {
-            let (tx, rx) = unbounded();
-            std::thread::spawn(move || {
-                for line in BufReader::new(r).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        return;
-                    }
-                }
-            });
-            rx
-        };
-        let stdout = lines(Box::new(child.stdout.take().expect("piped")));
-        let stderr = lines(Box::new(child.stderr.take().expect("piped")));
-        Proc {
-            pid: child.id(),
-            child: Some(child),
-            stdout,
-            stderr,
-        }
-    }
-
-    /// The rest of the URL on the stdout line starting with `prefix `.
-    fn url(&self, prefix: &str) -> String {
-        let line = self
-            .stdout
-            .recv_timeout(TIMEOUT)
-            .unwrap_or_else(|e| panic!("no {prefix} line: {e}"));
-        match line.strip_prefix(&format!("{prefix} ")) {
-            Some(url) => url.to_owned(),
-            None => panic!("expected a {prefix} line, got {line:?}"),
-        }
-    }
-
-    /// Waits (bounded) for the child to exit; returns its status and stderr.
-    fn wait(mut self) -> (ExitStatus, String) {
-        let mut child = self.child.take().expect("not waited for yet");
-        let (tx, rx) = unbounded();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait());
-        });
-        let status = match rx.recv_timeout(TIMEOUT) {
-            Ok(status) => status.expect("waiting for the daemon"),
-            Err(_) => {
-                self.signal(libc::SIGKILL);
-                panic!("the daemon did not exit within {TIMEOUT:?}");
-            }
-        };
-        let stderr: Vec<String> = self.stderr.iter().collect();
-        (status, stderr.join("\n"))
-    }
-
-    fn signal(&self, signal: libc::c_int) {
-        // SAFETY: kill has no memory-safety preconditions; the child is not
-        // reaped before `wait` returns, so the pid is still its own.
-        let rc = unsafe { libc::kill(self.pid as libc::pid_t, signal) };
-        assert_eq!(rc, 0, "kill({}, {signal})", self.pid);
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 /// Sends `request` (from a thread: a large one may not be read in full)
 /// and returns the reply until the server closes; empty after a reset.
 fn exchange(addr: &str, request: Vec<u8>) -> String {
     let stream = TcpStream::connect(addr).expect("connecting to the metrics port");
-    stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    stream.set_read_timeout(Some(patience())).expect("timeout");
     let mut writer = stream.try_clone().expect("clone");
     let sender = std::thread::spawn(move || {
         let _ = writer.write_all(&request);
@@ -150,10 +53,10 @@ fn scrape(addr: &str) -> HashMap<String, u64> {
         .collect()
 }
 
-/// Scrapes until `done` holds (at most `TIMEOUT`), for figures the server
+/// Scrapes until `done` holds (at most `patience()`), for figures the server
 /// updates a moment after the event the test waited for.
 fn scrape_until(addr: &str, done: impl Fn(&HashMap<String, u64>) -> bool) -> HashMap<String, u64> {
-    let deadline = Instant::now() + TIMEOUT;
+    let deadline = Instant::now() + patience();
     loop {
         let m = scrape(addr);
         if done(&m) {
@@ -172,7 +75,7 @@ fn status_line(reply: &str) -> &str {
 
 /// Waits for a published list of exactly `n` names.
 fn wait_for_list(lists: &Receiver<Vec<String>>, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + TIMEOUT;
+    let deadline = Instant::now() + patience();
     loop {
         match lists.recv_deadline(deadline) {
             Ok(list) if list.len() == n => return list,
@@ -185,25 +88,8 @@ fn wait_for_list(lists: &Receiver<Vec<String>>, n: usize) -> Vec<String> {
 #[test]
 fn a_scrape_shows_the_live_state_and_bad_requests_do_no_harm() {
     let Some(bin) = binary() else { return };
-    let server = Proc::start(
-        bin,
-        &[
-            "server",
-            "--survey",
-            "tcp://127.0.0.1:0",
-            "--publish",
-            "tcp://127.0.0.1:0",
-            "--poll-interval",
-            "1s",
-            "--survey-time",
-            "100ms",
-            "--metrics",
-            "127.0.0.1:0",
-        ],
-    );
-    let survey = server.url("survey");
-    let publish = server.url("publish");
-    let url = server.url("metrics");
+    let (mut server, survey, publish) = start_server_with(bin, &["--metrics", "127.0.0.1:0"]);
+    let url = server.next_url("metrics");
     let addr = url
         .strip_prefix("http://")
         .and_then(|u| u.strip_suffix("/metrics"))
@@ -279,7 +165,7 @@ fn a_scrape_shows_the_live_state_and_bad_requests_do_no_harm() {
         .write_all(b"GET /metrics HTTP/1.1\r\n")
         .expect("write");
     assert_eq!(scrape(&addr)["nng_discovery_peers"], 2);
-    silent.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    silent.set_read_timeout(Some(patience())).expect("timeout");
     let mut reply = String::new();
     let _ = (&silent).read_to_string(&mut reply);
     assert_eq!(status_line(&reply), "HTTP/1.1 408 Request Timeout");
@@ -296,7 +182,8 @@ fn a_scrape_shows_the_live_state_and_bad_requests_do_no_harm() {
     subscriber.shutdown();
     // SIGTERM stops the daemon, metrics thread included, with status 0.
     server.signal(libc::SIGTERM);
-    let (status, stderr) = server.wait();
+    let status = server.wait_exit();
+    let stderr = server.stderr();
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(
         TcpStream::connect(&addr).is_err(),
@@ -309,19 +196,9 @@ fn a_metrics_address_in_use_exits_1_naming_it() {
     let Some(bin) = binary() else { return };
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("addr").to_string();
-    let server = Proc::start(
-        bin,
-        &[
-            "server",
-            "--survey",
-            "tcp://127.0.0.1:0",
-            "--publish",
-            "tcp://127.0.0.1:0",
-            "--metrics",
-            &addr,
-        ],
-    );
-    let (status, stderr) = server.wait();
+    let mut server = Proc::start(bin, &server_args(&["--metrics", &addr]));
+    let status = server.wait_exit();
+    let stderr = server.stderr();
     assert_eq!(status.code(), Some(1), "{stderr}");
     let lines: Vec<&str> = stderr
         .lines()
@@ -339,19 +216,9 @@ fn a_metrics_address_in_use_exits_1_naming_it() {
 #[test]
 fn an_unparsable_metrics_address_is_a_usage_error() {
     let Some(bin) = binary() else { return };
-    let server = Proc::start(
-        bin,
-        &[
-            "server",
-            "--survey",
-            "tcp://127.0.0.1:0",
-            "--publish",
-            "tcp://127.0.0.1:0",
-            "--metrics",
-            "localhost",
-        ],
-    );
-    let (status, stderr) = server.wait();
+    let mut server = Proc::start(bin, &server_args(&["--metrics", "localhost"]));
+    let status = server.wait_exit();
+    let stderr = server.stderr();
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use nng_discovery::{Options, Server};
 
+pub mod daemon;
+
 /// How many times slower than a normal machine this run is taken to be: 10
 /// under qemu-user (`.ci/cross.sh` sets `NNG_DISCOVERY_UNDER_QEMU=1`; code
 /// runs 10–50x slower there), 1 anywhere else. Every bound below and the
