@@ -22,7 +22,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::daemon::{binary, collect_lines, start_server, Proc};
+use common::collect_lines;
+use common::daemon::{binary, start_server, Proc};
 
 /// Bound for outcomes that take at most a few seconds here (an etcd start
 /// about 1 s, a leave 2-3 s at the server's 1 s poll, a lease expiry the 3 s

@@ -4,7 +4,6 @@
 //! to exit, and killing it on drop if a test fails. Nothing here sleeps to
 //! synchronise.
 
-use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,22 +26,6 @@ pub fn binary() -> Option<&'static str> {
         eprintln!("note: the nng-discovery binary was not built (feature `cli` off): skipping");
     }
     path
-}
-
-/// Appends every line read from `pipe` (each followed by `\n`) to `sink`,
-/// on a thread; the returned channel disconnects once the pipe closes.
-pub fn collect_lines(pipe: impl Read + Send + 'static, sink: Arc<Mutex<String>>) -> Receiver<()> {
-    let (done_tx, done) = unbounded::<()>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            let mut s = sink.lock().unwrap();
-            s.push_str(&line);
-            s.push('\n');
-        }
-        drop(done_tx);
-    });
-    done
 }
 
 /// A running child whose output lines arrive on channels. Dropping it
@@ -82,17 +65,9 @@ impl Proc {
         };
         let out = child.stdout.take().expect("piped stdout");
         let err = child.stderr.take().expect("piped stderr");
-        let (tx, stdout) = unbounded();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        let stdout = super::line_channel(out);
         let stderr = Arc::new(Mutex::new(String::new()));
-        let stderr_done = collect_lines(err, Arc::clone(&stderr));
+        let stderr_done = super::collect_lines(err, Arc::clone(&stderr));
         Proc {
             what,
             child,

@@ -4,11 +4,12 @@
 //! it, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Read};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError};
 use nng_discovery::{Options, Server};
 
 pub mod daemon;
@@ -86,6 +87,37 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 fn next_id() -> usize {
     COUNTER.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The lines read from `pipe` (a child's stdout), on a channel fed by a
+/// thread; it disconnects once the pipe closes.
+pub fn line_channel(pipe: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, lines) = unbounded();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    lines
+}
+
+/// Appends every line read from `pipe` (each followed by `\n`) to `sink`,
+/// on a thread; the returned channel disconnects once the pipe closes.
+pub fn collect_lines(pipe: impl Read + Send + 'static, sink: Arc<Mutex<String>>) -> Receiver<()> {
+    let (done_tx, done) = unbounded::<()>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            let mut s = sink.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+        drop(done_tx);
+    });
+    done
 }
 
 /// A fresh `ipc://` URL under the temporary directory, unique to this

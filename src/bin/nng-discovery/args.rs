@@ -587,6 +587,13 @@ mod tests {
         s.iter().map(|a| a.to_string()).collect()
     }
 
+    /// `server --survey a --publish b` followed by `extra`.
+    fn server<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+        let mut a = vec!["server", "--survey", "a", "--publish", "b"];
+        a.extend_from_slice(extra);
+        a
+    }
+
     fn err(s: &[&str]) -> String {
         match parse(&args(s)) {
             Err(UsageError(m)) => {
@@ -642,9 +649,7 @@ mod tests {
 
     #[test]
     fn server_defaults_are_the_library_defaults() {
-        let Command::Server(s) =
-            parse(&args(&["server", "--survey", "a", "--publish", "b"])).unwrap()
-        else {
+        let Command::Server(s) = parse(&args(&server(&[]))).unwrap() else {
             panic!()
         };
         assert_eq!(s.options, Options::default());
@@ -653,77 +658,26 @@ mod tests {
     #[test]
     fn bad_values_name_the_flag() {
         assert_eq!(
-            err(&[
-                "server",
-                "--survey",
-                "a",
-                "--publish",
-                "b",
-                "--poll-interval",
-                "abc"
-            ]),
+            err(&server(&["--poll-interval", "abc"])),
             r#"invalid --poll-interval "abc": expected a duration like 250ms or 2s"#
         );
         assert_eq!(
-            err(&[
-                "server",
-                "--survey",
-                "a",
-                "--publish",
-                "b",
-                "--miss-threshold",
-                "0"
-            ]),
+            err(&server(&["--miss-threshold", "0"])),
             r#"invalid --miss-threshold "0": expected a whole number of at least 1"#
         );
-        assert!(err(&[
-            "server",
-            "--survey",
-            "a",
-            "--publish",
-            "b",
-            "--max-peers=-4"
-        ])
-        .starts_with("invalid --max-peers \"-4\""));
-        assert!(err(&[
-            "server",
-            "--survey",
-            "a",
-            "--publish",
-            "b",
-            "--max-peers=+4"
-        ])
-        .starts_with("invalid --max-peers \"+4\""));
-        let m = err(&[
-            "server",
-            "--survey",
-            "a",
-            "--publish",
-            "b",
-            "--survey-time",
-            "2s",
-            "--poll-interval",
-            "1s",
-        ]);
+        assert!(err(&server(&["--max-peers=-4"])).starts_with("invalid --max-peers \"-4\""));
+        assert!(err(&server(&["--max-peers=+4"])).starts_with("invalid --max-peers \"+4\""));
+        let m = err(&server(&["--survey-time", "2s", "--poll-interval", "1s"]));
         assert!(m.starts_with("invalid --survey-time: "), "{m}");
         assert!(m.contains("--poll-interval"), "{m}");
-        let m = err(&[
-            "server",
-            "--survey",
-            "a",
-            "--publish",
-            "b",
-            "--poll-interval",
-            "0s",
-        ]);
+        let m = err(&server(&["--poll-interval", "0s"]));
         assert!(m.starts_with("invalid --poll-interval: "), "{m}");
     }
 
     #[test]
     fn metrics_takes_an_ip_and_port() {
         let parsed = |extra: &[&str]| {
-            let mut a = vec!["server", "--survey", "a", "--publish", "b"];
-            a.extend_from_slice(extra);
+            let a = server(extra);
             match parse(&args(&a)) {
                 Ok(Command::Server(s)) => s.metrics,
                 other => panic!("{a:?}: {other:?}"),
@@ -739,15 +693,7 @@ mod tests {
             Some("[::1]:0".parse().unwrap())
         );
         for bad in ["localhost:9464", "127.0.0.1", "9464", "1.2.3.4:99999", ""] {
-            let m = err(&[
-                "server",
-                "--survey",
-                "a",
-                "--publish",
-                "b",
-                "--metrics",
-                bad,
-            ]);
+            let m = err(&server(&["--metrics", bad]));
             assert_eq!(
                 m,
                 format!(
@@ -755,10 +701,7 @@ mod tests {
                 )
             );
         }
-        assert!(
-            err(&["server", "--survey", "a", "--publish", "b", "--metrics"])
-                .starts_with("--metrics needs a value")
-        );
+        assert!(err(&server(&["--metrics"])).starts_with("--metrics needs a value"));
     }
 
     #[test]
