@@ -380,13 +380,15 @@ impl Core {
                 );
                 if self.event_driven {
                     let pipes = self.membership.pipe_count();
-                    self.schedule.request_survey(now, pipes);
+                    self.schedule.connection_added(now, pipes);
                 }
             }
             Control::PipeRemoved(pipe) => {
                 for name in self.membership.pipe_removed(pipe) {
                     log::info!("left: {name} (connection closed)");
                 }
+                let pipes = self.membership.pipe_count();
+                self.schedule.connection_removed(now, pipes);
             }
             Control::SubscriberRemoved => {
                 self.stats.subscribers = self.stats.subscribers.saturating_sub(1);
