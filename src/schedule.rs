@@ -6,7 +6,10 @@
 //! * a heartbeat round every `poll_interval`, which counts misses;
 //! * an extra survey when connections arrive ([`JoinSurveys`]): a lone new
 //!   connection is surveyed at once, connections arriving close together
-//!   share one survey, and none waits longer than [`MAX_JOIN_WAIT`];
+//!   share one survey, and none waits longer than [`MAX_JOIN_WAIT`] unless
+//!   the server is still taking the answers to earlier surveys (then the
+//!   next goes out once it has caught up: see
+//!   [`Schedule::set_answer_backlog`]);
 //! * nothing else: answers to any recent survey prove life.
 //!
 //! How the CPU stays bounded when thousands connect at once: a survey costs
@@ -162,6 +165,8 @@ pub(crate) struct Schedule {
     next_round: Instant,
     round_end: Option<Instant>,
     joins: JoinSurveys,
+    /// More answers wait to be taken than the server takes in one go.
+    answer_backlog: bool,
     /// The publish gap set in the options.
     min_publish_gap: Duration,
     publish_due: Option<Instant>,
@@ -184,6 +189,7 @@ impl Schedule {
             next_round: now,
             round_end: None,
             joins: JoinSurveys::new(now),
+            answer_backlog: false,
             min_publish_gap: options.get_publish_gap(),
             // The first list goes out when the first round ends, even if
             // nobody asked: it is what `Server::changes` starts with.
@@ -203,6 +209,16 @@ impl Schedule {
     /// [`MAX_JOIN_WAIT`].
     pub(crate) fn connection_added(&mut self, now: Instant, connections: usize) {
         self.joins.connection_added(now, connections);
+    }
+
+    /// Whether answers are queued faster than the server takes them. While
+    /// they are, no extra survey goes out (its answers would only queue
+    /// behind them, and a saturated server would fall further behind with
+    /// every survey); it goes out as soon as the queue is down again. So a
+    /// server short of CPU surveys as often as it can take the answers, and
+    /// no more. Heartbeat rounds are not held back.
+    pub(crate) fn set_answer_backlog(&mut self, behind: bool) {
+        self.answer_backlog = behind;
     }
 
     /// A connection closed at `now`; `connections` are still open (what
@@ -248,7 +264,7 @@ impl Schedule {
             self.joins.surveyed(now, false);
             return Some(Action::StartRound);
         }
-        if self.joins.due_at().is_some_and(|t| t <= now) {
+        if !self.answer_backlog && self.joins.due_at().is_some_and(|t| t <= now) {
             self.joins.surveyed(now, true);
             return Some(Action::Survey);
         }
@@ -263,7 +279,12 @@ impl Schedule {
 
     /// When `due` will next have something to return.
     pub(crate) fn next_wakeup(&self) -> Instant {
-        [self.round_end, self.joins.due_at(), self.publish_due]
+        let joins = if self.answer_backlog {
+            None // the next answer wakes the thread, and it looks again
+        } else {
+            self.joins.due_at()
+        };
+        [self.round_end, joins, self.publish_due]
             .into_iter()
             .flatten()
             .fold(self.next_round.min(self.next_republish), Instant::min)
@@ -420,6 +441,30 @@ mod tests {
         assert_eq!(drain(&mut s, t + ms(2000)), [Action::Survey]);
         s.connection_added(t + ms(2001), 10_005);
         assert_eq!(drain(&mut s, t + ms(2001)), [Action::Survey]);
+    }
+
+    #[test]
+    fn an_answer_backlog_holds_extra_surveys_back_but_not_rounds() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(&options(), t0);
+        let t = settled(&mut s, t0);
+        s.set_answer_backlog(true);
+        s.connection_added(t, 10);
+        assert!(drain(&mut s, t).is_empty());
+        assert_eq!(s.next_wakeup(), t0 + ms(1000), "not woken for the survey");
+        // Still behind when MAX_JOIN_WAIT has passed: still held.
+        assert!(drain(&mut s, t + MAX_JOIN_WAIT).is_empty());
+        // Caught up: it goes out at once.
+        s.set_answer_backlog(false);
+        assert_eq!(s.next_wakeup(), t);
+        assert_eq!(drain(&mut s, t + ms(400)), [Action::Survey]);
+        // A heartbeat round starts on time, backlog or not, and serves the
+        // connections waiting.
+        s.set_answer_backlog(true);
+        s.connection_added(t + ms(600), 11);
+        assert_eq!(drain(&mut s, t0 + ms(1000)), [Action::StartRound]);
+        s.set_answer_backlog(false);
+        assert_eq!(s.next_wakeup(), t0 + ms(1200));
     }
 
     #[test]

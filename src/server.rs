@@ -314,6 +314,10 @@ impl Core {
     fn run(mut self, control: Receiver<Control>, answers: Receiver<Message>) {
         loop {
             let now = Instant::now();
+            // More answers queued than one batch: the server is behind, and
+            // an extra survey would only add to the queue.
+            self.schedule
+                .set_answer_backlog(answers.len() > ANSWER_BATCH);
             while let Some(action) = self.schedule.due(now) {
                 self.act(action, now);
             }
