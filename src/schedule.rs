@@ -1,7 +1,7 @@
 //! When the server surveys and publishes, as a plain struct fed with
 //! `Instant`s: no clock is read here, so the timing rules are unit-tested.
 //!
-//! Three kinds of survey go out, and every one reaches every open
+//! Two kinds of survey go out, and every one reaches every open
 //! connection (NNG's surveyor broadcasts; it cannot address one pipe):
 //! * a heartbeat round every `poll_interval`, which counts misses;
 //! * an extra survey when connections arrive ([`JoinSurveys`]): a lone new
@@ -25,6 +25,8 @@
 //! while connections keep arriving: a lone connection after a quiet spell
 //! costs one survey. A burst of 10,000 connections over 0.7 s costs about
 //! four surveys' worth of answers (see the tests), not one per connection.
+//! And none goes out while more answers are queued than the server takes
+//! in one go, so a server short of CPU is not buried under answers.
 
 use std::time::{Duration, Instant};
 
@@ -52,7 +54,9 @@ pub(crate) enum Action {
 pub(crate) const EXTRA_SURVEY_ANSWERS_PER_SEC: f64 = 10_000.0;
 
 /// The longest a new connection waits for its first survey, however spent
-/// the budget: the budget delays a survey, never cancels it. With answers
+/// the budget (unless the server is behind on answers: see
+/// [`Schedule::set_answer_backlog`]): the budget delays a survey, never
+/// cancels it. With answers
 /// taking about 0.2 s to come back from 10,000 peers, a peer is listed
 /// within about half a second of connecting, whatever the poll interval.
 /// It also bounds the cost: an extra survey that the budget does not cover
