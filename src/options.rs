@@ -28,7 +28,9 @@ use crate::error::{Error, Result};
 /// list within milliseconds (its connection closes); a peer that hangs with
 /// its connection open is dropped within
 /// `miss_threshold × poll_interval + survey_time` = 11 s. A new peer appears
-/// within milliseconds, whatever the poll interval.
+/// within milliseconds, whatever the poll interval; when thousands connect at
+/// once they share surveys, and each is asked within 300 ms of connecting
+/// (see "How membership works" in the README).
 ///
 /// ```
 /// use std::time::Duration;

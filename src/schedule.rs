@@ -1,5 +1,32 @@
 //! When the server surveys and publishes, as a plain struct fed with
 //! `Instant`s: no clock is read here, so the timing rules are unit-tested.
+//!
+//! Two kinds of survey go out, and every one reaches every open
+//! connection (NNG's surveyor broadcasts; it cannot address one pipe):
+//! * a heartbeat round every `poll_interval`, which counts misses;
+//! * an extra survey when connections arrive ([`JoinSurveys`]): a lone new
+//!   connection is surveyed at once, connections arriving close together
+//!   share one survey, and none waits longer than [`MAX_JOIN_WAIT`] unless
+//!   the server is still taking the answers to earlier surveys (then the
+//!   next goes out once it has caught up: see
+//!   [`Schedule::set_answer_backlog`]);
+//! * nothing else: answers to any recent survey prove life.
+//!
+//! How the CPU stays bounded when thousands connect at once: a survey costs
+//! one message out and one answer in per open connection, so the extra
+//! surveys draw on a budget of [`EXTRA_SURVEY_ANSWERS_PER_SEC`] answers a
+//! second (a token bucket holding at most two surveys' worth), and a
+//! connection that arrives while the budget is spent waits for the budget,
+//! but never longer than [`MAX_JOIN_WAIT`]. So extra surveys come at most
+//! every 1 ms when they are cheap, at most `10,000 / N` a second at `N`
+//! connections up to 3,000 (the budget), and above that at most one per
+//! [`MAX_JOIN_WAIT`] (3.3 a second: at 10,000 connections at most 33,000
+//! answers a second, 3.3 times what a 1 s heartbeat poll costs), and only
+//! while connections keep arriving: a lone connection after a quiet spell
+//! costs one survey. A burst of 10,000 connections over 0.7 s costs about
+//! four surveys' worth of answers (see the tests), not one per connection.
+//! And none goes out while more answers are queued than the server takes
+//! in one go, so a server short of CPU is not buried under answers.
 
 use std::time::{Duration, Instant};
 
@@ -19,11 +46,22 @@ pub(crate) enum Action {
 }
 
 /// On average, extra surveys (sent when connections arrive) may cost at
-/// most this many answers a second: the load of one survey a second to
+/// most this many answers a second, unless that would make a connection
+/// wait longer than [`MAX_JOIN_WAIT`]: the load of one survey a second to
 /// 10,000 peers. Every survey reaches every connection, so a storm of new
 /// connections must share surveys; up to two surveys' worth is saved up, so
 /// a lone new connection is still surveyed at once.
 pub(crate) const EXTRA_SURVEY_ANSWERS_PER_SEC: f64 = 10_000.0;
+
+/// The longest a new connection waits for its first survey, however spent
+/// the budget (unless the server is behind on answers: see
+/// [`Schedule::set_answer_backlog`]): the budget delays a survey, never
+/// cancels it. With answers
+/// taking about 0.2 s to come back from 10,000 peers, a peer is listed
+/// within about half a second of connecting, whatever the poll interval.
+/// It also bounds the cost: an extra survey that the budget does not cover
+/// goes out at least this long after the previous survey.
+pub(crate) const MAX_JOIN_WAIT: Duration = Duration::from_millis(300);
 
 /// The least time between two surveys.
 const MIN_SURVEY_GAP: Duration = Duration::from_millis(1);
@@ -33,6 +71,95 @@ const MIN_SURVEY_GAP: Duration = Duration::from_millis(1);
 /// publish per 56 ms; with a few subscribers, the publish gap rules.
 pub(crate) const PUBLISH_BYTES_PER_SEC: f64 = 400e6;
 
+/// When to send the extra survey that new connections wait for: a pure
+/// rule, fed with connection counts and the surveys that went out.
+///
+/// A survey is due once a connection is waiting (arrived after the last
+/// survey of any kind) and the budget holds the survey's cost (one answer
+/// per open connection, refilled at [`EXTRA_SURVEY_ANSWERS_PER_SEC`], at
+/// most two surveys' worth saved), at least [`MIN_SURVEY_GAP`] after the
+/// previous survey; and in any case [`MAX_JOIN_WAIT`] after the first
+/// waiting connection arrived. Connections that arrive before it goes out
+/// share it.
+#[derive(Debug)]
+pub(crate) struct JoinSurveys {
+    /// When the first connection that no survey has reached yet arrived.
+    waiting_since: Option<Instant>,
+    /// When the last survey (a heartbeat's or an extra one) went out.
+    last_survey: Option<Instant>,
+    /// Open connections: what the next survey costs, in answers.
+    connections: usize,
+    /// Answers extra surveys may still cost at `credit_at` (a token bucket).
+    credit: f64,
+    credit_at: Instant,
+}
+
+impl JoinSurveys {
+    /// No connection waiting; the budget starts full.
+    pub(crate) fn new(now: Instant) -> JoinSurveys {
+        JoinSurveys {
+            waiting_since: None,
+            last_survey: None,
+            connections: 0,
+            credit: f64::INFINITY,
+            credit_at: now,
+        }
+    }
+
+    /// What a survey costs now, in answers.
+    fn cost(&self) -> f64 {
+        self.connections.max(1) as f64
+    }
+
+    /// Brings the budget to `now`, at most two surveys' worth (of what a
+    /// survey costs now: call after updating `connections`).
+    fn refill(&mut self, now: Instant) {
+        if now > self.credit_at {
+            self.credit += (now - self.credit_at).as_secs_f64() * EXTRA_SURVEY_ANSWERS_PER_SEC;
+            self.credit_at = now;
+        }
+        self.credit = self.credit.min(2.0 * self.cost());
+    }
+
+    /// A connection arrived at `now`; `connections` are open, it included.
+    pub(crate) fn connection_added(&mut self, now: Instant, connections: usize) {
+        self.connections = connections;
+        self.refill(now);
+        self.waiting_since.get_or_insert(now);
+    }
+
+    /// A connection closed; `connections` are still open.
+    pub(crate) fn connection_removed(&mut self, now: Instant, connections: usize) {
+        self.connections = connections;
+        self.refill(now);
+    }
+
+    /// When the extra survey is due, if a connection waits for one.
+    pub(crate) fn due_at(&self) -> Option<Instant> {
+        let waiting = self.waiting_since?;
+        let latest = waiting + MAX_JOIN_WAIT;
+        let short = (self.cost() - self.credit).max(0.0) / EXTRA_SURVEY_ANSWERS_PER_SEC;
+        let funded =
+            self.credit_at + Duration::from_secs_f64(short.min(MAX_JOIN_WAIT.as_secs_f64()));
+        let spaced = self.last_survey.map_or(waiting, |t| t + MIN_SURVEY_GAP);
+        Some(funded.max(waiting).min(latest).max(spaced))
+    }
+
+    /// A survey reaching every open connection went out at `now`: an extra
+    /// one (`extra`: paid from the budget) or a heartbeat round's (paid by
+    /// the poll interval). Nobody is waiting any more.
+    pub(crate) fn surveyed(&mut self, now: Instant, extra: bool) {
+        self.waiting_since = None;
+        self.last_survey = Some(now);
+        if extra {
+            self.refill(now);
+            // A survey sent after MAX_JOIN_WAIT with the budget short is not
+            // charged as debt: it is already spaced by MAX_JOIN_WAIT.
+            self.credit = (self.credit - self.cost()).max(0.0);
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Schedule {
     poll_interval: Duration,
@@ -41,11 +168,9 @@ pub(crate) struct Schedule {
     publish_gap: Duration,
     next_round: Instant,
     round_end: Option<Instant>,
-    survey_due: Option<Instant>,
-    last_survey: Option<Instant>,
-    /// Answers extra surveys may still cost now (a token bucket).
-    survey_credit: f64,
-    credit_at: Instant,
+    joins: JoinSurveys,
+    /// More answers wait to be taken than the server takes in one go.
+    answer_backlog: bool,
     /// The publish gap set in the options.
     min_publish_gap: Duration,
     publish_due: Option<Instant>,
@@ -67,10 +192,8 @@ impl Schedule {
             publish_gap: options.get_publish_gap(),
             next_round: now,
             round_end: None,
-            survey_due: None,
-            last_survey: None,
-            survey_credit: f64::INFINITY,
-            credit_at: now,
+            joins: JoinSurveys::new(now),
+            answer_backlog: false,
             min_publish_gap: options.get_publish_gap(),
             // The first list goes out when the first round ends, even if
             // nobody asked: it is what `Server::changes` starts with.
@@ -84,23 +207,28 @@ impl Schedule {
         }
     }
 
-    /// Asks for an extra survey, which will reach `pipes` connections: now
-    /// if the answer budget allows, else once it has refilled (see
-    /// [`EXTRA_SURVEY_ANSWERS_PER_SEC`]). Requests before that one is sent
-    /// are merged.
-    pub(crate) fn request_survey(&mut self, now: Instant, pipes: usize) {
-        if self.survey_due.is_some() {
-            return;
-        }
-        let cost = pipes.max(1) as f64;
-        let refill = now.saturating_duration_since(self.credit_at).as_secs_f64()
-            * EXTRA_SURVEY_ANSWERS_PER_SEC;
-        self.survey_credit = (self.survey_credit + refill).min(2.0 * cost);
-        self.credit_at = now;
-        let wait = ((cost - self.survey_credit) / EXTRA_SURVEY_ANSWERS_PER_SEC).max(0.0);
-        self.survey_credit -= cost;
-        let earliest = self.last_survey.map_or(now, |t| t + MIN_SURVEY_GAP);
-        self.survey_due = Some(earliest.max(now + Duration::from_secs_f64(wait)));
+    /// A new connection arrived at `now` (`connections` are open, it
+    /// included): it is surveyed by an extra survey (see [`JoinSurveys`])
+    /// or the next heartbeat round, whichever comes first, within
+    /// [`MAX_JOIN_WAIT`].
+    pub(crate) fn connection_added(&mut self, now: Instant, connections: usize) {
+        self.joins.connection_added(now, connections);
+    }
+
+    /// Whether answers are queued faster than the server takes them. While
+    /// they are, no extra survey goes out (its answers would only queue
+    /// behind them, and a saturated server would fall further behind with
+    /// every survey); it goes out as soon as the queue is down again. So a
+    /// server short of CPU surveys as often as it can take the answers, and
+    /// no more. Heartbeat rounds are not held back.
+    pub(crate) fn set_answer_backlog(&mut self, behind: bool) {
+        self.answer_backlog = behind;
+    }
+
+    /// A connection closed at `now`; `connections` are still open (what
+    /// the next survey costs).
+    pub(crate) fn connection_removed(&mut self, now: Instant, connections: usize) {
+        self.joins.connection_removed(now, connections);
     }
 
     /// Sets the gap before the next publish from what the last one cost:
@@ -136,13 +264,12 @@ impl Schedule {
                 self.next_round = now + self.poll_interval;
             }
             self.round_end = Some(now + self.survey_time);
-            self.last_survey = Some(now);
-            self.survey_due = None; // the round's survey reaches everyone
+            // The round's survey reaches everyone: nobody waits any more.
+            self.joins.surveyed(now, false);
             return Some(Action::StartRound);
         }
-        if self.survey_due.is_some_and(|t| t <= now) {
-            self.survey_due = None;
-            self.last_survey = Some(now);
+        if !self.answer_backlog && self.joins.due_at().is_some_and(|t| t <= now) {
+            self.joins.surveyed(now, true);
             return Some(Action::Survey);
         }
         if self.publish_due.is_some_and(|t| t <= now) || self.next_republish <= now {
@@ -156,7 +283,12 @@ impl Schedule {
 
     /// When `due` will next have something to return.
     pub(crate) fn next_wakeup(&self) -> Instant {
-        [self.round_end, self.survey_due, self.publish_due]
+        let joins = if self.answer_backlog {
+            None // the next answer wakes the thread, and it looks again
+        } else {
+            self.joins.due_at()
+        };
+        [self.round_end, joins, self.publish_due]
             .into_iter()
             .flatten()
             .fold(self.next_round.min(self.next_republish), Instant::min)
@@ -232,56 +364,167 @@ mod tests {
         );
     }
 
+    /// Drains the schedule with the rounds out of the way (the first ends
+    /// at 200 ms, the next starts at 1 s), returning the time to start at.
+    fn settled(s: &mut Schedule, t0: Instant) -> Instant {
+        drain(s, t0);
+        drain(s, t0 + ms(200));
+        t0 + ms(300)
+    }
+
     #[test]
-    fn extra_surveys_are_immediate_then_share_a_budget() {
+    fn a_lone_connection_is_surveyed_at_once_even_among_10000() {
         let t0 = Instant::now();
         let mut s = Schedule::new(&options(), t0);
-        drain(&mut s, t0); // round's survey at t0
-        drain(&mut s, t0 + ms(250)); // the round ends, the first list goes out
-        let t = t0 + ms(300);
+        let t = settled(&mut s, t0);
+        s.connection_added(t, 10_000);
+        assert_eq!(s.next_wakeup(), t);
+        assert_eq!(drain(&mut s, t), [Action::Survey]);
+        // Nobody waits: nothing more until the next round.
+        assert_eq!(s.next_wakeup(), t0 + ms(1000));
+    }
+
+    #[test]
+    fn connections_in_quick_succession_share_surveys_within_the_budget() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(&options(), t0);
+        let t = settled(&mut s, t0);
         // 1,000 connections: two surveys' worth of credit, then one per
         // 100 ms (10,000 answers a second).
-        s.request_survey(t, 1000);
+        s.connection_added(t, 1000);
         assert_eq!(drain(&mut s, t), [Action::Survey]);
-        s.request_survey(t + ms(1), 1000);
+        s.connection_added(t + ms(1), 1000);
         assert_eq!(drain(&mut s, t + ms(1)), [Action::Survey]);
-        // 20 answers of credit by now: the 980 missing take 98 ms.
-        s.request_survey(t + ms(2), 1000);
-        s.request_survey(t + ms(3), 1000); // merged
-        assert_eq!(s.next_wakeup(), t + ms(100));
-        assert!(drain(&mut s, t + ms(99)).is_empty());
-        assert_eq!(drain(&mut s, t + ms(100)), [Action::Survey]);
-        // A few connections: the 1 ms floor.
+        // 20 answers of credit by now: the 980 missing take 98 ms, and the
+        // connections arriving meanwhile share that survey.
+        s.connection_added(t + ms(2), 1000);
+        s.connection_added(t + ms(3), 1001);
+        s.connection_added(t + ms(50), 1002);
+        assert_eq!(s.next_wakeup(), t + ms(100) + Duration::from_micros(200));
+        assert!(drain(&mut s, t + ms(100)).is_empty());
+        assert_eq!(
+            drain(&mut s, t + ms(101)),
+            [Action::Survey],
+            "one survey for the three"
+        );
+        assert_eq!(s.next_wakeup(), t0 + ms(1000));
+        // A few connections: only the 1 ms floor between surveys.
         let mut s = Schedule::new(&options(), t0);
-        drain(&mut s, t0);
-        drain(&mut s, t0 + ms(250));
-        s.request_survey(t, 3);
+        let t = settled(&mut s, t0);
+        s.connection_added(t, 3);
         assert_eq!(drain(&mut s, t), [Action::Survey]);
-        s.request_survey(t, 3);
+        s.connection_added(t, 4);
         assert_eq!(s.next_wakeup(), t + ms(1));
+        assert_eq!(drain(&mut s, t + ms(1)), [Action::Survey]);
     }
 
     #[test]
-    fn a_join_storm_of_10000_costs_about_one_survey_a_second() {
+    fn a_spent_budget_delays_a_survey_by_at_most_max_join_wait() {
         let t0 = Instant::now();
         let mut s = Schedule::new(&options().poll_interval(ms(60_000)), t0);
-        drain(&mut s, t0);
-        let mut surveys = 0;
-        // One new connection every 100 µs for 1 s, then 2 s of quiet.
-        for i in 0..30_000u64 {
-            let now = t0 + Duration::from_micros(100 * i);
-            if i < 10_000 {
-                s.request_survey(now, i as usize + 1);
-            }
-            surveys += drain(&mut s, now)
-                .iter()
-                .filter(|a| **a == Action::Survey)
-                .count();
-        }
-        // The old rule (1 ms + 20 µs per connection) sent about 40 here.
-        assert!((3..=12).contains(&surveys), "{surveys} surveys");
+        let t = settled(&mut s, t0);
+        s.connection_added(t, 10_000);
+        assert_eq!(drain(&mut s, t), [Action::Survey]);
+        s.connection_added(t + ms(1), 10_001);
+        assert_eq!(drain(&mut s, t + ms(1)), [Action::Survey]);
+        // The budget is spent: it would take a second to refill, but the
+        // survey goes out MAX_JOIN_WAIT after the connection arrived.
+        s.connection_added(t + ms(2), 10_002);
+        assert_eq!(s.next_wakeup(), t + ms(2) + MAX_JOIN_WAIT);
+        assert!(drain(&mut s, t + ms(2) + MAX_JOIN_WAIT - ms(1)).is_empty());
+        assert_eq!(drain(&mut s, t + ms(2) + MAX_JOIN_WAIT), [Action::Survey]);
+        // Spaced by MAX_JOIN_WAIT, that survey left no debt: the next one
+        // again waits for the budget, capped the same way.
+        let t = t + ms(2) + MAX_JOIN_WAIT;
+        s.connection_added(t + ms(5), 10_003);
+        assert_eq!(s.next_wakeup(), t + ms(5) + MAX_JOIN_WAIT);
+        // After two quiet seconds, two connections go at once again.
+        let t = t + ms(5) + MAX_JOIN_WAIT;
+        assert_eq!(drain(&mut s, t), [Action::Survey]);
+        s.connection_added(t + ms(2000), 10_004);
+        assert_eq!(drain(&mut s, t + ms(2000)), [Action::Survey]);
+        s.connection_added(t + ms(2001), 10_005);
+        assert_eq!(drain(&mut s, t + ms(2001)), [Action::Survey]);
     }
 
+    #[test]
+    fn an_answer_backlog_holds_extra_surveys_back_but_not_rounds() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(&options(), t0);
+        let t = settled(&mut s, t0);
+        s.set_answer_backlog(true);
+        s.connection_added(t, 10);
+        assert!(drain(&mut s, t).is_empty());
+        assert_eq!(s.next_wakeup(), t0 + ms(1000), "not woken for the survey");
+        // Still behind when MAX_JOIN_WAIT has passed: still held.
+        assert!(drain(&mut s, t + MAX_JOIN_WAIT).is_empty());
+        // Caught up: it goes out at once.
+        s.set_answer_backlog(false);
+        assert_eq!(s.next_wakeup(), t);
+        assert_eq!(drain(&mut s, t + ms(400)), [Action::Survey]);
+        // A heartbeat round starts on time, backlog or not, and serves the
+        // connections waiting.
+        s.set_answer_backlog(true);
+        s.connection_added(t + ms(600), 11);
+        assert_eq!(drain(&mut s, t0 + ms(1000)), [Action::StartRound]);
+        s.set_answer_backlog(false);
+        assert_eq!(s.next_wakeup(), t0 + ms(1200));
+    }
+
+    #[test]
+    fn closed_connections_make_the_next_survey_cheaper() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(&options().poll_interval(ms(60_000)), t0);
+        let t = settled(&mut s, t0);
+        s.connection_added(t, 2000);
+        s.connection_added(t, 2000);
+        assert_eq!(drain(&mut s, t), [Action::Survey]);
+        s.connection_added(t + ms(1), 2000);
+        assert_eq!(drain(&mut s, t + ms(1)), [Action::Survey]);
+        // 20 answers of credit now. Most connections leave: surveying the
+        // 101 left needs 81 more, 8.1 ms of budget (not 198 ms for 2,001).
+        s.connection_removed(t + ms(2), 100);
+        s.connection_added(t + ms(2), 101);
+        assert_eq!(s.next_wakeup(), t + ms(2) + Duration::from_micros(8_100));
+    }
+
+    #[test]
+    fn a_burst_of_10000_connections_costs_a_few_surveys_and_waits_little() {
+        // 10,000 connections within 0.7 s (one every 70 µs), at the default
+        // poll (5 s: no heartbeat round falls in the burst).
+        let t0 = Instant::now();
+        let defaults = Options::default();
+        let mut s = Schedule::new(&defaults, t0);
+        drain(&mut s, t0);
+        let start = t0 + ms(1100);
+        drain(&mut s, start);
+        let arrivals: Vec<Duration> = (0..10_000u64)
+            .map(|i| Duration::from_micros(70 * i))
+            .collect();
+        let run = simulate(&mut s, start, &arrivals, &[]);
+        assert_eq!(run.rounds, 0);
+        assert!(run.worst_wait <= MAX_JOIN_WAIT, "{:?}", run.worst_wait);
+        // About four surveys' worth of answers for the whole burst (the old
+        // rule, one survey per connection at the 1 ms floor, cost ~350).
+        assert!(run.answers <= 45_000, "{} answers", run.answers);
+        assert!(run.surveys <= 20, "{} surveys", run.surveys);
+    }
+
+    #[test]
+    fn a_steady_stream_of_joins_costs_the_budget_or_one_survey_per_max_join_wait() {
+        // One new connection every 100 µs for 1 s, then 2 s of quiet.
+        let t0 = Instant::now();
+        let mut s = Schedule::new(&options().poll_interval(ms(60_000)), t0);
+        let start = settled(&mut s, t0);
+        let arrivals: Vec<Duration> = (0..10_000u64)
+            .map(|i| Duration::from_micros(100 * i))
+            .collect();
+        let run = simulate(&mut s, start, &arrivals, &[]);
+        assert!(run.worst_wait <= MAX_JOIN_WAIT, "{:?}", run.worst_wait);
+        // Up to 3,000 connections the budget spaces them; beyond, one per
+        // 300 ms: about a dozen in all.
+        assert!((5..=20).contains(&run.surveys), "{} surveys", run.surveys);
+    }
     #[test]
     fn publishes_to_many_subscribers_are_spaced_by_their_cost() {
         let t0 = Instant::now();
@@ -293,18 +536,20 @@ mod tests {
     }
 
     #[test]
-    fn a_round_survey_satisfies_a_pending_extra_survey() {
+    fn a_round_survey_reaches_the_waiting_connections() {
         let t0 = Instant::now();
         let mut s = Schedule::new(&options(), t0);
         drain(&mut s, t0);
         drain(&mut s, t0 + ms(200));
-        s.request_survey(t0 + ms(999), 1000); // credit for two: now
+        s.connection_added(t0 + ms(999), 10_000); // credit for two: now
         assert_eq!(drain(&mut s, t0 + ms(999)), [Action::Survey]);
-        s.request_survey(t0 + ms(999), 20_000); // no credit left: in 2 s
+        s.connection_added(t0 + ms(999), 10_000);
+        s.connection_added(t0 + ms(999), 10_000); // budget spent: waits
         assert_eq!(drain(&mut s, t0 + ms(1009)), [Action::StartRound]);
         assert!(drain(&mut s, t0 + ms(1100)).is_empty());
+        // Nothing waits but the round's end (it started late, at 1009).
+        assert_eq!(s.next_wakeup(), t0 + ms(1209));
     }
-
     #[test]
     fn the_first_list_is_published_when_the_first_round_ends() {
         let t0 = Instant::now();
@@ -390,6 +635,185 @@ mod tests {
         for i in 201..204 {
             s.request_publish(t0 + ms(i));
             assert_eq!(drain(&mut s, t0 + ms(i)), [Action::Publish]);
+        }
+    }
+    /// What a simulated server thread saw: it wakes exactly when the
+    /// schedule asks or an event comes, and drains every due action.
+    #[derive(Debug, Default)]
+    struct Run {
+        /// Extra surveys and heartbeat rounds sent.
+        surveys: usize,
+        rounds: usize,
+        /// Answers the extra surveys cost (connections open when sent).
+        answers: u64,
+        /// Longest time from a connection to the first survey after it.
+        worst_wait: Duration,
+        /// Each extra survey: when, what it cost, and the time since the
+        /// survey (of either kind) before it.
+        extra: Vec<(Duration, u64, Option<Duration>)>,
+    }
+
+    /// Feeds `arrivals` (times after `start`, sorted) as new connections and
+    /// `removals` (sorted) as closed ones, then runs 3 s past the last.
+    fn simulate(
+        s: &mut Schedule,
+        start: Instant,
+        arrivals: &[Duration],
+        removals: &[Duration],
+    ) -> Run {
+        let mut run = Run::default();
+        let mut open = 0usize;
+        let (mut a, mut r) = (0, 0);
+        let mut waiting: Vec<Instant> = Vec::new();
+        let mut last_survey: Option<Instant> = None;
+        let end = start
+            + arrivals
+                .last()
+                .max(removals.last())
+                .copied()
+                .unwrap_or_default()
+            + ms(3000);
+        let mut now = start;
+        while now <= end {
+            // Events at `now` first, as the thread takes them, then actions.
+            while a < arrivals.len() && start + arrivals[a] <= now {
+                open += 1;
+                s.connection_added(now, open);
+                waiting.push(now);
+                a += 1;
+            }
+            while r < removals.len() && start + removals[r] <= now {
+                open = open.saturating_sub(1);
+                s.connection_removed(now, open);
+                r += 1;
+            }
+            while let Some(action) = s.due(now) {
+                match action {
+                    Action::Survey | Action::StartRound => {
+                        if action == Action::Survey {
+                            run.surveys += 1;
+                            run.answers += open as u64;
+                            run.extra.push((
+                                now - start,
+                                open as u64,
+                                last_survey.map(|t| now - t),
+                            ));
+                        } else {
+                            run.rounds += 1;
+                        }
+                        last_survey = Some(now);
+                        for w in waiting.drain(..) {
+                            run.worst_wait = run.worst_wait.max(now - w);
+                        }
+                    }
+                    Action::EndRound | Action::Publish => {}
+                }
+            }
+            let wake = s.next_wakeup();
+            assert!(
+                wake > now,
+                "asks to be woken at {wake:?}, not after {now:?}"
+            );
+            let next_event = [arrivals.get(a), removals.get(r)]
+                .into_iter()
+                .flatten()
+                .map(|d| start + *d)
+                .min();
+            now = next_event.map_or(wake, |e| e.min(wake));
+        }
+        assert!(
+            waiting.is_empty(),
+            "{} connections never surveyed",
+            waiting.len()
+        );
+        run
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Sorted times within `span_ms`, clustered like real arrivals:
+        /// bursts of many within microseconds, and gaps.
+        fn times(max: usize, span_ms: u64) -> impl Strategy<Value = Vec<Duration>> {
+            prop::collection::vec((0..span_ms * 1000, 1..200u64, 1..400usize), 0..max).prop_map(
+                |bursts| {
+                    let mut v: Vec<Duration> = bursts
+                        .into_iter()
+                        .flat_map(|(at, step, n)| {
+                            (0..n as u64).map(move |i| Duration::from_micros(at + i * step))
+                        })
+                        .collect();
+                    v.sort();
+                    v
+                },
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Every connection is surveyed (by an extra survey or a round)
+            /// within MAX_JOIN_WAIT of arriving, whatever the poll interval;
+            /// extra surveys are at least MIN_SURVEY_GAP apart; those that
+            /// come sooner than MAX_JOIN_WAIT after the previous survey are
+            /// paid from the budget, so their answers stay within two
+            /// surveys' worth plus EXTRA_SURVEY_ANSWERS_PER_SEC a second.
+            #[test]
+            fn every_connection_is_surveyed_soon_and_the_budget_holds(
+                arrivals in times(60, 3000),
+                removals in times(10, 3000),
+                poll_ms in 50..20_000u64,
+                survey_frac in 1..100u64,
+                offset_ms in 0..5000u64,
+            ) {
+                let survey_ms = (poll_ms * survey_frac / 100).max(1);
+                let opts = Options::default()
+                    .poll_interval(ms(poll_ms))
+                    .survey_time(ms(survey_ms))
+                    .republish_interval(ms(30_000));
+                let t0 = Instant::now();
+                let mut s = Schedule::new(&opts, t0);
+                let start = t0 + ms(offset_ms);
+                let run = simulate(&mut s, start, &arrivals, &removals);
+                prop_assert!(run.worst_wait <= MAX_JOIN_WAIT, "waited {:?}", run.worst_wait);
+                let most_open = arrivals.len() as u64;
+                let mut paid = 0u64;
+                for &(at, cost, since) in &run.extra {
+                    if let Some(since) = since {
+                        prop_assert!(since >= MIN_SURVEY_GAP, "{since:?} after the previous survey");
+                        if since >= MAX_JOIN_WAIT {
+                            continue;
+                        }
+                    }
+                    paid += cost.max(1);
+                    let allowed = 2.0 * most_open.max(1) as f64
+                        + (at + ms(offset_ms)).as_secs_f64() * EXTRA_SURVEY_ANSWERS_PER_SEC;
+                    prop_assert!(paid as f64 <= allowed + 1e-6, "{paid} answers by {at:?}");
+                }
+            }
+
+            /// With only a heartbeat every minute, a burst of up to 20,000
+            /// connections within a second still costs a bounded number of
+            /// surveys: a surveys per MAX_JOIN_WAIT at most, plus what the
+            /// budget pays for.
+            #[test]
+            fn bursts_cost_few_surveys(n in 1..20_000u64, spread_us in 1..100u64) {
+                let t0 = Instant::now();
+                let mut s = Schedule::new(&options().poll_interval(ms(60_000)), t0);
+                let start = settled(&mut s, t0);
+                let arrivals: Vec<Duration> =
+                    (0..n).map(|i| Duration::from_micros(i * spread_us)).collect();
+                let run = simulate(&mut s, start, &arrivals, &[]);
+                prop_assert!(run.worst_wait <= MAX_JOIN_WAIT);
+                let span = Duration::from_micros(n * spread_us) + MAX_JOIN_WAIT;
+                let spaced = (span.as_secs_f64() / MAX_JOIN_WAIT.as_secs_f64()).ceil() as u64;
+                let paid = 2 * n + (span.as_secs_f64() * EXTRA_SURVEY_ANSWERS_PER_SEC) as u64;
+                prop_assert!(
+                    run.answers <= paid + spaced * n,
+                    "{} answers for {n} connections", run.answers
+                );
+            }
         }
     }
 }

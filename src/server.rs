@@ -314,6 +314,10 @@ impl Core {
     fn run(mut self, control: Receiver<Control>, answers: Receiver<Message>) {
         loop {
             let now = Instant::now();
+            // More answers queued than one batch: the server is behind, and
+            // an extra survey would only add to the queue.
+            self.schedule
+                .set_answer_backlog(answers.len() > ANSWER_BATCH);
             while let Some(action) = self.schedule.due(now) {
                 self.act(action, now);
             }
@@ -380,13 +384,15 @@ impl Core {
                 );
                 if self.event_driven {
                     let pipes = self.membership.pipe_count();
-                    self.schedule.request_survey(now, pipes);
+                    self.schedule.connection_added(now, pipes);
                 }
             }
             Control::PipeRemoved(pipe) => {
                 for name in self.membership.pipe_removed(pipe) {
                     log::info!("left: {name} (connection closed)");
                 }
+                let pipes = self.membership.pipe_count();
+                self.schedule.connection_removed(now, pipes);
             }
             Control::SubscriberRemoved => {
                 self.stats.subscribers = self.stats.subscribers.saturating_sub(1);

@@ -7,7 +7,7 @@
 //!         [--churn 0] [--churn-names new|same] [--churn-burst]
 //!         [--churn-delay-ms 1000]
 //!         [--inflight 64] [--connect-rate 0] [--report-ms 1000]
-//!         [--duration-s 0] [--print-lists] [--seed 1]
+//!         [--duration-s 0] [--print-lists] [--track-joins] [--seed 1]
 //! ```
 //!
 //! * `--peers N` respondents each answer every survey at once with their own
@@ -18,6 +18,10 @@
 //!   peers per second close their connection and reconnect at once, under a
 //!   new name (`--churn-names new`, the default) or the same one; spread
 //!   evenly over each second, or all K at once with `--churn-burst`.
+//! * `--track-joins`: for every peer, the time from its first connection
+//!   (its TCP connect completing) until subscriber 0 first holds a list
+//!   naming it; reported once every answering peer is listed (for a mass
+//!   connect: all peers at once, then read the `joins` line).
 //! * Connections are opened non-blocking, at most `--inflight` at a time
 //!   between `connect` and the server's SP header (NNG listens with a
 //!   backlog of 128), optionally also at most `--connect-rate` per second.
@@ -36,6 +40,12 @@
 //!   subscriber connected at the time holds a list reflecting it:
 //!   `change kind=leave|join ms=LATENCY subs=M superseded=0|1`; a change
 //!   not delivered within 30 s is reported as `change_lost`;
+//! * `joins n=N p50_ms=.. p99_ms=.. max_ms=.. hs_p50_ms=.. hs_p99_ms=..
+//!   hs_max_ms=.. first_connect=T last_connect=T` with `--track-joins`, once
+//!   subscriber 0 has listed every answering peer (times in seconds since
+//!   start; the latencies are per peer, to the first list naming it: from
+//!   its TCP connect completing, and `hs_` from the server's SP header
+//!   arriving, i.e. from when NNG had accepted the connection);
 //! * `hung names=A,B,...` after a `hang` command;
 //! * `list sub=I len=N bytes=B` per list received, with `--print-lists`;
 //! * `tick` every `--report-ms` with running totals, `end` at exit.
@@ -102,6 +112,7 @@ fn main() {
             _ => None,
         },
         print_lists: args.str("print-lists").is_some(),
+        track_joins: args.str("track-joins").is_some(),
         seed: args.get("seed", 1u64),
     };
     if let Err(e) = Gen::new(config).and_then(Gen::run) {
@@ -244,6 +255,13 @@ struct Slot {
     hung: bool,
     conn: Option<usize>,
     ready: bool,
+    /// When its first connection's TCP connect completed (`--track-joins`).
+    connected_at: Option<Instant>,
+    /// When the server's SP header arrived on its first connection: NNG
+    /// had accepted it and the server learns of it about then.
+    ready_at: Option<Instant>,
+    /// Whether subscriber 0 has held a list naming it (`--track-joins`).
+    listed: bool,
 }
 
 #[derive(Default)]
@@ -290,6 +308,7 @@ struct Config {
     report: Duration,
     duration: Option<Duration>,
     print_lists: bool,
+    track_joins: bool,
     seed: u64,
 }
 
@@ -340,6 +359,14 @@ struct Gen {
     rng: u64,
     scratch: Vec<u8>,
     answer: Vec<u8>,
+
+    /// `--track-joins`: each peer's first name, to find its slot in a list.
+    name_slot: HashMap<Vec<u8>, u32>,
+    /// `--track-joins`: per peer listed so far, connection to listing.
+    join_ms: Vec<f64>,
+    /// `--track-joins`: the same from the SP handshake to listing.
+    ready_ms: Vec<f64>,
+    joins_reported: bool,
 }
 
 impl Gen {
@@ -374,9 +401,19 @@ impl Gen {
                 hung: slot >= cfg.peers,
                 conn: None,
                 ready: false,
+                connected_at: None,
+                ready_at: None,
+                listed: false,
             })
             .collect();
         let subs = (0..cfg.subs).map(|_| SubState::default()).collect();
+        let name_slot = if cfg.track_joins {
+            (0..cfg.peers)
+                .map(|slot| (peer_name(slot, 0).into_bytes(), slot))
+                .collect()
+        } else {
+            HashMap::new()
+        };
         // Subscribers first, so they watch the list grow; then the peers.
         let queue = (0..cfg.subs)
             .map(Role::Sub)
@@ -412,6 +449,10 @@ impl Gen {
             next_tick: start,
             scratch: vec![0; 1 << 16],
             answer: Vec::with_capacity(2048),
+            name_slot,
+            join_ms: Vec::new(),
+            ready_ms: Vec::new(),
+            joins_reported: false,
         })
     }
 
@@ -744,6 +785,10 @@ impl Gen {
                 Ok(false) => return,
                 Ok(true) => {
                     conn.phase = Phase::Handshake;
+                    if let Role::Peer(s) = conn.role {
+                        let slot = &mut self.slots[s as usize];
+                        slot.connected_at.get_or_insert_with(Instant::now);
+                    }
                     let proto = match conn.role {
                         Role::Peer(_) => RESPONDENT,
                         Role::Sub(_) => SUB,
@@ -925,7 +970,9 @@ impl Gen {
         self.inflight -= 1;
         match role {
             Role::Peer(s) => {
-                self.slots[s as usize].ready = true;
+                let slot = &mut self.slots[s as usize];
+                slot.ready = true;
+                slot.ready_at.get_or_insert_with(Instant::now);
                 self.ready_peers += 1;
             }
             Role::Sub(s) => {
@@ -1052,6 +1099,9 @@ impl Gen {
                 self.start_churn(now);
             }
         }
+        if sub == 0 && !known && self.cfg.track_joins && !self.joins_reported {
+            self.track_joins(payload, now);
+        }
         if self.pending.is_empty() {
             return;
         }
@@ -1085,6 +1135,49 @@ impl Gen {
             }
         }
         self.finish_changes(now);
+    }
+
+    /// `--track-joins`: books the peers that `list` (a list body not seen
+    /// before) names for the first time, and reports once all are listed.
+    fn track_joins(&mut self, list: &[u8], now: Instant) {
+        for name in list.split(|&b| b == b'|') {
+            let Some(&s) = self.name_slot.get(name) else {
+                continue;
+            };
+            let slot = &mut self.slots[s as usize];
+            if slot.listed {
+                continue;
+            }
+            slot.listed = true;
+            let since = |at: Option<Instant>| at.map_or(0.0, |c| (now - c).as_secs_f64() * 1e3);
+            self.join_ms.push(since(slot.connected_at));
+            self.ready_ms.push(since(slot.ready_at));
+        }
+        if self.join_ms.len() < self.answering || self.join_ms.is_empty() {
+            return;
+        }
+        self.joins_reported = true;
+        let mut ms = std::mem::take(&mut self.join_ms);
+        ms.sort_by(f64::total_cmp);
+        let pct = |p: f64| ms[((p * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
+        let mut hs = std::mem::take(&mut self.ready_ms);
+        hs.sort_by(f64::total_cmp);
+        let hpct = |p: f64| hs[((p * hs.len() as f64).ceil() as usize).clamp(1, hs.len()) - 1];
+        let connects = self.slots.iter().filter_map(|s| s.connected_at);
+        let first = connects.clone().min().map_or(0.0, |c| self.t(c));
+        let last = connects.max().map_or(0.0, |c| self.t(c));
+        let line = format!(
+            "joins t={:.6} n={} p50_ms={:.1} p99_ms={:.1} max_ms={:.1} hs_p50_ms={:.1} hs_p99_ms={:.1} hs_max_ms={:.1} first_connect={first:.6} last_connect={last:.6}",
+            self.t(now),
+            ms.len(),
+            pct(0.50),
+            pct(0.99),
+            ms[ms.len() - 1],
+            hpct(0.50),
+            hpct(0.99),
+            hs[hs.len() - 1],
+        );
+        let _ = writeln!(self.out, "{line}");
     }
 
     /// Reports and forgets the changes every subscriber now holds.
