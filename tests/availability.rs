@@ -70,11 +70,7 @@ fn a_client_toggled_a_hundred_times_is_seen_every_time_and_leaves_nothing_behind
         // Setting the same value again does nothing.
         client.set_available(available);
         assert_eq!(client.is_available(), available);
-        let want: &[&str] = if available {
-            &both
-        } else {
-            &["http://stable"]
-        };
+        let want: &[&str] = if available { &both } else { &["http://stable"] };
         // TIMEOUT (10 s) is thousands of times what this takes (ms).
         wait_for_list(&lists, want);
         wait_for_list(&own, want);
