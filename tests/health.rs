@@ -155,7 +155,7 @@ fn a_hanging_check_is_killed_after_its_timeout_and_fails() {
             "--check-interval",
             "100ms",
             "--check-timeout",
-            "300ms",
+            "1s",
         ],
     );
     wait_for_list(&lists, &["svc"]);
@@ -163,7 +163,7 @@ fn a_hanging_check_is_killed_after_its_timeout_and_fails() {
     // The hung check is killed at its timeout and counts as a failure.
     wait_for(&lists, |l| l.is_empty(), LIMIT);
     join.wait_stderr("the timeout", LIMIT, |e| {
-        e.contains("--check fails (timed out after 300ms: killed)")
+        e.contains("--check fails (timed out after 1s: killed)")
     });
     // Back when the check passes again.
     touch(&file);
@@ -218,6 +218,10 @@ fn fall_and_rise_count_consecutive_results() {
             "3",
             "--rise",
             "2",
+            // No check may time out here (it takes milliseconds): only the
+            // counter decides.
+            "--check-timeout",
+            "60s",
         ],
     );
     let count = || -> u32 {
