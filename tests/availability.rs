@@ -188,3 +188,24 @@ fn toggling_without_a_server_then_the_server_comes() {
     let sub = Subscriber::new(server.publish_url()).expect("subscriber");
     wait_for_list(&sub.changes(), &["http://early"]);
 }
+
+/// Leaving and coming back works the same over IPC and inproc as over TCP.
+#[test]
+fn toggling_over_every_transport() {
+    for (survey, publish) in [
+        (ipc_url("avail-s"), ipc_url("avail-p")),
+        (inproc_url("avail-s"), inproc_url("avail-p")),
+    ] {
+        let server = nng_discovery::Server::new(&survey, &publish, fast_options()).expect("server");
+        let sub = Subscriber::new(server.publish_url()).expect("subscriber");
+        let lists = sub.changes();
+        let client = Client::new(server.survey_url(), "http://t").expect("client");
+        wait_for_list(&lists, &["http://t"]);
+        for _ in 0..10 {
+            client.set_available(false);
+            wait_for_list(&lists, &[]);
+            client.set_available(true);
+            wait_for_list(&lists, &["http://t"]);
+        }
+    }
+}
