@@ -13,7 +13,14 @@
 //! * crash: SIGKILL of a child process running `nng-discovery join`, until
 //!   the list no longer contains it (the kernel closes its socket);
 //! * new subscriber: `Subscriber::new` until its first list arrives (poll
-//!   only sends none until the list changes, as the original; not timed).
+//!   only sends none until the list changes, as the original; not timed);
+//! * unavailable: `Client::set_available(false)` on a listed client until
+//!   the list no longer contains it;
+//! * available again: `set_available(true)` until it is listed again.
+//!
+//! Then, for `nng-discovery join --check 'test -e FILE' --check-interval
+//! 100ms`: from removing FILE until the list no longer contains the name
+//! (expected: up to one check interval plus a few milliseconds).
 //!
 //! Two configurations run side by side in the same process:
 //! * event-driven (the default) with a 10 s poll interval, so any figure
@@ -97,6 +104,24 @@ fn main() {
             let _ = child.wait();
         }
 
+        let mut off = Vec::new();
+        let mut on = Vec::new();
+        let name = "http://127.0.0.1:9999";
+        let client = Client::new(server.survey_url(), name).expect("client");
+        wait_for(&changes, |l| l.iter().any(|n| n == name));
+        for _ in 0..n {
+            let t0 = Instant::now();
+            client.set_available(false);
+            wait_for(&changes, |l| !l.iter().any(|n| n == name));
+            off.push(t0.elapsed());
+            let t0 = Instant::now();
+            client.set_available(true);
+            wait_for(&changes, |l| l.iter().any(|n| n == name));
+            on.push(t0.elapsed());
+        }
+        client.shutdown();
+        wait_for(&changes, |l| !l.iter().any(|n| n == name));
+
         let mut fresh = Vec::new();
         // Poll only, like the original, sends a new subscriber nothing until
         // the list changes (or the 30 s republish): nothing to time.
@@ -112,6 +137,8 @@ fn main() {
             ("leave", leave),
             ("crash (SIGKILL)", crash),
             ("new subscriber", fresh),
+            ("unavailable", off),
+            ("available again", on),
         ] {
             if samples.is_empty() {
                 println!(
@@ -132,6 +159,7 @@ fn main() {
             );
         }
     }
+    failing_check(daemon, trials.min(30));
     hung_peers(daemon, trials.min(10));
     shutdown_times(trials);
 }
@@ -177,6 +205,62 @@ fn hung_peers(daemon: &str, n: usize) {
     println!(
         "{:<16} {:>6} {:>10} {:>10} {:>10}",
         "hang (SIGSTOP)",
+        s.n,
+        fmt(s.p50),
+        fmt(s.p99),
+        fmt(s.max)
+    );
+}
+
+/// `join --check 'test -e FILE' --check-interval 100ms`: from removing
+/// FILE until the name leaves (bound: one interval, plus the check's own
+/// run and a few milliseconds).
+fn failing_check(daemon: &str, n: usize) {
+    let interval = Duration::from_millis(100);
+    let server = Server::new(
+        "tcp://127.0.0.1:0",
+        "tcp://127.0.0.1:0",
+        Options::default().poll_interval(Duration::from_secs(10)),
+    )
+    .expect("start the server");
+    let subscriber = Subscriber::new(server.publish_url()).expect("subscribe");
+    let changes = subscriber.changes();
+    let file = std::env::temp_dir().join(format!("nngd-bench-check-{}", std::process::id()));
+    std::fs::write(&file, b"").expect("create the check file");
+    let check = format!("test -e '{}'", file.display());
+    let name = "http://127.0.0.1:9998";
+    let mut child = Command::new(daemon)
+        .args(["join", "--survey", server.survey_url(), "--name", name])
+        .args(["--check", &check, "--check-interval", "100ms"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nng-discovery join --check");
+    let listed = |l: &Vec<String>| l.iter().any(|n| n == name);
+    wait_for(&changes, listed);
+    let mut samples = Vec::new();
+    for _ in 0..n {
+        let t0 = Instant::now();
+        std::fs::remove_file(&file).expect("remove the check file");
+        wait_for(&changes, |l| !listed(l));
+        samples.push(t0.elapsed());
+        std::fs::write(&file, b"").expect("create the check file");
+        wait_for(&changes, listed);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&file);
+    let s = summary(samples);
+    println!();
+    println!("# join --check 'test -e FILE' --check-interval {interval:?}: FILE removed until the name leaves");
+    println!(
+        "{:<16} {:>6} {:>10} {:>10} {:>10}",
+        "case", "trials", "p50", "p99", "max"
+    );
+    println!(
+        "{:<16} {:>6} {:>10} {:>10} {:>10}",
+        "failing check",
         s.n,
         fmt(s.p50),
         fmt(s.p99),

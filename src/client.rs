@@ -4,6 +4,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::Receiver;
 use nng::{Protocol, RawSocket, Socket};
+use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::options::Options;
@@ -30,6 +31,37 @@ const MAX_SURVEY_BYTES: usize = 64 << 10;
 ///
 /// Threads: one, two with a subscription, plus NNG's shared pool.
 ///
+/// # Availability and draining
+///
+/// [`set_available(false)`](Client::set_available) takes the name out of
+/// every server's list within milliseconds, while the client keeps running
+/// (its threads, and its subscription, which goes on delivering lists);
+/// [`set_available(true)`](Client::set_available) brings it back as fast.
+/// It needs nothing from the server: an unavailable client closes its
+/// survey connection (a server drops a name at once when the connection
+/// that answered for it closes) and an available one dials again (a server
+/// surveys a new connection at once).
+///
+/// To drain before stopping, so that no peer picks a process that is about
+/// to go: `set_available(false)`, wait while in-flight requests finish and
+/// peers see the new list (a few milliseconds for the list; your requests'
+/// own time for the rest), then drop the client or call
+/// [`shutdown`](Client::shutdown).
+///
+/// ```no_run
+/// # fn main() -> Result<(), nng_discovery::Error> {
+/// # let serve_requests_until_idle = |_| {};
+/// use std::time::Duration;
+/// use nng_discovery::Client;
+///
+/// let client = Client::new("tcp://10.0.0.5:40007", "http://10.0.0.1:8080")?;
+/// // ... serve ...
+/// client.set_available(false); // leaves every list within milliseconds
+/// serve_requests_until_idle(Duration::from_secs(10));
+/// client.shutdown();
+/// # Ok(()) }
+/// ```
+///
 /// ```no_run
 /// # fn main() -> Result<(), nng_discovery::Error> {
 /// use nng_discovery::Client;
@@ -49,7 +81,9 @@ pub struct Client {
     service: String,
     survey_url: String,
     socket: Socket,
-    dialer: Option<nng::Dialer>,
+    options: Options,
+    /// The survey dialer, present while the client is available.
+    dialing: Mutex<Dialing>,
     link: std::sync::Arc<transport::Link>,
     stopper: Stopper,
     thread: Option<JoinHandle<()>>,
@@ -80,8 +114,10 @@ impl Client {
 
     /// The general form of [`new`](Client::new) and
     /// [`with_subscription`](Client::with_subscription): subscribes when
-    /// `publish_url` is given, and redials with the reconnect timing of
-    /// `options` ([`Options::reconnect_min`], [`Options::reconnect_max`]).
+    /// `publish_url` is given, redials with the reconnect timing of
+    /// `options` ([`Options::reconnect_min`], [`Options::reconnect_max`]),
+    /// and starts unavailable (not listed) with
+    /// [`Options::available`]`(false)`.
     ///
     /// # Errors
     /// As [`with_subscription`](Client::with_subscription), and
@@ -111,7 +147,14 @@ impl Client {
             .socket;
         transport::limit(&socket, MAX_SURVEY_BYTES)?;
         let link = transport::Link::watch(&socket)?;
-        let dialer = transport::dial(&socket, survey_url, options)?;
+        let dialer = if options.get_available() {
+            Some((transport::dial(&socket, survey_url, options)?, 0))
+        } else {
+            // Checked now all the same: a bad URL must not wait to be found
+            // until `set_available(true)`.
+            transport::check_dial_url(&socket, survey_url)?;
+            None
+        };
 
         let (stopper, surveys) = receiver::receiver(&socket)?;
         let name = service.to_owned();
@@ -123,7 +166,8 @@ impl Client {
             service: service.to_owned(),
             survey_url: survey_url.to_owned(),
             socket,
-            dialer: Some(dialer),
+            options: options.clone(),
+            dialing: Mutex::new(Dialing { dialer }),
             link,
             stopper,
             thread: Some(thread),
@@ -154,6 +198,51 @@ impl Client {
         &self.survey_url
     }
 
+    /// Whether the client is available: listed by the servers it reaches.
+    /// See [`set_available`](Client::set_available).
+    pub fn is_available(&self) -> bool {
+        self.dialing.lock().dialer.is_some()
+    }
+
+    /// Makes the client unavailable (`false`): every server drops its name
+    /// within milliseconds, while the client keeps its threads and its
+    /// subscription (lists keep arriving); or available again (`true`):
+    /// it dials the server again and is listed within milliseconds of
+    /// connecting. Setting the value it already has does nothing; calls
+    /// from several threads are serialised.
+    ///
+    /// Going unavailable closes the survey connection (the socket and its
+    /// thread stay). If that connection was still being made, it waits up
+    /// to 30 ms for the attempt to finish first (an NNG 1.4 leak, see the
+    /// README's "NNG 1.4 traps"). Should NNG refuse to dial again (it does
+    /// not for a URL it took once, short of running out of memory), the
+    /// error is logged and the client stays unavailable.
+    pub fn set_available(&self, available: bool) {
+        let mut dialing = self.dialing.lock();
+        match (dialing.dialer.take(), available) {
+            (Some(current), true) => dialing.dialer = Some(current),
+            (None, false) => {}
+            (Some((dialer, mark)), false) => {
+                self.link.settle_since(mark);
+                dialer.close();
+                log::debug!("{} is unavailable", self.service);
+            }
+            (None, true) => {
+                let mark = self.link.connects();
+                match transport::dial(&self.socket, &self.survey_url, &self.options) {
+                    Ok(dialer) => {
+                        dialing.dialer = Some((dialer, mark));
+                        log::debug!("{} is available", self.service);
+                    }
+                    Err(e) => log::error!(
+                        "{} stays unavailable: dialing again failed: {e}",
+                        self.service
+                    ),
+                }
+            }
+        }
+    }
+
     /// Stops answering at once, closes the connections and joins the
     /// threads. Dropping the client does the same.
     pub fn shutdown(mut self) {
@@ -171,8 +260,8 @@ impl Client {
         }
         // Once (shutdown and then Drop both come here): let a connection
         // attempt in flight finish first (see Link), then close.
-        if let Some(dialer) = self.dialer.take() {
-            self.link.settle();
+        if let Some((dialer, mark)) = self.dialing.get_mut().dialer.take() {
+            self.link.settle_since(mark);
             dialer.close();
         }
         self.socket.close();
@@ -186,6 +275,13 @@ impl Drop for Client {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The survey dialer and the connection count when it was made (see
+/// [`transport::Link::settle_since`]); `None` while unavailable.
+#[derive(Debug)]
+struct Dialing {
+    dialer: Option<(nng::Dialer, u64)>,
 }
 
 fn answer_surveys(mut surveys: NngReceiver, name: String) {

@@ -17,11 +17,13 @@ use crate::error::{Error, Result};
 /// | [`event_driven`](Options::event_driven) | `true` | react to connections at once (off: poll only, like the Go original) |
 /// | [`reconnect_min`](Options::reconnect_min) | 100 ms | clients and subscribers: first wait before redialing |
 /// | [`reconnect_max`](Options::reconnect_max) | 1 s | clients and subscribers: longest wait between redials |
+/// | [`available`](Options::available) | `true` | clients: whether a new client is listed from the start |
 ///
 /// The first seven are the server's; the reconnect pair is read by
 /// [`Client::with_options`](crate::Client::with_options) and
 /// [`Subscriber::with_options`](crate::Subscriber::with_options) (the server
-/// only listens, so it ignores them). After a server restart, clients are
+/// only listens, so it ignores them), and `available` by
+/// [`Client::with_options`](crate::Client::with_options). After a server restart, clients are
 /// back within about `reconnect_max` of the new server starting.
 ///
 /// With the defaults, a peer that shuts down or whose process dies leaves the
@@ -53,6 +55,7 @@ pub struct Options {
     event_driven: bool,
     reconnect_min: Duration,
     reconnect_max: Duration,
+    available: bool,
 }
 
 impl Default for Options {
@@ -67,6 +70,7 @@ impl Default for Options {
             event_driven: true,
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(1),
+            available: true,
         }
     }
 }
@@ -137,6 +141,20 @@ impl Options {
     pub fn reconnect_max(mut self, d: Duration) -> Self {
         self.reconnect_max = d;
         self
+    }
+
+    /// Whether a client made with these options starts available (the
+    /// default) or unavailable: not listed until
+    /// [`Client::set_available(true)`](crate::Client::set_available), for
+    /// a service still warming up. Servers and subscribers ignore it.
+    pub fn available(mut self, on: bool) -> Self {
+        self.available = on;
+        self
+    }
+
+    /// Whether a client starts available.
+    pub fn get_available(&self) -> bool {
+        self.available
     }
 
     /// The first reconnect wait set.
@@ -319,7 +337,8 @@ mod tests {
             .max_peers(7)
             .event_driven(false)
             .reconnect_min(Duration::from_millis(5))
-            .reconnect_max(Duration::from_millis(50));
+            .reconnect_max(Duration::from_millis(50))
+            .available(false);
         o.validate().unwrap();
         assert_eq!(o.get_survey_time(), Duration::from_millis(10));
         assert_eq!(o.get_poll_interval(), Duration::from_millis(20));
@@ -330,5 +349,7 @@ mod tests {
         assert!(!o.get_event_driven());
         assert_eq!(o.get_reconnect_min(), Duration::from_millis(5));
         assert_eq!(o.get_reconnect_max(), Duration::from_millis(50));
+        assert!(!o.get_available());
+        assert!(Options::default().get_available());
     }
 }

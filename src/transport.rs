@@ -100,11 +100,23 @@ pub(crate) fn dial(socket: &Socket, url: &str, options: &crate::Options) -> Resu
     socket
         .set_opt::<ReconnectMaxTime>(Some(options.get_reconnect_max()))
         .map_err(Error::nng("set the reconnect time"))?;
-    Dialer::new(socket, url, true).map_err(|e| {
-        url_error(url, e).unwrap_or_else(|| Error::Dial {
-            url: url.to_owned(),
-            source: e,
-        })
+    Dialer::new(socket, url, true).map_err(|e| dial_error(url, e))
+}
+
+/// Checks `url` as [`dial`] would, without starting a connection: NNG
+/// creates a dialer for it, which is closed unstarted (so no connection
+/// attempt can be left half-made, see [`Link`]).
+pub(crate) fn check_dial_url(socket: &Socket, url: &str) -> Result<()> {
+    check_tcp_port(url)?;
+    let unstarted = nng::DialerBuilder::new(socket, url).map_err(|e| dial_error(url, e))?;
+    drop(unstarted); // closes it
+    Ok(())
+}
+
+fn dial_error(url: &str, e: nng::Error) -> Error {
+    url_error(url, e).unwrap_or_else(|| Error::Dial {
+        url: url.to_owned(),
+        source: e,
     })
 }
 
@@ -123,10 +135,15 @@ const SETTLE_MAX: Duration = Duration::from_millis(30);
 /// server does not wait: its redials are brief moments between long
 /// back-off pauses, and dropping thousands of objects after their server
 /// went away must stay quick.
+///
+/// A client that is made unavailable and available again closes one dialer
+/// and makes another on the same socket, so "ever connected" is counted per
+/// dialer: [`Link::connects`] when the dialer was made is the mark that
+/// [`Link::settle_since`] compares with.
 #[derive(Debug, Default)]
 pub(crate) struct Link {
-    /// Open connections, and whether there ever was one.
-    state: Mutex<(usize, bool)>,
+    /// Open connections, and how many were ever made.
+    state: Mutex<(usize, u64)>,
     changed: Condvar,
 }
 
@@ -140,7 +157,7 @@ impl Link {
             .pipe_notify(move |_, event| {
                 let mut state = watched.state.lock();
                 match event {
-                    nng::PipeEvent::AddPost => *state = (state.0 + 1, true),
+                    nng::PipeEvent::AddPost => *state = (state.0 + 1, state.1 + 1),
                     nng::PipeEvent::RemovePost => state.0 = state.0.saturating_sub(1),
                     _ => return,
                 }
@@ -153,8 +170,21 @@ impl Link {
     /// Returns at once if the socket is or ever was connected; otherwise
     /// waits until a connection is made or [`SETTLE_MAX`] has passed.
     pub(crate) fn settle(&self) {
+        self.settle_since(0);
+    }
+
+    /// How many connections were ever made: the mark to give
+    /// [`settle_since`](Link::settle_since) for a dialer made now.
+    pub(crate) fn connects(&self) -> u64 {
+        self.state.lock().1
+    }
+
+    /// Returns at once if a connection was made since `mark` was taken
+    /// ([`connects`](Link::connects)) or one is open; otherwise waits until
+    /// a connection is made or [`SETTLE_MAX`] has passed.
+    pub(crate) fn settle_since(&self, mark: u64) {
         let mut state = self.state.lock();
-        if *state == (0, false) {
+        if state.0 == 0 && state.1 == mark {
             let _ = self.changed.wait_for(&mut state, SETTLE_MAX);
         }
     }

@@ -11,10 +11,14 @@
 // beside the root file, hence the paths).
 #[path = "nng-discovery/args.rs"]
 mod args;
+#[path = "nng-discovery/check.rs"]
+mod check;
 #[path = "nng-discovery/duration.rs"]
 mod duration;
 #[path = "nng-discovery/exec.rs"]
 mod exec;
+#[path = "nng-discovery/health.rs"]
+mod health;
 #[path = "nng-discovery/metrics.rs"]
 mod metrics;
 #[path = "nng-discovery/output.rs"]
@@ -27,9 +31,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crossbeam_channel::{never, select, Receiver};
-use nng_discovery::{Client, Server, Subscriber};
+use nng_discovery::{Client, Options, Server, Subscriber};
 
 use args::{Command, JoinArgs, ServerArgs, WatchArgs};
+use health::Health;
 use signals::Signal;
 
 /// Exit status after a runtime failure.
@@ -152,20 +157,83 @@ fn log_stats(s: &nng_discovery::Stats) {
 }
 
 fn join(a: JoinArgs) -> Outcome {
-    let client = match &a.publish {
-        Some(publish) => Client::with_subscription(&a.survey, publish, &a.name),
-        None => Client::new(&a.survey, &a.name),
+    // Unlisted until the health state says otherwise: with --check, the
+    // first check runs before the first join.
+    let options = Options::default().available(false);
+    let client = Client::with_options(&a.survey, a.publish.as_deref(), &a.name, &options)
+        .map_err(|e| e.to_string())?;
+    let signals = signals::forward().map_err(|e| format!("watching signals: {e}"))?;
+    let no_lists: Receiver<Vec<String>> = never();
+    let lists = client.peers().unwrap_or(no_lists);
+    let checker = match &a.check {
+        Some(command) => Some(
+            check::Checker::start(command.clone(), a.check_interval, a.check_timeout)
+                .map_err(|e| format!("cannot start the --check thread: {e}"))?,
+        ),
+        None => None,
+    };
+    let no_results: Receiver<check::Outcome> = never();
+    let results = checker.as_ref().map_or(&no_results, |c| c.results());
+    let looks = match a.maintenance_file {
+        Some(_) => crossbeam_channel::tick(a.check_interval.min(MAINTENANCE_POLL_MAX)),
+        None => never(),
+    };
+    let mut gate = Gate {
+        client: &client,
+        health: match checker {
+            Some(_) => Health::new(a.rise, a.fall),
+            None => Health::always_healthy(),
+        },
+        maintenance_file: a.maintenance_file.as_deref(),
+        in_maintenance: false,
+    };
+    gate.look_at_maintenance_file();
+    if checker.is_none() && gate.health.listed() {
+        gate.apply(Some(true));
     }
-    .map_err(|e| e.to_string())?;
     log::info!("answering surveys from {} as {}", a.survey, a.name);
-    match client.peers() {
-        Ok(lists) => {
-            let signals = signals::forward().map_err(|e| format!("watching signals: {e}"))?;
-            let mut printer = Printer { json: a.json };
+    let mut printer = Printer { json: a.json };
+    let signal = loop {
+        select! {
+            recv(signals) -> signal => break signal,
+            recv(lists) -> list => match list {
+                Ok(list) => {
+                    if !printer.print(&list)? {
+                        drop(checker);
+                        client.shutdown();
+                        return Ok(());
+                    }
+                }
+                Err(_) => return Err("the subscription ended unexpectedly".into()),
+            },
+            recv(results) -> outcome => match outcome {
+                Ok(outcome) => gate.check_result(&outcome),
+                Err(_) => return Err("the --check thread ended unexpectedly".into()),
+            },
+            recv(looks) -> _ => gate.look_at_maintenance_file(),
+        }
+    };
+    // No check may put the name back from here on: stop them (this kills
+    // a check that is running).
+    drop(checker);
+    match (a.drain, signal) {
+        (Some(drain), Ok(signal)) => {
+            client.set_available(false);
+            log::info!(
+                "{}: left the list, draining for {drain:?} (a second signal ends the drain)",
+                signal.name()
+            );
+            let deadline = crossbeam_channel::after(drain);
             loop {
                 select! {
                     recv(signals) -> signal => {
-                        log_stop(signal);
+                        if let Ok(signal) = signal {
+                            log::info!("{}: ending the drain early", signal.name());
+                        }
+                        break;
+                    }
+                    recv(deadline) -> _ => {
+                        log::info!("drained: shutting down");
                         break;
                     }
                     recv(lists) -> list => match list {
@@ -174,18 +242,72 @@ fn join(a: JoinArgs) -> Outcome {
                                 break;
                             }
                         }
-                        Err(_) => return Err("the subscription ended unexpectedly".into()),
+                        Err(_) => break,
                     },
                 }
             }
         }
-        Err(_) => {
-            let signal = signals::wait().map_err(|e| format!("waiting for signals: {e}"))?;
-            log::info!("{}: leaving", signal.name());
-        }
+        (_, signal) => log_stop(signal),
     }
     client.shutdown();
     Ok(())
+}
+
+/// The longest time between two looks at `--maintenance-file`.
+const MAINTENANCE_POLL_MAX: Duration = Duration::from_secs(1);
+
+/// `join`'s health state, acted on: the client is made available or not
+/// whenever [`Health::listed`] changes, and each change is logged.
+struct Gate<'a> {
+    client: &'a Client,
+    health: Health,
+    maintenance_file: Option<&'a std::path::Path>,
+    /// Whether the maintenance file existed at the last look.
+    in_maintenance: bool,
+}
+
+impl Gate<'_> {
+    fn apply(&self, change: Option<bool>) {
+        if let Some(listed) = change {
+            self.client.set_available(listed);
+            let name = self.client.service();
+            if listed {
+                log::info!("{name} is listed");
+            } else {
+                log::info!("{name} is not listed");
+            }
+        }
+    }
+
+    fn check_result(&mut self, outcome: &check::Outcome) {
+        let before = self.health.healthy();
+        let change = self.health.record(outcome.passed);
+        let after = self.health.healthy();
+        if after != before {
+            let verdict = if outcome.passed { "passes" } else { "fails" };
+            log::info!("--check {verdict} ({})", outcome.detail);
+        } else {
+            log::debug!("--check: {}", outcome.detail);
+        }
+        self.apply(change);
+    }
+
+    fn look_at_maintenance_file(&mut self) {
+        let Some(path) = self.maintenance_file else {
+            return;
+        };
+        let exists = path.exists();
+        let change = self.health.set_maintenance(exists);
+        if exists != self.in_maintenance {
+            self.in_maintenance = exists;
+            if exists {
+                log::info!("maintenance file {} exists", path.display());
+            } else {
+                log::info!("maintenance file {} is gone", path.display());
+            }
+        }
+        self.apply(change);
+    }
 }
 
 fn watch(a: WatchArgs) -> Outcome {

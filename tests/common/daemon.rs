@@ -83,6 +83,20 @@ impl Proc {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Waits (at most `limit`) until its stderr so far satisfies `want`.
+    pub fn wait_stderr(&self, what: &str, limit: Duration, want: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + limit;
+        while !want(&self.stderr()) {
+            assert!(
+                Instant::now() < deadline,
+                "{}: no {what} on stderr within {limit:?}; stderr:\n{}",
+                self.what,
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Waits for a stdout line satisfying `want` and returns it; lines
     /// before it are skipped.
     pub fn expect_line(&self, what: &str, want: impl Fn(&str) -> bool) -> String {

@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
@@ -54,6 +55,22 @@ pub struct JoinArgs {
     pub publish: Option<String>,
     /// `--json` (only with `publish`).
     pub json: bool,
+    /// `--check CMD`: list the name only while CMD passes.
+    pub check: Option<String>,
+    /// `--check-interval`: from one check's start to the next (non-zero).
+    pub check_interval: Duration,
+    /// `--check-timeout`: a check running longer is killed and fails
+    /// (non-zero).
+    pub check_timeout: Duration,
+    /// `--rise`: consecutive passes that list an unhealthy service.
+    pub rise: u32,
+    /// `--fall`: consecutive failures that unlist a healthy service.
+    pub fall: u32,
+    /// `--maintenance-file`: while it exists, the name is not listed.
+    pub maintenance_file: Option<PathBuf>,
+    /// `--drain`: on the first SIGINT or SIGTERM, leave and keep running
+    /// this long.
+    pub drain: Option<Duration>,
 }
 
 /// `watch`, checked.
@@ -148,11 +165,33 @@ connection, and the server drops NAME at once.
 
 NAME: at most 1024 bytes, no '|', no control characters.
 
+Health checks: with --check CMD, NAME is listed only while CMD passes (exits
+with status 0). CMD runs through 'sh -c', in its own process group, with its
+stdout discarded, every --check-interval; one that runs past
+--check-timeout is killed with its process group and counts as a failure.
+The first check runs before joining, and its result decides at once (a
+service down at start is never listed); after that --fall consecutive
+failures take NAME out and --rise consecutive passes bring it back. Each
+change is logged at info level with CMD's exit status and the first line of
+its stderr.
+
+--maintenance-file PATH: while PATH exists, NAME is not listed, whatever the
+checks say (touch it to take a host out, remove it to put it back). It is
+looked at every --check-interval, and at least once a second.
+
+--drain DURATION: on SIGINT or SIGTERM, NAME leaves the list at once and the
+process keeps running for DURATION (the service behind it finishes its
+requests and gets no new ones), then exits 0. A second signal ends the drain
+early. Without --drain, a signal leaves and exits at once.
+
 Exit status: 0 after SIGINT or SIGTERM, 1 on a runtime failure, 2 on a usage
 error (including an invalid NAME).
 
-Example:
-  nng-discovery join --survey tcp://10.0.0.5:40007 --name http://10.0.0.7:8080";
+Examples:
+  nng-discovery join --survey tcp://10.0.0.5:40007 --name http://10.0.0.7:8080
+  nng-discovery join --survey tcp://10.0.0.5:40007 --name http://10.0.0.7:8080 \\
+      --check 'curl -fsS http://10.0.0.7:8080/health' --check-interval 2s \\
+      --fall 3 --maintenance-file /etc/app/maintenance --drain 10s";
 
 const WATCH_AFTER_HELP: &str = "\
 Subscribes to the server's publish URL (retrying until the server is up) and
@@ -282,15 +321,36 @@ struct JoinCli {
     /// The server's survey URL
     #[arg(long, value_name = "URL")]
     survey: String,
-    /// The name to announce, usually the service's own URL
+    /// Name to announce, e.g. the service's URL
     #[arg(long, value_name = "NAME", value_parser = name_arg)]
     name: String,
     /// Also print the lists, as watch does
     #[arg(long, value_name = "URL")]
     publish: Option<String>,
-    /// With --publish, print each list as a JSON array
+    /// With --publish, print lists as JSON arrays
     #[arg(long)]
     json: bool,
+    /// List NAME only while 'sh -c CMD' passes
+    #[arg(long, value_name = "CMD", value_parser = command_arg)]
+    check: Option<String>,
+    /// Time between checks
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = nonzero_duration_arg)]
+    check_interval: Duration,
+    /// A check running longer fails
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = nonzero_duration_arg, requires = "check")]
+    check_timeout: Duration,
+    /// Failures in a row to unlist
+    #[arg(long, value_name = "N", default_value = "1", value_parser = count_arg::<u32>, requires = "check")]
+    fall: u32,
+    /// Passes in a row to relist
+    #[arg(long, value_name = "N", default_value = "1", value_parser = count_arg::<u32>, requires = "check")]
+    rise: u32,
+    /// Unlist NAME while PATH exists
+    #[arg(long, value_name = "PATH", value_parser = path_arg)]
+    maintenance_file: Option<PathBuf>,
+    /// On a signal, leave and exit DURATION later
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    drain: Option<Duration>,
 }
 
 #[derive(Args, Debug)]
@@ -373,6 +433,13 @@ fn join(j: JoinCli) -> Result<Command, UsageError> {
         name: j.name,
         publish: j.publish,
         json: j.json,
+        check: j.check,
+        check_interval: j.check_interval,
+        check_timeout: j.check_timeout,
+        rise: j.rise,
+        fall: j.fall,
+        maintenance_file: j.maintenance_file,
+        drain: j.drain,
     }))
 }
 
@@ -402,6 +469,22 @@ fn completions(shell: Shell) -> String {
 
 fn duration_arg(value: &str) -> Result<Duration, String> {
     duration::parse(value).ok_or_else(|| "expected a duration like 250ms or 2s".to_owned())
+}
+
+fn nonzero_duration_arg(value: &str) -> Result<Duration, String> {
+    match duration::parse(value) {
+        Some(d) if !d.is_zero() => Ok(d),
+        Some(_) => Err("expected a duration greater than zero".to_owned()),
+        None => Err("expected a duration like 250ms or 2s".to_owned()),
+    }
+}
+
+fn path_arg(value: &str) -> Result<PathBuf, String> {
+    if value.is_empty() {
+        Err("expected a file path".to_owned())
+    } else {
+        Ok(PathBuf::from(value))
+    }
 }
 
 fn count_arg<T: std::str::FromStr + TryFrom<u8> + PartialOrd>(value: &str) -> Result<T, String> {
@@ -511,6 +594,15 @@ fn one_line(e: &clap::Error, args: &[String]) -> String {
                 .iter()
                 .map(|a| a.replace(['<', '>'], ""))
                 .collect();
+            // A flag that only makes sense with --check names itself.
+            let needs_check = ["--check-timeout", "--fall", "--rise"];
+            let given = args.iter().find_map(|a| {
+                let flag = a.split('=').next().unwrap_or(a);
+                needs_check.iter().find(|f| **f == flag)
+            });
+            if let Some(flag) = given.filter(|_| missing == ["--check CMD"]) {
+                return format!("{flag} needs --check CMD{see}");
+            }
             format!(
                 "{} needs {}",
                 command.unwrap_or("nng-discovery"),
@@ -732,6 +824,28 @@ mod tests {
         assert!(err(&["join", "--survey", "a", "--name", ""]).starts_with("invalid --name \"\": "));
         assert!(err(&["join", "--survey", "a", "--name", "n", "--json"])
             .starts_with("--json needs --publish"));
+        for flag in ["--check-timeout=1s", "--fall=2", "--rise=2"] {
+            let m = err(&["join", "--survey", "a", "--name", "n", flag]);
+            let name = flag.split('=').next().unwrap();
+            assert!(m.starts_with(&format!("{name} needs --check CMD")), "{m}");
+        }
+        for (flag, value) in [
+            ("--check-interval", "0s"),
+            ("--check-timeout", "0ms"),
+            ("--fall", "0"),
+            ("--rise", "x"),
+            ("--drain", "soon"),
+            ("--maintenance-file", ""),
+        ] {
+            let m = err(&[
+                "join", "--survey", "a", "--name", "n", "--check", "true", flag, value,
+            ]);
+            assert!(m.starts_with(&format!("invalid {flag} ")), "{m}");
+        }
+        assert!(
+            err(&["join", "--survey", "a", "--name", "n", "--check", " "])
+                .starts_with("invalid --check \" \": ")
+        );
         assert!(err(&["watch", "--publish", "a", "--exec", " "]).starts_with("invalid --exec"));
         let m = err(&["watch", "--publish", "a", "--exec", "x", "--once"]);
         assert!(
@@ -808,6 +922,59 @@ mod tests {
             for word in ["server", "join", "watch", "poll-interval", "exec"] {
                 assert!(script.contains(word), "{shell}: no {word}");
             }
+        }
+    }
+
+    #[test]
+    fn join_health_flags() {
+        let join = |extra: &[&str]| {
+            let mut a = vec!["join", "--survey", "s", "--name", "n"];
+            a.extend_from_slice(extra);
+            match parse(&args(&a)) {
+                Ok(Command::Join(j)) => j,
+                other => panic!("{a:?}: {other:?}"),
+            }
+        };
+        let j = join(&[]);
+        assert_eq!(
+            (j.check, j.check_interval, j.check_timeout, j.rise, j.fall),
+            (None, Duration::from_secs(5), Duration::from_secs(2), 1, 1)
+        );
+        assert_eq!((j.maintenance_file, j.drain), (None, None));
+        let j = join(&[
+            "--check",
+            "test -e /x",
+            "--check-interval=100ms",
+            "--check-timeout",
+            "50ms",
+            "--fall",
+            "3",
+            "--rise=2",
+            "--maintenance-file",
+            "/tmp/m",
+            "--drain",
+            "1s",
+        ]);
+        assert_eq!(j.check.as_deref(), Some("test -e /x"));
+        assert_eq!(j.check_interval, Duration::from_millis(100));
+        assert_eq!(j.check_timeout, Duration::from_millis(50));
+        assert_eq!((j.fall, j.rise), (3, 2));
+        assert_eq!(j.maintenance_file, Some(PathBuf::from("/tmp/m")));
+        assert_eq!(j.drain, Some(Duration::from_secs(1)));
+        // Without --check, the maintenance file and drain work alone.
+        let j = join(&["--maintenance-file=/m", "--drain=0s", "--check-interval=1s"]);
+        assert_eq!(j.drain, Some(Duration::ZERO));
+        let help = printed(&["join", "--help"]);
+        for flag in [
+            "--check <CMD>",
+            "--check-interval <DURATION>",
+            "--check-timeout <DURATION>",
+            "--fall <N>",
+            "--rise <N>",
+            "--maintenance-file <PATH>",
+            "--drain <DURATION>",
+        ] {
+            assert!(help.contains(flag), "{flag}:\n{help}");
         }
     }
 

@@ -201,7 +201,7 @@ impl Running {
     }
 }
 
-fn describe(status: ExitStatus) -> String {
+pub fn describe(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt as _;
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exited with status {code}"),
@@ -212,7 +212,7 @@ fn describe(status: ExitStatus) -> String {
 
 /// Blocks until process `pid` (our child) has exited, leaving it a zombie:
 /// only `Child::wait` reaps it, so its pid stays ours until then.
-fn wait_without_reaping(pid: u32) {
+pub fn wait_without_reaping(pid: u32) {
     loop {
         let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
         // SAFETY: `info` is valid for writes; WNOWAIT leaves the child
