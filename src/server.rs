@@ -321,6 +321,11 @@ impl Core {
             while let Some(action) = self.schedule.due(now) {
                 self.act(action, now);
             }
+            // Before waiting (which may last until the next heartbeat):
+            // `stats()` shows everything done so far, publishes included.
+            self.stats.peers = self.membership.len();
+            self.stats.connections = self.membership.pipe_count();
+            *self.shared_stats.lock() = self.stats;
             let timeout = self
                 .schedule
                 .next_wakeup()
@@ -342,9 +347,6 @@ impl Core {
                 default(timeout) => {}
             }
             self.after_change();
-            self.stats.peers = self.membership.len();
-            self.stats.connections = self.membership.pipe_count();
-            *self.shared_stats.lock() = self.stats;
         }
     }
 

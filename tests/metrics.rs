@@ -107,10 +107,14 @@ fn a_scrape_shows_the_live_state_and_bad_requests_do_no_harm() {
     wait_for_list(&lists, 2);
 
     // The server copies its counters for `stats()` once per pass of its
-    // loop, a little after it publishes, and completes its first round
-    // after a poll interval (1 s): scrape until the figures show it.
+    // loop, and completes its first round after a poll interval (1 s):
+    // scrape until the figures show the publish of "a|b" (3 bytes) and a
+    // round. (Waiting for "some publish" once let a scrape taken before
+    // that publish through: publishes 2, bytes 0, under qemu.)
     let m = scrape_until(&addr, |m| {
-        m["nng_discovery_publishes_total"] > 0 && m["nng_discovery_rounds_total"] > 0
+        m["nng_discovery_published_bytes_total"] >= 3
+            && m["nng_discovery_answers_total"] >= 2
+            && m["nng_discovery_rounds_total"] > 0
     });
     assert_eq!(m["nng_discovery_peers"], 2, "{m:?}");
     assert_eq!(m["nng_discovery_connections"], 2, "{m:?}");
