@@ -3,42 +3,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use nng_discovery::{Client, Options, Subscriber};
-
-fn count(dir: &str) -> usize {
-    match std::fs::read_dir(dir) {
-        Ok(entries) => entries.count(),
-        Err(e) => panic!("reading {dir}: {e}"),
-    }
-}
-
-/// (threads, open file descriptors) of this process.
-fn counts() -> (usize, usize) {
-    (count("/proc/self/task"), count("/proc/self/fd"))
-}
-
-/// The counts once they have stopped moving for 500 ms (NNG closes
-/// connections on its own threads, a little after a dialer closes), or
-/// after [`patience`].
-fn settled_counts() -> (usize, usize) {
-    let deadline = Instant::now() + patience();
-    let mut last = counts();
-    let mut stable_since = Instant::now();
-    while Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-        let now = counts();
-        if now != last {
-            last = now;
-            stable_since = Instant::now();
-        } else if stable_since.elapsed() >= Duration::from_millis(500) {
-            break;
-        }
-    }
-    last
-}
 
 /// A client with a subscription toggled 100 times: each leave and each
 /// return reaches an independent subscriber and the client's own

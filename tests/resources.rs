@@ -11,13 +11,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use nng_discovery::{Client, Server, Subscriber};
 
-fn count(dir: &str) -> usize {
-    match std::fs::read_dir(dir) {
-        Ok(entries) => entries.count(),
-        Err(e) => panic!("reading {dir}: {e}"),
-    }
-}
-
 /// What the open file descriptors are, counted by kind ("socket",
 /// "anon_inode:[eventfd]", a path...), for a failure message.
 fn fd_kinds() -> String {
@@ -35,30 +28,6 @@ fn fd_kinds() -> String {
         }
     }
     format!("{kinds:?}")
-}
-
-/// (threads, open file descriptors) of this process.
-fn counts() -> (usize, usize) {
-    (count("/proc/self/task"), count("/proc/self/fd"))
-}
-
-/// The counts once they have stopped moving: NNG closes connections on its
-/// own threads, a little after the objects owning them are gone.
-fn settled_counts() -> (usize, usize) {
-    let deadline = Instant::now() + patience();
-    let mut last = counts();
-    let mut stable_since = Instant::now();
-    while Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-        let now = counts();
-        if now != last {
-            last = now;
-            stable_since = Instant::now();
-        } else if stable_since.elapsed() >= slow(Duration::from_millis(500)) {
-            break;
-        }
-    }
-    last
 }
 
 /// URLs for a server over transport number `kind`: TCP, IPC or inproc.

@@ -281,3 +281,37 @@ pub fn run_isolated(test: &str) {
         out.status
     );
 }
+
+/// How many entries `dir` holds (`/proc/self/task`: threads,
+/// `/proc/self/fd`: open file descriptors).
+pub fn count(dir: &str) -> usize {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries.count(),
+        Err(e) => panic!("reading {dir}: {e}"),
+    }
+}
+
+/// (threads, open file descriptors) of this process.
+pub fn counts() -> (usize, usize) {
+    (count("/proc/self/task"), count("/proc/self/fd"))
+}
+
+/// The counts once they have stopped moving for 500 ms (times [`slowdown`]):
+/// NNG closes connections on its own threads, a little after the objects
+/// owning them are gone. After [`patience`], the last counts.
+pub fn settled_counts() -> (usize, usize) {
+    let deadline = Instant::now() + patience();
+    let mut last = counts();
+    let mut stable_since = Instant::now();
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = counts();
+        if now != last {
+            last = now;
+            stable_since = Instant::now();
+        } else if stable_since.elapsed() >= slow(Duration::from_millis(500)) {
+            break;
+        }
+    }
+    last
+}
