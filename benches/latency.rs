@@ -4,6 +4,7 @@
 //! ```text
 //! cargo bench --bench latency              # 100 trials per case
 //! TRIALS=200 cargo bench --bench latency
+//! cargo bench --bench latency -- only=events   # sections: events (event-driven: its first half) check hang shutdown
 //! ```
 //!
 //! Cases, each timed from the event to the moment a subscriber in this
@@ -22,6 +23,12 @@
 //! 100ms`: from removing FILE until the list no longer contains the name
 //! (expected: up to one check interval plus a few milliseconds).
 //!
+//! Each timed event happens [`SPACING`] after the list that ended the
+//! previous trial arrived, so it is timed alone: otherwise the server's
+//! publish gap (2 ms by default: changes closer together than that are
+//! coalesced into one publish) would hold its list back behind the
+//! previous trial's, and every figure would measure the gap.
+//!
 //! Two configurations run side by side in the same process:
 //! * event-driven (the default) with a 10 s poll interval, so any figure
 //!   well under 10 s comes from connection events, not from polling;
@@ -37,6 +44,15 @@ use nng_discovery::{Client, Options, Server, Subscriber};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The pause before each timed event: five times the default publish gap.
+const SPACING: Duration = Duration::from_millis(10);
+
+/// A pause that makes the next event a lone one (see [`SPACING`]); not a
+/// way to wait for anything.
+fn space() {
+    std::thread::sleep(SPACING);
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is taken.
     let trials: usize = std::env::var("TRIALS")
@@ -44,6 +60,10 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
     let daemon = env!("CARGO_BIN_EXE_nng-discovery");
+    // `only=events` (or event-driven, check, hang, shutdown) runs one section.
+    let only: Option<String> =
+        std::env::args().find_map(|a| a.strip_prefix("only=").map(String::from));
+    let run = |section: &str| only.as_deref().map_or(true, |o| o == section);
 
     let configs = [
         (
@@ -65,12 +85,48 @@ fn main() {
         ),
     ];
 
-    println!("# membership latency, loopback TCP, {} cores", cores());
+    if run("events") {
+        membership(&configs, daemon);
+    } else if run("event-driven") {
+        membership(&configs[..1], daemon);
+    }
+    if run("check") {
+        failing_check(daemon, trials.min(30));
+    }
+    if run("hang") {
+        hung_peers(daemon, trials.min(10));
+    }
+    if run("shutdown") {
+        shutdown_times(trials);
+    }
+}
+
+/// Join, leave, crash, new subscriber, unavailable and available again,
+/// for each configuration.
+fn membership(configs: &[(&str, Options, usize)], daemon: &str) {
+    println!(
+        "# membership latency, loopback TCP, {} cores, events {SPACING:?} apart",
+        cores()
+    );
     println!(
         "{:<38} {:<16} {:>6} {:>10} {:>10} {:>10}",
         "configuration", "case", "trials", "p50", "p99", "max"
     );
+    // The reference for every case that needs a new connection (join, new
+    // subscriber, available again): NNG alone, same machine, same run.
+    let floor = summary(connect_floor(configs.first().map_or(0, |c| c.2).max(1)));
+    println!(
+        "{:<38} {:<16} {:>6} {:>10} {:>10} {:>10}",
+        "bare NNG, no discovery",
+        "connect + 1 msg",
+        floor.n,
+        fmt(floor.p50),
+        fmt(floor.p99),
+        fmt(floor.max)
+    );
+    let mut ratios = Vec::new();
     for (label, options, n) in configs {
+        let (label, options, n) = (*label, options.clone(), *n);
         let event_driven = options.get_event_driven();
         let server = Server::new("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", options)
             .expect("start the server");
@@ -82,10 +138,12 @@ fn main() {
         let mut leave = Vec::new();
         for i in 0..n {
             let name = format!("http://127.0.0.1:{}", 10_000 + i);
+            space();
             let t0 = Instant::now();
             let client = Client::new(server.survey_url(), &name).expect("client");
             wait_for(&changes, |l| l.contains(&name));
             join.push(t0.elapsed());
+            space();
             let t0 = Instant::now();
             client.shutdown();
             wait_for(&changes, |l| !l.contains(&name));
@@ -97,6 +155,7 @@ fn main() {
             let name = format!("http://127.0.0.1:{}", 20_000 + i);
             let mut child = spawn_join(daemon, server.survey_url(), &name);
             wait_for(&changes, |l| l.contains(&name));
+            space();
             let t0 = Instant::now();
             child.kill().expect("SIGKILL the child"); // Child::kill sends SIGKILL
             wait_for(&changes, |l| !l.contains(&name));
@@ -110,10 +169,12 @@ fn main() {
         let client = Client::new(server.survey_url(), name).expect("client");
         wait_for(&changes, |l| l.iter().any(|n| n == name));
         for _ in 0..n {
+            space();
             let t0 = Instant::now();
             client.set_available(false);
             wait_for(&changes, |l| !l.iter().any(|n| n == name));
             off.push(t0.elapsed());
+            space();
             let t0 = Instant::now();
             client.set_available(true);
             wait_for(&changes, |l| l.iter().any(|n| n == name));
@@ -126,6 +187,7 @@ fn main() {
         // Poll only, like the original, sends a new subscriber nothing until
         // the list changes (or the 30 s republish): nothing to time.
         for _ in 0..if event_driven { n } else { 0 } {
+            space();
             let t0 = Instant::now();
             let s = Subscriber::new(server.publish_url()).expect("subscribe");
             s.changes().recv_timeout(TIMEOUT).expect("first list");
@@ -157,11 +219,63 @@ fn main() {
                 fmt(s.p99),
                 fmt(s.max)
             );
+            if event_driven && ["join", "new subscriber", "available again"].contains(&case) {
+                let ratio = s.p99.as_secs_f64() / floor.p99.as_secs_f64();
+                ratios.push(format!("{case} {ratio:.2}x"));
+            }
         }
     }
-    failing_check(daemon, trials.min(30));
-    hung_peers(daemon, trials.min(10));
-    shutdown_times(trials);
+    println!(
+        "# p99 over the bare NNG floor's p99 (cases that make a new connection): {}",
+        ratios.join(", ")
+    );
+}
+
+/// The floor under every case that makes a connection: a bare NNG PUB
+/// socket that sends one message to each new pipe (on its add-post event,
+/// from another thread, as the server does) and a fresh SUB socket dialing
+/// it, timed from the dial to the message; `n` trials, [`SPACING`] apart.
+fn connect_floor(n: usize) -> Vec<Duration> {
+    use nng::options::{protocol::pubsub::Subscribe, Options as _, RecvTimeout};
+    use nng::{Message, PipeEvent, Protocol, Socket};
+
+    let publisher = Socket::new(Protocol::Pub0).expect("open a PUB socket");
+    let (added, on_add) = crossbeam_channel::unbounded();
+    publisher
+        .pipe_notify(move |_, event| {
+            if event == PipeEvent::AddPost {
+                let _ = added.send(());
+            }
+        })
+        .expect("watch pipes");
+    let listener = nng::Listener::new(&publisher, "tcp://127.0.0.1:0").expect("listen");
+    let url = match listener.get_opt::<nng::options::LocalAddr>() {
+        // NNG hands back the port in network byte order (see NOTES).
+        Ok(nng::SocketAddr::Inet(a)) => format!("tcp://127.0.0.1:{}", u16::from_be(a.port())),
+        other => panic!("no TCP address for the floor's listener: {other:?}"),
+    };
+    let sender = publisher.clone();
+    // Detached: it ends with the process (the socket it holds keeps the
+    // notify callback, and so its channel, alive).
+    std::thread::spawn(move || {
+        for () in on_add {
+            let _ = sender.send(Message::from(&b"x"[..]));
+        }
+    });
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        space();
+        let sub = Socket::new(Protocol::Sub0).expect("open a SUB socket");
+        sub.set_opt::<Subscribe>(Vec::new()).expect("subscribe");
+        sub.set_opt::<RecvTimeout>(Some(TIMEOUT)).expect("timeout");
+        let t0 = Instant::now();
+        sub.dial_async(&url).expect("dial");
+        sub.recv()
+            .expect("the first message did not arrive in time");
+        samples.push(t0.elapsed());
+    }
+    publisher.close();
+    samples
 }
 
 /// A peer that stops answering but keeps its connection (SIGSTOP) must be
