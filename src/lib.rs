@@ -74,6 +74,7 @@ mod server;
 mod stats;
 mod subscriber;
 mod transport;
+mod watch_server;
 pub mod watch_state;
 pub mod watch_wire;
 pub mod wire;
