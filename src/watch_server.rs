@@ -370,7 +370,6 @@ impl WatchCore {
         send_reply(&self.socket, msg, &self.body);
         self.counters.count(kind);
     }
-
 }
 
 /// Sends `body` as the reply to `request`: the request's header (its
