@@ -381,15 +381,20 @@ impl Core {
                     }
                     Err(_) => return, // the reader stopped: the socket is closed
                 },
-                recv(watch_requests) -> msg => if let (Ok(msg), Some(watch)) = (msg, &mut self.watch) {
-                    let now = Instant::now();
-                    watch.on_request(msg, now);
-                    for msg in watch_requests.try_iter().take(watch_server::REQUEST_BATCH) {
+                // Without a watch URL these two are `never()`.
+                recv(watch_requests) -> msg => match (msg, &mut self.watch) {
+                    (Ok(msg), Some(watch)) => {
+                        let now = Instant::now();
                         watch.on_request(msg, now);
+                        for msg in watch_requests.try_iter().take(watch_server::REQUEST_BATCH) {
+                            watch.on_request(msg, now);
+                        }
                     }
+                    _ => return, // the watch reader stopped: the socket is closed
                 },
-                recv(watch_pipes) -> change => if let (Ok(change), Some(watch)) = (change, &mut self.watch) {
-                    watch.on_pipe(change);
+                recv(watch_pipes) -> change => match (change, &mut self.watch) {
+                    (Ok(change), Some(watch)) => watch.on_pipe(change),
+                    _ => return, // the watch socket is closed
                 },
                 default(timeout) => {}
             }

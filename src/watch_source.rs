@@ -293,31 +293,48 @@ mod tests {
     use crate::{Client, Server};
     use std::time::Duration;
 
-    /// Patience for outcomes that take milliseconds: 10 s (over 100x).
-    const PATIENCE: Duration = Duration::from_secs(10);
+    /// `d`, times 10 under qemu (`.ci/cross.sh` sets the variable; code
+    /// runs 10-50x slower there), as in tests/common.
+    fn slow(d: Duration) -> Duration {
+        if std::env::var_os("NNG_DISCOVERY_UNDER_QEMU").is_some() {
+            d * 10
+        } else {
+            d
+        }
+    }
+
+    /// Patience for outcomes that take milliseconds, or a few keepalives:
+    /// 10 s (over 10x the slowest), slowed under qemu.
+    fn patience() -> Duration {
+        slow(Duration::from_secs(10))
+    }
 
     fn options(keepalive: Duration) -> Options {
         Options::default()
-            .poll_interval(Duration::from_millis(200))
-            .survey_time(Duration::from_millis(100))
+            .poll_interval(slow(Duration::from_millis(200)))
+            .survey_time(slow(Duration::from_millis(100)))
             .reconnect_min(Duration::from_millis(10))
             .reconnect_max(Duration::from_millis(50))
-            .watch_keepalive(keepalive)
+            .watch_keepalive(slow(keepalive))
     }
 
     /// A test loop like the one that will drive several sources: polls all
     /// their descriptors until the next deadline, feeds readiness and
     /// deadlines back, and collects `(source index, event)` until `done`
-    /// says so or `PATIENCE` passes.
+    /// says so or `patience()` passes.
     fn drive(
         sources: &mut [WatchSource],
         events: &mut Vec<(usize, WatchEvent)>,
         done: impl Fn(&[(usize, WatchEvent)]) -> bool,
     ) {
-        let give_up = Instant::now() + PATIENCE;
+        let give_up = Instant::now() + patience();
         while !done(events) {
             let now = Instant::now();
-            assert!(now < give_up, "not within {PATIENCE:?}; events: {events:?}");
+            assert!(
+                now < give_up,
+                "not within {:?}; events: {events:?}",
+                patience()
+            );
             let next = sources
                 .iter()
                 .map(WatchSource::next_deadline)
@@ -360,7 +377,8 @@ mod tests {
 
     #[test]
     fn follows_a_server_and_hears_keepalives() {
-        let o = options(Duration::from_millis(100)).watch_url("tcp://127.0.0.1:0");
+        // Silence would be 500 ms: a busy machine does not reach it.
+        let o = options(Duration::from_millis(250)).watch_url("tcp://127.0.0.1:0");
         let server = Server::new("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", o.clone()).unwrap();
         let url = server.watch_url().unwrap().to_owned();
         let mut sources = vec![
@@ -376,7 +394,7 @@ mod tests {
         drive(&mut sources, &mut events, |e| {
             last_is(e, 0, &list(&["http://a:1"])) && last_is(e, 1, &list(&["http://a:1"]))
         });
-        // Nothing changes: keepalives every 100 ms, heard, never Gone.
+        // Nothing changes: keepalives every 250 ms, heard, never Gone.
         events.clear();
         drive(&mut sources, &mut events, |e| {
             e.iter()
@@ -437,9 +455,13 @@ mod tests {
         });
         // It redialed: a second connection reaches the silent server (NNG
         // dials in the background; the counter has no channel to wait on).
-        let give_up = Instant::now() + PATIENCE;
+        let give_up = Instant::now() + patience();
         while hung.connections.load(Ordering::SeqCst) < 2 {
-            assert!(Instant::now() < give_up, "no redial within {PATIENCE:?}");
+            assert!(
+                Instant::now() < give_up,
+                "no redial within {:?}",
+                patience()
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
     }

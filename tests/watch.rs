@@ -412,6 +412,10 @@ fn a_watcher_that_never_reads_costs_bounded_memory_and_stalls_no_one() {
         other => panic!("expected a delta, got {other:?}"),
     }
     let grown = rss().saturating_sub(rss_before);
+    eprintln!(
+        "memory grew by {} KB for {REQUESTS} unread snapshots",
+        grown >> 10
+    );
     assert!(
         grown < 40 << 20,
         "memory grew by {} MB for one watcher that never reads",
