@@ -496,3 +496,23 @@ fn the_daemon_serves_watchers_with_watch() {
     // Nothing changes: a keepalive after --watch-keepalive.
     assert_eq!(ask(&w, at), Reply::Keepalive { at });
 }
+
+#[test]
+fn a_closed_connection_releases_its_held_request() {
+    let server = server(NEVER);
+    let w = watcher(watch_url(&server));
+    let (at, _) = snapshot(&ask(&w, Position::NOTHING));
+    send(&w, &encode_request(at));
+    stats_until(&server, "the request is held", |s| {
+        s.watch_held == 1 && s.watchers == 1
+    });
+    w.close();
+    stats_until(&server, "the closed watcher's request is dropped", |s| {
+        s.watch_held == 0 && s.watchers == 0
+    });
+    // A change afterwards sends nothing to it.
+    let _client = Client::new(server.survey_url(), "http://e:5").expect("client");
+    wait_for_list(&server.changes(), &["http://e:5"]);
+    let s = server.stats();
+    assert_eq!((s.watch_deltas, s.watch_snapshots), (0, 1), "{s:?}");
+}
