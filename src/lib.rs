@@ -13,6 +13,10 @@
 //!   which [`Subscriber`]s (and clients made with
 //!   [`Client::with_subscription`]) receive as a sorted `Vec<String>` on a
 //!   `crossbeam_channel::Receiver`.
+//! * with [`Options::watch_url`], the server also answers watchers over
+//!   REQ/REP (the watch protocol: [`watch_wire`], [`history`],
+//!   [`watch_state`]), sending each only what changed since the revision it
+//!   holds.
 //!
 //! Beyond the original: joins and leaves are seen within milliseconds from
 //! connection events, not at the next poll; a peer is dropped for hanging
@@ -74,6 +78,11 @@ mod server;
 mod stats;
 mod subscriber;
 mod transport;
+mod watch_server;
+// The watcher side: plugged into `Subscriber` once it is made of sources
+// (see `merge`); until then only its own tests drive it.
+#[allow(dead_code)]
+mod watch_source;
 pub mod watch_state;
 pub mod watch_wire;
 pub mod wire;

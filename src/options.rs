@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::history::HistoryLimits;
 
 /// Settings for a [`Server`](crate::Server), built with chained setters.
 ///
@@ -18,12 +19,16 @@ use crate::error::{Error, Result};
 /// | [`reconnect_min`](Options::reconnect_min) | 100 ms | clients and subscribers: first wait before redialing |
 /// | [`reconnect_max`](Options::reconnect_max) | 1 s | clients and subscribers: longest wait between redials |
 /// | [`available`](Options::available) | `true` | clients: whether a new client is listed from the start |
+/// | [`watch_url`](Options::watch_url) | none | server: also serve the watch protocol there |
+/// | [`watch_keepalive`](Options::watch_keepalive) | 10 s | server: how long a current watch request is held before a keepalive |
+/// | [`watch_history`](Options::watch_history) | 1,024 changes, 1 MiB | server: past changes kept for deltas |
 ///
 /// The first seven are the server's; the reconnect pair is read by
 /// [`Client::with_options`](crate::Client::with_options) and
 /// [`Subscriber::with_options`](crate::Subscriber::with_options) (the server
 /// only listens, so it ignores them), and `available` by
-/// [`Client::with_options`](crate::Client::with_options). After a server restart, clients are
+/// [`Client::with_options`](crate::Client::with_options); the three
+/// `watch_*` are the server's again. After a server restart, clients are
 /// back within about `reconnect_max` of the new server starting.
 ///
 /// With the defaults, a peer that shuts down or whose process dies leaves the
@@ -56,6 +61,9 @@ pub struct Options {
     reconnect_min: Duration,
     reconnect_max: Duration,
     available: bool,
+    watch_url: Option<String>,
+    watch_keepalive: Duration,
+    watch_history: HistoryLimits,
 }
 
 impl Default for Options {
@@ -71,6 +79,9 @@ impl Default for Options {
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(1),
             available: true,
+            watch_url: None,
+            watch_keepalive: Duration::from_secs(10),
+            watch_history: HistoryLimits::default(),
         }
     }
 }
@@ -150,6 +161,49 @@ impl Options {
     pub fn available(mut self, on: bool) -> Self {
         self.available = on;
         self
+    }
+
+    /// Makes the server also listen on `url` for watchers (the watch
+    /// protocol: REP v0 in raw mode; see the README's Protocol section).
+    /// Each watcher is sent only what changed since the revision it holds,
+    /// which scales far better than the publish URL when many peers
+    /// follow the list. Port 0 picks a free port: read it back with
+    /// [`Server::watch_url`](crate::Server::watch_url).
+    pub fn watch_url(mut self, url: impl Into<String>) -> Self {
+        self.watch_url = Some(url.into());
+        self
+    }
+
+    /// How long the server holds a watch request that is current before
+    /// answering it with a keepalive (non-zero; default 10 s). Keep it well
+    /// below NNG's REQ resend time (60 s). Watchers made with the same
+    /// options take twice this much silence to mean the server is gone.
+    pub fn watch_keepalive(mut self, d: Duration) -> Self {
+        self.watch_keepalive = d;
+        self
+    }
+
+    /// How many past changes (and bytes of names in them) the watch server
+    /// keeps to answer a watcher that is behind with a delta; a watcher
+    /// further behind gets a snapshot. See [`HistoryLimits`].
+    pub fn watch_history(mut self, limits: HistoryLimits) -> Self {
+        self.watch_history = limits;
+        self
+    }
+
+    /// The watch URL set, if any.
+    pub fn get_watch_url(&self) -> Option<&str> {
+        self.watch_url.as_deref()
+    }
+
+    /// The watch keepalive interval set.
+    pub fn get_watch_keepalive(&self) -> Duration {
+        self.watch_keepalive
+    }
+
+    /// The watch history limits set.
+    pub fn get_watch_history(&self) -> HistoryLimits {
+        self.watch_history
     }
 
     /// Whether a client starts available.
@@ -242,6 +296,9 @@ impl Options {
         if self.max_peers == 0 {
             return bad("max_peers", "must be at least 1".into());
         }
+        if self.watch_keepalive.is_zero() {
+            return bad("watch_keepalive", "must be greater than zero".into());
+        }
         if self.reconnect_min.is_zero() {
             return bad("reconnect_min", "must be greater than zero".into());
         }
@@ -306,6 +363,10 @@ mod tests {
         );
         assert_eq!(refused(Options::default().max_peers(0)).0, "max_peers");
         assert_eq!(
+            refused(Options::default().watch_keepalive(ms(0))).0,
+            "watch_keepalive"
+        );
+        assert_eq!(
             refused(Options::default().reconnect_min(ms(0))).0,
             "reconnect_min"
         );
@@ -338,8 +399,22 @@ mod tests {
             .event_driven(false)
             .reconnect_min(Duration::from_millis(5))
             .reconnect_max(Duration::from_millis(50))
-            .available(false);
+            .available(false)
+            .watch_url("tcp://127.0.0.1:0")
+            .watch_keepalive(Duration::from_millis(300))
+            .watch_history(HistoryLimits {
+                max_changes: 3,
+                max_bytes: 100,
+            });
         o.validate().unwrap();
+        assert_eq!(o.get_watch_url(), Some("tcp://127.0.0.1:0"));
+        assert_eq!(o.get_watch_keepalive(), Duration::from_millis(300));
+        assert_eq!(o.get_watch_history().max_changes, 3);
+        assert_eq!(Options::default().get_watch_url(), None);
+        assert_eq!(
+            Options::default().get_watch_keepalive(),
+            Duration::from_secs(10)
+        );
         assert_eq!(o.get_survey_time(), Duration::from_millis(10));
         assert_eq!(o.get_poll_interval(), Duration::from_millis(20));
         assert_eq!(o.get_miss_threshold(), 4);

@@ -17,6 +17,7 @@ use crate::receiver::{self, Receiver as NngReceiver, Stopper};
 use crate::schedule::{Action, Schedule};
 use crate::stats::Stats;
 use crate::transport;
+use crate::watch_server::{self, WatchCore, WatchHandle};
 use crate::wire::{self, MAX_NAME_LEN};
 
 /// The largest answer the server reads. Names up to this size are read and
@@ -68,9 +69,14 @@ enum Control {
 /// server restart subscribers are not told that everyone left while the
 /// clients are still reconnecting.
 ///
+/// With [`Options::watch_url`], it also listens there for watchers (the
+/// watch protocol, see the README): each watcher is sent only what changed
+/// since the revision it holds, at the moment the list is published.
+///
 /// Threads: two (one reads answers, one keeps the membership and does all
-/// sending), plus NNG's shared pool. [`shutdown`](Server::shutdown) or `Drop`
-/// closes both sockets and joins both threads.
+/// sending), three with a watch URL (one more reads watch requests), plus
+/// NNG's shared pool. [`shutdown`](Server::shutdown) or `Drop` closes the
+/// sockets and joins the threads.
 ///
 /// ```
 /// # fn main() -> Result<(), nng_discovery::Error> {
@@ -96,6 +102,7 @@ pub struct Server {
     stats: Arc<Mutex<Stats>>,
     changes: Receiver<Vec<String>>,
     threads: Vec<JoinHandle<()>>,
+    watch: Option<WatchHandle>,
 }
 
 impl Server {
@@ -156,6 +163,13 @@ impl Server {
         let stats = Arc::new(Mutex::new(Stats::default()));
         let (answers_tx, answers_rx) = bounded(ANSWER_QUEUE);
 
+        let (watch, watch_core) = match options.get_watch_url() {
+            Some(url) => {
+                let (handle, core) = watch_server::start(url, &options)?;
+                (Some(handle), Some(core))
+            }
+            None => (None, None),
+        };
         let (stopper, answers) = receiver::receiver(&surveyor)?;
         let reader = std::thread::Builder::new()
             .name("nng-discovery-reader".into())
@@ -180,6 +194,7 @@ impl Server {
             shared_stats: Arc::clone(&stats),
             round_seq: None,
             round_answers: 0,
+            watch: watch_core,
         };
         let server_thread = std::thread::Builder::new()
             .name("nng-discovery-server".into())
@@ -204,6 +219,7 @@ impl Server {
             stats,
             changes,
             threads: vec![server_thread, reader],
+            watch,
         })
     }
 
@@ -216,6 +232,13 @@ impl Server {
     /// The publish URL actually bound. Subscribers dial this.
     pub fn publish_url(&self) -> &str {
         &self.publish_url
+    }
+
+    /// The watch URL actually bound, if the server was started with
+    /// [`Options::watch_url`] (for `tcp://…:0` it carries the port the
+    /// kernel chose). Watchers dial this.
+    pub fn watch_url(&self) -> Option<&str> {
+        self.watch.as_ref().map(WatchHandle::url)
     }
 
     /// The list of live services as last published: sorted, no duplicates.
@@ -256,6 +279,9 @@ impl Server {
         }
         self.surveyor.close();
         self.publisher.close();
+        if let Some(watch) = &mut self.watch {
+            watch.stop();
+        }
     }
 }
 
@@ -304,6 +330,8 @@ struct Core {
     round_seq: Option<u32>,
     /// Answers to `round_seq` so far.
     round_answers: u64,
+    /// The watch protocol's state, with a watch URL.
+    watch: Option<WatchCore>,
 }
 
 /// How many queued answers the server thread takes in one go before it
@@ -312,8 +340,15 @@ const ANSWER_BATCH: usize = 256;
 
 impl Core {
     fn run(mut self, control: Receiver<Control>, answers: Receiver<Message>) {
+        let (watch_requests, watch_pipes) = match &self.watch {
+            Some(w) => (w.requests(), w.pipe_changes()),
+            None => (crossbeam_channel::never(), crossbeam_channel::never()),
+        };
         loop {
             let now = Instant::now();
+            if let Some(watch) = &mut self.watch {
+                watch.on_deadline(now);
+            }
             // More answers queued than one batch: the server is behind, and
             // an extra survey would only add to the queue.
             self.schedule
@@ -325,11 +360,13 @@ impl Core {
             // `stats()` shows everything done so far, publishes included.
             self.stats.peers = self.membership.len();
             self.stats.connections = self.membership.pipe_count();
+            let mut wakeup = self.schedule.next_wakeup();
+            if let Some(watch) = &self.watch {
+                watch.fill_stats(&mut self.stats);
+                wakeup = watch.next_deadline().map_or(wakeup, |d| d.min(wakeup));
+            }
             *self.shared_stats.lock() = self.stats;
-            let timeout = self
-                .schedule
-                .next_wakeup()
-                .saturating_duration_since(Instant::now());
+            let timeout = wakeup.saturating_duration_since(Instant::now());
             select! {
                 recv(control) -> event => match event {
                     Ok(Control::Stop) | Err(_) => return,
@@ -343,6 +380,21 @@ impl Core {
                         }
                     }
                     Err(_) => return, // the reader stopped: the socket is closed
+                },
+                // Without a watch URL these two are `never()`.
+                recv(watch_requests) -> msg => match (msg, &mut self.watch) {
+                    (Ok(msg), Some(watch)) => {
+                        let now = Instant::now();
+                        watch.on_request(msg, now);
+                        for msg in watch_requests.try_iter().take(watch_server::REQUEST_BATCH) {
+                            watch.on_request(msg, now);
+                        }
+                    }
+                    _ => return, // the watch reader stopped: the socket is closed
+                },
+                recv(watch_pipes) -> change => match (change, &mut self.watch) {
+                    (Ok(change), Some(watch)) => watch.on_pipe(change),
+                    _ => return, // the watch socket is closed
                 },
                 default(timeout) => {}
             }
@@ -481,6 +533,10 @@ impl Core {
             self.encoded.clear();
             wire::encode_list(self.membership.names(), &mut self.encoded);
             let list: Vec<String> = self.membership.names().map(String::from).collect();
+            if let Some(watch) = &mut self.watch {
+                // The watchers' revision moves with each published change.
+                watch.record(&list, Instant::now());
+            }
             *self.peers.lock() = list.clone();
             self.mailbox.offer(list);
         }

@@ -4,8 +4,10 @@
 /// [`Server::stats`](crate::Server::stats).
 ///
 /// Counters (`surveys_sent`, `answers`, `refused_*`, `publishes`,
-/// `bytes_published`) count from the server's start; the others are current
-/// values.
+/// `bytes_published`, `watch_requests`, `watch_snapshots`, `watch_deltas`,
+/// `watch_keepalives`) count from the server's start; the others are
+/// current values. The `watch*` fields stay 0 without a
+/// [`watch_url`](crate::Options::watch_url).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -37,6 +39,19 @@ pub struct Stats {
     /// Bytes of list bodies published, counted once per publish (not per
     /// subscriber).
     pub bytes_published: u64,
+    /// Open connections on the watch socket (watchers).
+    pub watchers: usize,
+    /// Watch requests held now, waiting for a change or their keepalive
+    /// (at most one per watcher).
+    pub watch_held: usize,
+    /// Watch requests received, in total.
+    pub watch_requests: u64,
+    /// Snapshot replies sent to watchers.
+    pub watch_snapshots: u64,
+    /// Delta replies sent to watchers.
+    pub watch_deltas: u64,
+    /// Keepalive replies sent to watchers.
+    pub watch_keepalives: u64,
 }
 
 /// One line of `key=value` pairs, in field order, e.g.
@@ -48,7 +63,8 @@ impl std::fmt::Display for Stats {
             f,
             "peers={} connections={} subscribers={} surveys_sent={} rounds={} \
              answers_last_round={} answers={} refused_invalid={} refused_stale={} \
-             refused_full={} publishes={} bytes_published={}",
+             refused_full={} publishes={} bytes_published={} watchers={} watch_held={} \
+             watch_requests={} watch_snapshots={} watch_deltas={} watch_keepalives={}",
             self.peers,
             self.connections,
             self.subscribers,
@@ -60,7 +76,13 @@ impl std::fmt::Display for Stats {
             self.refused_stale,
             self.refused_full,
             self.publishes,
-            self.bytes_published
+            self.bytes_published,
+            self.watchers,
+            self.watch_held,
+            self.watch_requests,
+            self.watch_snapshots,
+            self.watch_deltas,
+            self.watch_keepalives
         )
     }
 }
@@ -84,12 +106,19 @@ mod tests {
             refused_full: 10,
             publishes: 11,
             bytes_published: 12,
+            watchers: 13,
+            watch_held: 14,
+            watch_requests: 15,
+            watch_snapshots: 16,
+            watch_deltas: 17,
+            watch_keepalives: 18,
         };
         assert_eq!(
             s.to_string(),
             "peers=1 connections=2 subscribers=3 surveys_sent=4 rounds=5 \
              answers_last_round=6 answers=7 refused_invalid=8 refused_stale=9 \
-             refused_full=10 publishes=11 bytes_published=12"
+             refused_full=10 publishes=11 bytes_published=12 watchers=13 watch_held=14 \
+             watch_requests=15 watch_snapshots=16 watch_deltas=17 watch_keepalives=18"
         );
     }
 }

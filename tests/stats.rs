@@ -14,7 +14,7 @@ fn wait_stats(server: &Server, what: &str, done: impl Fn(&Stats) -> bool) -> Sta
         if done(&stats) {
             Ok(stats)
         } else {
-            Err(stats)
+            Err(Box::new(stats)) // boxed: Stats is too large for clippy's Err
         }
     })
 }

@@ -114,6 +114,9 @@ fn server(a: ServerArgs) -> Outcome {
         let mut out = io::stdout().lock();
         let _ = writeln!(out, "survey {}", server.survey_url());
         let _ = writeln!(out, "publish {}", server.publish_url());
+        if let Some(url) = server.watch_url() {
+            let _ = writeln!(out, "watch {url}");
+        }
         if let Some((m, _)) = &metrics {
             let _ = writeln!(out, "metrics http://{}/metrics", m.addr());
         }

@@ -137,6 +137,14 @@ On startup it prints the URLs actually bound on stdout, one per line:
   publish tcp://127.0.0.1:40008
 (with tcp://HOST:0 these carry the port the system chose).
 
+--watch URL also serves the watch protocol there (REQ/REP: each watcher is
+sent only what changed since the revision it holds; see the README's
+Protocol section), and prints the line
+  watch tcp://127.0.0.1:40009
+after the publish line. A watch request that is up to date is held until the
+list changes, or answered with a keepalive after --watch-keepalive (default
+10s; keep it well below NNG's 60 s REQ resend time).
+
 --metrics ADDR (IP:PORT, e.g. 127.0.0.1:9464) serves the server's counters
 at http://ADDR/metrics in Prometheus's text format, and adds the line
   metrics http://127.0.0.1:9464/metrics
@@ -314,6 +322,12 @@ struct ServerCli {
     /// Serve Prometheus metrics on IP:PORT
     #[arg(long, value_name = "ADDR", value_parser = socket_addr_arg)]
     metrics: Option<SocketAddr>,
+    /// Where watchers connect
+    #[arg(long, value_name = "URL")]
+    watch: Option<String>,
+    /// Keepalive for watchers
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = nonzero_duration_arg)]
+    watch_keepalive: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -414,7 +428,12 @@ fn server(s: ServerCli) -> Result<Command, UsageError> {
         .survey_time(s.survey_time)
         .miss_threshold(s.miss_threshold)
         .republish_interval(s.republish_interval)
-        .max_peers(s.max_peers);
+        .max_peers(s.max_peers)
+        .watch_keepalive(s.watch_keepalive);
+    let options = match s.watch {
+        Some(url) => options.watch_url(url),
+        None => options,
+    };
     check_options(&options)?;
     Ok(Command::Server(ServerArgs {
         survey: s.survey,
@@ -724,6 +743,10 @@ mod tests {
             "1m",
             "--max-peers",
             "100",
+            "--watch",
+            "tcp://127.0.0.1:0",
+            "--watch-keepalive",
+            "2s",
         ]))
         .unwrap();
         let Command::Server(s) = c else {
@@ -737,6 +760,8 @@ mod tests {
         assert_eq!(o.get_miss_threshold(), 3);
         assert_eq!(o.get_republish_interval(), Duration::from_secs(60));
         assert_eq!(o.get_max_peers(), 100);
+        assert_eq!(o.get_watch_url(), Some("tcp://127.0.0.1:0"));
+        assert_eq!(o.get_watch_keepalive(), Duration::from_secs(2));
     }
 
     #[test]
@@ -764,6 +789,11 @@ mod tests {
         assert!(m.contains("--poll-interval"), "{m}");
         let m = err(&server(&["--poll-interval", "0s"]));
         assert!(m.starts_with("invalid --poll-interval: "), "{m}");
+        assert_eq!(
+            err(&server(&["--watch-keepalive", "0s"])),
+            r#"invalid --watch-keepalive "0s": expected a duration greater than zero"#
+        );
+        assert!(err(&server(&["--watch"])).starts_with("--watch needs a value"));
     }
 
     #[test]

@@ -129,6 +129,35 @@ pub fn render(s: &Stats, version: &str) -> String {
         "Bytes of list bodies published, once per publish.",
         s.bytes_published,
     );
+    gauge(
+        &mut out,
+        "nng_discovery_watchers",
+        "Open connections on the watch socket (watchers).",
+        s.watchers,
+    );
+    gauge(
+        &mut out,
+        "nng_discovery_watch_held",
+        "Watch requests held, waiting for a change or their keepalive.",
+        s.watch_held,
+    );
+    counter(
+        &mut out,
+        "nng_discovery_watch_requests_total",
+        "Watch requests received.",
+        s.watch_requests,
+    );
+    family(
+        &mut out,
+        "nng_discovery_watch_replies_total",
+        "counter",
+        "Watch replies sent, by kind: snapshot, delta or keepalive.",
+        &[
+            ("{kind=\"snapshot\"}", s.watch_snapshots),
+            ("{kind=\"delta\"}", s.watch_deltas),
+            ("{kind=\"keepalive\"}", s.watch_keepalives),
+        ],
+    );
     out
 }
 
@@ -425,6 +454,12 @@ mod tests {
         s.refused_full = 10;
         s.publishes = 11;
         s.bytes_published = 12;
+        s.watchers = 13;
+        s.watch_held = 14;
+        s.watch_requests = 15;
+        s.watch_snapshots = 16;
+        s.watch_deltas = 17;
+        s.watch_keepalives = 18;
         s
     }
 
@@ -448,6 +483,12 @@ mod tests {
                 "nng_discovery_refused_answers_total{reason=\"full\"} 10",
                 "nng_discovery_publishes_total 11",
                 "nng_discovery_published_bytes_total 12",
+                "nng_discovery_watchers 13",
+                "nng_discovery_watch_held 14",
+                "nng_discovery_watch_requests_total 15",
+                "nng_discovery_watch_replies_total{kind=\"snapshot\"} 16",
+                "nng_discovery_watch_replies_total{kind=\"delta\"} 17",
+                "nng_discovery_watch_replies_total{kind=\"keepalive\"} 18",
             ]
         );
         assert!(text.ends_with('\n'));
@@ -483,7 +524,7 @@ mod tests {
                 assert_eq!(name, family, "{line}");
             }
         }
-        assert_eq!(families, 11);
+        assert_eq!(families, 15);
     }
 
     #[test]
@@ -646,7 +687,7 @@ mod tests {
         }
 
         #[test]
-        fn rendered_values_are_the_stats(v in proptest::prelude::any::<[u64; 12]>()) {
+        fn rendered_values_are_the_stats(v in proptest::prelude::any::<[u64; 18]>()) {
             let mut s = Stats::default();
             s.peers = v[0] as usize;
             s.connections = v[1] as usize;
@@ -660,6 +701,12 @@ mod tests {
             s.refused_full = v[9];
             s.publishes = v[10];
             s.bytes_published = v[11];
+            s.watchers = v[12] as usize;
+            s.watch_held = v[13] as usize;
+            s.watch_requests = v[14];
+            s.watch_snapshots = v[15];
+            s.watch_deltas = v[16];
+            s.watch_keepalives = v[17];
             let text = render(&s, "0.1.0");
             let values: Vec<u64> = text
                 .lines()
@@ -672,6 +719,8 @@ mod tests {
                 s.answers_last_round, s.surveys_sent, s.rounds, s.answers,
                 s.refused_invalid, s.refused_stale, s.refused_full,
                 s.publishes, s.bytes_published,
+                s.watchers as u64, s.watch_held as u64, s.watch_requests,
+                s.watch_snapshots, s.watch_deltas, s.watch_keepalives,
             ];
             proptest::prop_assert_eq!(values, want.to_vec());
         }
