@@ -60,6 +60,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admission;
 mod client;
 mod error;
 pub mod held_requests;
@@ -80,7 +81,7 @@ pub mod wire;
 
 pub use client::Client;
 pub use error::{Error, Result, SetupError};
-pub use options::Options;
+pub use options::{default_max_connections, Options};
 pub use server::Server;
 pub use stats::Stats;
 pub use subscriber::{Subscriber, MAX_LIST_BYTES};

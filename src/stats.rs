@@ -37,6 +37,16 @@ pub struct Stats {
     /// Bytes of list bodies published, counted once per publish (not per
     /// subscriber).
     pub bytes_published: u64,
+    /// Connections refused because their address is outside
+    /// [`allow_from`](crate::Options::allow_from).
+    pub refused_network: u64,
+    /// Connections refused because
+    /// [`max_connections`](crate::Options::max_connections) were open.
+    pub refused_connections: u64,
+    /// Answers refused by
+    /// [`require_peer_host`](crate::Options::require_peer_host): the name's
+    /// host is not the connection's address.
+    pub refused_peer_host: u64,
 }
 
 /// One line of `key=value` pairs, in field order, e.g.
@@ -48,7 +58,8 @@ impl std::fmt::Display for Stats {
             f,
             "peers={} connections={} subscribers={} surveys_sent={} rounds={} \
              answers_last_round={} answers={} refused_invalid={} refused_stale={} \
-             refused_full={} publishes={} bytes_published={}",
+             refused_full={} publishes={} bytes_published={} refused_network={} \
+             refused_connections={} refused_peer_host={}",
             self.peers,
             self.connections,
             self.subscribers,
@@ -60,7 +71,10 @@ impl std::fmt::Display for Stats {
             self.refused_stale,
             self.refused_full,
             self.publishes,
-            self.bytes_published
+            self.bytes_published,
+            self.refused_network,
+            self.refused_connections,
+            self.refused_peer_host
         )
     }
 }
@@ -84,12 +98,16 @@ mod tests {
             refused_full: 10,
             publishes: 11,
             bytes_published: 12,
+            refused_network: 13,
+            refused_connections: 14,
+            refused_peer_host: 15,
         };
         assert_eq!(
             s.to_string(),
             "peers=1 connections=2 subscribers=3 surveys_sent=4 rounds=5 \
              answers_last_round=6 answers=7 refused_invalid=8 refused_stale=9 \
-             refused_full=10 publishes=11 bytes_published=12"
+             refused_full=10 publishes=11 bytes_published=12 refused_network=13 \
+             refused_connections=14 refused_peer_host=15"
         );
     }
 }

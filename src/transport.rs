@@ -29,13 +29,20 @@ fn url_error(url: &str, e: nng::Error) -> Option<Error> {
 /// Listens on `url` and returns the listener with the URL actually bound
 /// (for `tcp://…:0`, the port the kernel chose). `peer_protocol` is the SP
 /// protocol number of the sockets that will connect (see [`ipc_in_use`]).
-pub(crate) fn listen(socket: &Socket, url: &str, peer_protocol: u16) -> Result<(Listener, String)> {
+/// `ipc_mode`, for an `ipc://` URL, is the socket file's mode, set before
+/// the listener starts.
+pub(crate) fn listen(
+    socket: &Socket,
+    url: &str,
+    peer_protocol: u16,
+    ipc_mode: Option<u32>,
+) -> Result<(Listener, String)> {
     if ipc_in_use(url, peer_protocol) {
         return Err(Error::AddressInUse {
             url: url.to_owned(),
         });
     }
-    let listener = Listener::new(socket, url).map_err(|e| match e {
+    let listen_error = |e| match e {
         nng::Error::AddressInUse => Error::AddressInUse {
             url: url.to_owned(),
         },
@@ -43,7 +50,14 @@ pub(crate) fn listen(socket: &Socket, url: &str, peer_protocol: u16) -> Result<(
             url: url.to_owned(),
             source: e,
         }),
-    })?;
+    };
+    let builder = nng::ListenerBuilder::new(socket, url).map_err(listen_error)?;
+    if let (Some(mode), true) = (ipc_mode, url.starts_with("ipc://")) {
+        builder
+            .set_opt::<nng::options::transport::ipc::Permissions>(mode)
+            .map_err(Error::nng("set the IPC socket file's permissions"))?;
+    }
+    let listener = builder.start().map_err(|(_, e)| listen_error(e))?;
     let bound = bound_url(&listener, url);
     Ok((listener, bound))
 }

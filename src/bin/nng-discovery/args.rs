@@ -149,6 +149,15 @@ leaves at once (its connection closes); one that hangs with its connection
 open is dropped after miss-threshold x poll-interval + survey-time (the
 surveys it missed). Names beyond --max-peers are refused.
 
+Security (see the README): nothing is restricted by default. --allow-from
+10.0.0.0/8 (repeatable; IPv4 or IPv6) closes TCP connections from other
+addresses on both URLs; --max-connections N closes connections beyond N
+(default: the open-file limit minus 128); --require-peer-host lists a TCP
+peer's name only if it is scheme://IP[:PORT][/...] or IP:PORT with the
+peer's own IP; --ipc-mode 660 sets the ipc:// socket files' mode. Refusals
+are logged at warn level. ipc:// and inproc:// peers have no IP address:
+--allow-from and --require-peer-host do not apply to them.
+
 Stops on SIGINT or SIGTERM (exit status 0). Exit status 1 if it cannot listen
 (address in use, invalid URL), 2 on a usage error.
 
@@ -314,6 +323,18 @@ struct ServerCli {
     /// Serve Prometheus metrics on IP:PORT
     #[arg(long, value_name = "ADDR", value_parser = socket_addr_arg)]
     metrics: Option<SocketAddr>,
+    /// Accept TCP only from CIDR (repeatable)
+    #[arg(long, value_name = "CIDR")]
+    allow_from: Vec<String>,
+    /// Connection limit [default: files - 128]
+    #[arg(long, value_name = "N", value_parser = count_arg::<usize>)]
+    max_connections: Option<usize>,
+    /// Names must carry the TCP peer's IP
+    #[arg(long)]
+    require_peer_host: bool,
+    /// Octal mode of ipc:// socket files
+    #[arg(long, value_name = "MODE", value_parser = octal_mode_arg)]
+    ipc_mode: Option<u32>,
 }
 
 #[derive(Args, Debug)]
@@ -414,7 +435,17 @@ fn server(s: ServerCli) -> Result<Command, UsageError> {
         .survey_time(s.survey_time)
         .miss_threshold(s.miss_threshold)
         .republish_interval(s.republish_interval)
-        .max_peers(s.max_peers);
+        .max_peers(s.max_peers)
+        .allow_from(&s.allow_from)
+        .require_peer_host(s.require_peer_host);
+    let options = match s.max_connections {
+        Some(n) => options.max_connections(n),
+        None => options,
+    };
+    let options = match s.ipc_mode {
+        Some(mode) => options.ipc_permissions(mode),
+        None => options,
+    };
     check_options(&options)?;
     Ok(Command::Server(ServerArgs {
         survey: s.survey,
@@ -496,6 +527,13 @@ fn count_arg<T: std::str::FromStr + TryFrom<u8> + PartialOrd>(value: &str) -> Re
     }
 }
 
+fn octal_mode_arg(value: &str) -> Result<u32, String> {
+    match u32::from_str_radix(value, 8) {
+        Ok(mode) if mode <= 0o777 && !value.starts_with('+') => Ok(mode),
+        _ => Err("expected an octal file mode from 0 to 777, e.g. 660".to_owned()),
+    }
+}
+
 fn socket_addr_arg(value: &str) -> Result<SocketAddr, String> {
     value
         .parse()
@@ -533,6 +571,9 @@ fn check_options(options: &Options) -> Result<(), UsageError> {
 }
 
 fn flag_of(option: &str) -> String {
+    if option == "ipc_permissions" {
+        return "--ipc-mode".to_owned();
+    }
     format!("--{}", option.replace('_', "-"))
 }
 
@@ -737,6 +778,35 @@ mod tests {
         assert_eq!(o.get_miss_threshold(), 3);
         assert_eq!(o.get_republish_interval(), Duration::from_secs(60));
         assert_eq!(o.get_max_peers(), 100);
+    }
+
+    #[test]
+    fn server_security_flags() {
+        let Command::Server(s) = parse(&args(&server(&[
+            "--allow-from",
+            "10.0.0.0/8",
+            "--allow-from=fd00::/8",
+            "--max-connections",
+            "500",
+            "--require-peer-host",
+            "--ipc-mode",
+            "660",
+        ])))
+        .unwrap() else {
+            panic!()
+        };
+        let o = s.options;
+        assert_eq!(o.get_allow_from(), ["10.0.0.0/8", "fd00::/8"]);
+        assert_eq!(o.get_max_connections(), 500);
+        assert!(o.get_require_peer_host());
+        assert_eq!(o.get_ipc_permissions(), Some(0o660));
+
+        let m = err(&server(&["--allow-from", "10.0.0.1/8"]));
+        assert!(m.starts_with("invalid --allow-from: \"10.0.0.1/8\""), "{m}");
+        assert!(err(&server(&["--ipc-mode", "888"])).starts_with("invalid --ipc-mode \"888\""));
+        assert!(err(&server(&["--ipc-mode", "1777"])).starts_with("invalid --ipc-mode \"1777\""));
+        assert!(err(&server(&["--max-connections", "0"]))
+            .starts_with("invalid --max-connections \"0\""));
     }
 
     #[test]

@@ -110,11 +110,22 @@ pub fn render(s: &Stats, version: &str) -> String {
         &mut out,
         "nng_discovery_refused_answers_total",
         "counter",
-        "Answers refused: invalid name, stale survey id, or list full (max peers).",
+        "Answers refused: invalid name, stale survey id, list full (max peers), or name not on the peer's host.",
         &[
             ("{reason=\"invalid\"}", s.refused_invalid),
             ("{reason=\"stale\"}", s.refused_stale),
             ("{reason=\"full\"}", s.refused_full),
+            ("{reason=\"peer_host\"}", s.refused_peer_host),
+        ],
+    );
+    family(
+        &mut out,
+        "nng_discovery_refused_connections_total",
+        "counter",
+        "Connections closed on arrival: address outside --allow-from, or --max-connections open.",
+        &[
+            ("{reason=\"network\"}", s.refused_network),
+            ("{reason=\"limit\"}", s.refused_connections),
         ],
     );
     counter(
@@ -425,6 +436,9 @@ mod tests {
         s.refused_full = 10;
         s.publishes = 11;
         s.bytes_published = 12;
+        s.refused_network = 13;
+        s.refused_connections = 14;
+        s.refused_peer_host = 15;
         s
     }
 
@@ -446,6 +460,9 @@ mod tests {
                 "nng_discovery_refused_answers_total{reason=\"invalid\"} 8",
                 "nng_discovery_refused_answers_total{reason=\"stale\"} 9",
                 "nng_discovery_refused_answers_total{reason=\"full\"} 10",
+                "nng_discovery_refused_answers_total{reason=\"peer_host\"} 15",
+                "nng_discovery_refused_connections_total{reason=\"network\"} 13",
+                "nng_discovery_refused_connections_total{reason=\"limit\"} 14",
                 "nng_discovery_publishes_total 11",
                 "nng_discovery_published_bytes_total 12",
             ]
@@ -483,7 +500,7 @@ mod tests {
                 assert_eq!(name, family, "{line}");
             }
         }
-        assert_eq!(families, 11);
+        assert_eq!(families, 12);
     }
 
     #[test]
@@ -646,7 +663,7 @@ mod tests {
         }
 
         #[test]
-        fn rendered_values_are_the_stats(v in proptest::prelude::any::<[u64; 12]>()) {
+        fn rendered_values_are_the_stats(v in proptest::prelude::any::<[u64; 15]>()) {
             let mut s = Stats::default();
             s.peers = v[0] as usize;
             s.connections = v[1] as usize;
@@ -660,6 +677,9 @@ mod tests {
             s.refused_full = v[9];
             s.publishes = v[10];
             s.bytes_published = v[11];
+            s.refused_network = v[12];
+            s.refused_connections = v[13];
+            s.refused_peer_host = v[14];
             let text = render(&s, "0.1.0");
             let values: Vec<u64> = text
                 .lines()
@@ -671,6 +691,7 @@ mod tests {
                 s.peers as u64, s.connections as u64, s.subscribers as u64,
                 s.answers_last_round, s.surveys_sent, s.rounds, s.answers,
                 s.refused_invalid, s.refused_stale, s.refused_full,
+                s.refused_peer_host, s.refused_network, s.refused_connections,
                 s.publishes, s.bytes_published,
             ];
             proptest::prop_assert_eq!(values, want.to_vec());
