@@ -152,7 +152,7 @@ impl Client {
         } else {
             // Checked now all the same: a bad URL must not wait to be found
             // until `set_available(true)`.
-            transport::check_dial_url(&socket, survey_url)?;
+            transport::check_dial_url(&socket, survey_url, options)?;
             None
         };
 

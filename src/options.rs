@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 /// | [`max_connections`](Options::max_connections) | file limit − 128 | server: most connections open at once, all URLs together |
 /// | [`require_peer_host`](Options::require_peer_host) | `false` | server: over TCP, a name's host must be the connection's IP |
 /// | [`ipc_permissions`](Options::ipc_permissions) | umask | server: file mode of its `ipc://` sockets |
+/// | [`tls`](Options::tls) | none | all: mutual TLS for `tls+tcp://` URLs (cargo feature `tls`) |
 ///
 /// The first seven are the server's; the reconnect pair is read by
 /// [`Client::with_options`](crate::Client::with_options) and
@@ -64,6 +65,7 @@ pub struct Options {
     ipc_permissions: Option<u32>,
     max_connections: Option<usize>,
     require_peer_host: bool,
+    tls: Option<Box<crate::Tls>>,
 }
 
 impl Default for Options {
@@ -83,6 +85,7 @@ impl Default for Options {
             ipc_permissions: None,
             max_connections: None,
             require_peer_host: false,
+            tls: None,
         }
     }
 }
@@ -222,6 +225,25 @@ impl Options {
     pub fn require_peer_host(mut self, on: bool) -> Self {
         self.require_peer_host = on;
         self
+    }
+
+    /// Mutual TLS for `tls+tcp://` URLs (cargo feature `tls`). A server
+    /// presents the certificate and requires every client and subscriber
+    /// to present one signed by the CA; a client or subscriber presents
+    /// its own and verifies the server's against the CA and the URL's host
+    /// (or [`Tls::server_name`](crate::Tls::server_name)). A connection
+    /// without a valid certificate is closed in the TLS handshake: it never
+    /// lists a name nor receives a list. `tls+tcp://` URLs need this
+    /// option, and this option needs `tls+tcp://` URLs: anything else is an
+    /// [`Error::Tls`] naming the URL.
+    pub fn tls(mut self, tls: crate::Tls) -> Self {
+        self.tls = Some(Box::new(tls));
+        self
+    }
+
+    /// The TLS settings, if any.
+    pub fn get_tls(&self) -> Option<&crate::Tls> {
+        self.tls.as_deref()
     }
 
     /// The networks set with [`allow_from`](Options::allow_from), as given.

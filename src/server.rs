@@ -158,11 +158,10 @@ impl Server {
         })?;
 
         // The peers' SP protocol numbers: respondent v0 and subscriber v0.
-        let ipc_mode = options.get_ipc_permissions();
         let (_survey_listener, bound_survey) =
-            transport::listen(&surveyor, survey_url, 0x63, ipc_mode)?;
+            transport::listen(&surveyor, survey_url, 0x63, &options)?;
         let (_publish_listener, bound_publish) =
-            transport::listen(&publisher, publish_url, 0x21, ipc_mode)?;
+            transport::listen(&publisher, publish_url, 0x21, &options)?;
 
         let (mailbox, changes) = Mailbox::new();
         let peers = Arc::new(Mutex::new(Vec::new()));

@@ -29,14 +29,16 @@ fn url_error(url: &str, e: nng::Error) -> Option<Error> {
 /// Listens on `url` and returns the listener with the URL actually bound
 /// (for `tcp://…:0`, the port the kernel chose). `peer_protocol` is the SP
 /// protocol number of the sockets that will connect (see [`ipc_in_use`]).
-/// `ipc_mode`, for an `ipc://` URL, is the socket file's mode, set before
-/// the listener starts.
+/// For an `ipc://` URL the socket file's mode
+/// ([`Options::ipc_permissions`](crate::Options::ipc_permissions)), for a
+/// `tls+tcp://` URL the TLS settings, are set before the listener starts.
 pub(crate) fn listen(
     socket: &Socket,
     url: &str,
     peer_protocol: u16,
-    ipc_mode: Option<u32>,
+    options: &crate::Options,
 ) -> Result<(Listener, String)> {
+    crate::tls::check_url(url, options.get_tls())?;
     if ipc_in_use(url, peer_protocol) {
         return Err(Error::AddressInUse {
             url: url.to_owned(),
@@ -52,7 +54,11 @@ pub(crate) fn listen(
         }),
     };
     let builder = nng::ListenerBuilder::new(socket, url).map_err(listen_error)?;
-    if let (Some(mode), true) = (ipc_mode, url.starts_with("ipc://")) {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = options.get_tls() {
+        crate::tls::configure_listener(&builder, tls, url)?;
+    }
+    if let (Some(mode), true) = (options.get_ipc_permissions(), url.starts_with("ipc://")) {
         builder
             .set_opt::<nng::options::transport::ipc::Permissions>(mode)
             .map_err(Error::nng("set the IPC socket file's permissions"))?;
@@ -93,10 +99,15 @@ fn ipc_in_use(url: &str, peer_protocol: u16) -> bool {
 fn bound_url(listener: &Listener, url: &str) -> String {
     use nng::options::LocalAddr;
     use nng::SocketAddr;
+    let scheme = if url.starts_with("tls+") {
+        "tls+tcp"
+    } else {
+        "tcp"
+    };
     match listener.get_opt::<LocalAddr>() {
         // NNG hands back the port in network byte order (see NOTES).
-        Ok(SocketAddr::Inet(a)) => format!("tcp://{}:{}", a.ip(), u16::from_be(a.port())),
-        Ok(SocketAddr::Inet6(a)) => format!("tcp://[{}]:{}", a.ip(), u16::from_be(a.port())),
+        Ok(SocketAddr::Inet(a)) => format!("{scheme}://{}:{}", a.ip(), u16::from_be(a.port())),
+        Ok(SocketAddr::Inet6(a)) => format!("{scheme}://[{}]:{}", a.ip(), u16::from_be(a.port())),
         _ => url.to_owned(),
     }
 }
@@ -108,20 +119,27 @@ pub(crate) fn dial(socket: &Socket, url: &str, options: &crate::Options) -> Resu
     // NNG resolves a dialer's address in the background, so a port that
     // cannot exist would be retried forever instead of refused.
     check_tcp_port(url)?;
+    crate::tls::check_url(url, options.get_tls())?;
     socket
         .set_opt::<ReconnectMinTime>(Some(options.get_reconnect_min()))
         .map_err(Error::nng("set the reconnect time"))?;
     socket
         .set_opt::<ReconnectMaxTime>(Some(options.get_reconnect_max()))
         .map_err(Error::nng("set the reconnect time"))?;
-    Dialer::new(socket, url, true).map_err(|e| dial_error(url, e))
+    let builder = nng::DialerBuilder::new(socket, url).map_err(|e| dial_error(url, e))?;
+    #[cfg(feature = "tls")]
+    if let Some(tls) = options.get_tls() {
+        crate::tls::configure_dialer(&builder, tls, url)?;
+    }
+    builder.start(true).map_err(|(_, e)| dial_error(url, e))
 }
 
 /// Checks `url` as [`dial`] would, without starting a connection: NNG
 /// creates a dialer for it, which is closed unstarted (so no connection
 /// attempt can be left half-made, see [`Link`]).
-pub(crate) fn check_dial_url(socket: &Socket, url: &str) -> Result<()> {
+pub(crate) fn check_dial_url(socket: &Socket, url: &str, options: &crate::Options) -> Result<()> {
     check_tcp_port(url)?;
+    crate::tls::check_url(url, options.get_tls())?;
     let unstarted = nng::DialerBuilder::new(socket, url).map_err(|e| dial_error(url, e))?;
     drop(unstarted); // closes it
     Ok(())
@@ -206,7 +224,10 @@ impl Link {
 
 /// Refuses a `tcp://` URL whose port is not a number from 0 to 65535.
 fn check_tcp_port(url: &str) -> Result<()> {
-    let Some(rest) = url.strip_prefix("tcp://") else {
+    let Some(rest) = url
+        .strip_prefix("tcp://")
+        .or_else(|| url.strip_prefix("tls+tcp://"))
+    else {
         return Ok(());
     };
     let port = rest.rsplit_once(':').map(|(_, p)| p);

@@ -42,6 +42,20 @@ pub struct ServerArgs {
     pub options: Options,
     /// `--metrics ADDR`: where to serve Prometheus metrics.
     pub metrics: Option<SocketAddr>,
+    /// `--tls-ca`, `--tls-cert`, `--tls-key`.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The three TLS files, given together (read by [`nng_discovery::Tls::new`]
+/// when the command starts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// `--tls-ca`.
+    pub ca: PathBuf,
+    /// `--tls-cert`.
+    pub cert: PathBuf,
+    /// `--tls-key`.
+    pub key: PathBuf,
 }
 
 /// `join`, checked.
@@ -71,6 +85,8 @@ pub struct JoinArgs {
     /// `--drain`: on the first SIGINT or SIGTERM, leave and keep running
     /// this long.
     pub drain: Option<Duration>,
+    /// `--tls-ca`, `--tls-cert`, `--tls-key`.
+    pub tls: Option<TlsFiles>,
 }
 
 /// `watch`, checked.
@@ -84,6 +100,8 @@ pub struct WatchArgs {
     pub exec: Option<String>,
     /// `--once`: print the current list and stop (never with `exec`).
     pub once: bool,
+    /// `--tls-ca`, `--tls-cert`, `--tls-key`.
+    pub tls: Option<TlsFiles>,
 }
 
 /// A usage error: printed as `nng-discovery: MESSAGE`, exit status 2.
@@ -335,6 +353,31 @@ struct ServerCli {
     /// Octal mode of ipc:// socket files
     #[arg(long, value_name = "MODE", value_parser = octal_mode_arg)]
     ipc_mode: Option<u32>,
+    #[command(flatten)]
+    tls: TlsCli,
+}
+
+/// `--tls-ca`, `--tls-cert`, `--tls-key`: all three or none.
+#[derive(Args, Debug)]
+struct TlsCli {
+    /// TLS: CA that signs every peer (PEM)
+    #[arg(long, value_name = "FILE", value_parser = path_arg, requires_all = ["tls_cert", "tls_key"])]
+    tls_ca: Option<PathBuf>,
+    /// TLS: this side's certificate (PEM)
+    #[arg(long, value_name = "FILE", value_parser = path_arg, requires_all = ["tls_ca", "tls_key"])]
+    tls_cert: Option<PathBuf>,
+    /// TLS: its private key (PEM)
+    #[arg(long, value_name = "FILE", value_parser = path_arg, requires_all = ["tls_ca", "tls_cert"])]
+    tls_key: Option<PathBuf>,
+}
+
+impl TlsCli {
+    fn files(self) -> Option<TlsFiles> {
+        match (self.tls_ca, self.tls_cert, self.tls_key) {
+            (Some(ca), Some(cert), Some(key)) => Some(TlsFiles { ca, cert, key }),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -372,6 +415,8 @@ struct JoinCli {
     /// On a signal, leave and exit DURATION later
     #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
     drain: Option<Duration>,
+    #[command(flatten)]
+    tls: TlsCli,
 }
 
 #[derive(Args, Debug)]
@@ -388,6 +433,8 @@ struct WatchCli {
     /// Print the current list and exit 0
     #[arg(long, conflicts_with = "exec")]
     once: bool,
+    #[command(flatten)]
+    tls: TlsCli,
 }
 
 #[derive(Args, Debug)]
@@ -452,6 +499,7 @@ fn server(s: ServerCli) -> Result<Command, UsageError> {
         publish: s.publish,
         options,
         metrics: s.metrics,
+        tls: s.tls.files(),
     }))
 }
 
@@ -471,6 +519,7 @@ fn join(j: JoinCli) -> Result<Command, UsageError> {
         fall: j.fall,
         maintenance_file: j.maintenance_file,
         drain: j.drain,
+        tls: j.tls.files(),
     }))
 }
 
@@ -480,6 +529,7 @@ fn watch(w: WatchCli) -> Result<Command, UsageError> {
         json: w.json,
         exec: w.exec,
         once: w.once,
+        tls: w.tls.files(),
     }))
 }
 
@@ -778,6 +828,45 @@ mod tests {
         assert_eq!(o.get_miss_threshold(), 3);
         assert_eq!(o.get_republish_interval(), Duration::from_secs(60));
         assert_eq!(o.get_max_peers(), 100);
+    }
+
+    #[test]
+    fn tls_files_come_in_threes() {
+        let three = [
+            "--tls-ca",
+            "ca.pem",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "c.key",
+        ];
+        let Command::Server(s) = parse(&args(&server(&three))).unwrap() else {
+            panic!()
+        };
+        let want = TlsFiles {
+            ca: "ca.pem".into(),
+            cert: "c.pem".into(),
+            key: "c.key".into(),
+        };
+        assert_eq!(s.tls, Some(want.clone()));
+        let mut join = vec!["join", "--survey", "tcp://h:1", "--name", "n"];
+        join.extend(three);
+        let Command::Join(j) = parse(&args(&join)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(j.tls, Some(want.clone()));
+        let mut watch = vec!["watch", "--publish", "tcp://h:1"];
+        watch.extend(three);
+        let Command::Watch(w) = parse(&args(&watch)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(w.tls, Some(want));
+        let Command::Server(s) = parse(&args(&server(&[]))).unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.tls, None);
+        let m = err(&server(&["--tls-ca", "ca.pem"]));
+        assert!(m.contains("--tls-cert") && m.contains("--tls-key"), "{m}");
     }
 
     #[test]
