@@ -4,6 +4,8 @@
 //! ```text
 //! cargo bench --bench latency              # 100 trials per case
 //! TRIALS=200 cargo bench --bench latency
+//! cargo bench --bench latency --features tls              # adds tls+tcp:// beside tcp://
+//! ONLY=tls cargo bench --bench latency --features tls     # only that part
 //! ```
 //!
 //! Cases, each timed from the event to the moment a subscriber in this
@@ -44,6 +46,10 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
     let daemon = env!("CARGO_BIN_EXE_nng-discovery");
+    if std::env::var("ONLY").as_deref() == Ok("tls") {
+        tls_beside_tcp(trials);
+        return;
+    }
 
     let configs = [
         (
@@ -162,6 +168,147 @@ fn main() {
     failing_check(daemon, trials.min(30));
     hung_peers(daemon, trials.min(10));
     shutdown_times(trials);
+    tls_beside_tcp(trials);
+}
+
+/// Join and leave over `tls+tcp://` (mutual TLS, P-256 certificates made
+/// with openssl) beside plain `tcp://`, same server options, same run.
+#[cfg(not(feature = "tls"))]
+fn tls_beside_tcp(_: usize) {
+    println!();
+    println!("# tls+tcp:// beside tcp://: not built (cargo bench --bench latency --features tls)");
+}
+
+#[cfg(feature = "tls")]
+fn tls_beside_tcp(n: usize) {
+    use nng_discovery::Tls;
+    let dir = std::env::temp_dir().join(format!("nngd-bench-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let openssl = |args: &[&str]| {
+        let ok = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl")
+            .success();
+        assert!(ok, "openssl {args:?}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=ca",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:127.0.0.1,IP:127.0.0.1\n",
+    )
+    .expect("ext");
+    for who in ["server", "client"] {
+        let (key, csr, pem, subj) = (
+            format!("{who}.key"),
+            format!("{who}.csr"),
+            format!("{who}.pem"),
+            format!("/CN={who}"),
+        );
+        openssl(
+            &[
+                &["req"][..],
+                &ec,
+                &["-keyout", &key, "-out", &csr, "-subj", &subj],
+            ]
+            .concat(),
+        );
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &pem,
+            "-extfile",
+            "san.ext",
+        ]);
+    }
+    let tls = |who: &str| {
+        Tls::new(
+            dir.join("ca.pem"),
+            dir.join(format!("{who}.pem")),
+            dir.join(format!("{who}.key")),
+        )
+        .expect("tls")
+    };
+    let base = Options::default()
+        .poll_interval(Duration::from_secs(10))
+        .survey_time(Duration::from_secs(1));
+    println!();
+    println!(
+        "# join / leave, event-driven, poll 10 s: tls+tcp:// (mutual TLS, P-256) beside tcp://"
+    );
+    println!(
+        "{:<38} {:<16} {:>6} {:>10} {:>10} {:>10}",
+        "transport", "case", "trials", "p50", "p99", "max"
+    );
+    for (label, url, server_opts, client_opts) in [
+        ("tcp://", "tcp://127.0.0.1:0", base.clone(), base.clone()),
+        (
+            "tls+tcp://",
+            "tls+tcp://127.0.0.1:0",
+            base.clone().tls(tls("server")),
+            base.clone().tls(tls("client")),
+        ),
+    ] {
+        let server = Server::new(url, url, server_opts).expect("server");
+        let subscriber =
+            Subscriber::with_options(server.publish_url(), &client_opts).expect("subscribe");
+        let changes = subscriber.changes();
+        wait_for(&changes, |l| l.is_empty());
+        let (mut join, mut leave) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let name = format!("http://127.0.0.1:{}", 40_000 + i);
+            let t0 = Instant::now();
+            let client = Client::with_options(server.survey_url(), None, &name, &client_opts)
+                .expect("client");
+            wait_for(&changes, |l| l.contains(&name));
+            join.push(t0.elapsed());
+            let t0 = Instant::now();
+            client.shutdown();
+            wait_for(&changes, |l| !l.contains(&name));
+            leave.push(t0.elapsed());
+        }
+        for (case, samples) in [("join", join), ("leave", leave)] {
+            let s = summary(samples);
+            println!(
+                "{:<38} {:<16} {:>6} {:>10} {:>10} {:>10}",
+                label,
+                case,
+                s.n,
+                fmt(s.p50),
+                fmt(s.p99),
+                fmt(s.max)
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A peer that stops answering but keeps its connection (SIGSTOP) must be

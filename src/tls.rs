@@ -161,7 +161,7 @@ pub(crate) fn check_url(url: &str, tls: Option<&Tls>) -> Result<()> {
         (true, _) if !cfg!(feature = "tls") => err(
             "this build has no TLS: enable the cargo feature `tls` of nng-discovery (it needs mbedTLS 2.x, e.g. Debian's libmbedtls-dev)",
         ),
-        (true, None) => err("a tls+tcp:// URL needs Options::tls(Tls::new(ca, cert, key))"),
+        (true, None) => err("a tls+tcp:// URL needs TLS settings: Options::tls(Tls::new(ca, cert, key)), or the daemon's --tls-ca, --tls-cert and --tls-key"),
         (false, Some(_)) => err("TLS options are set, but the URL is not tls+tcp://"),
         _ => Ok(()),
     }
