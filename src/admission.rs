@@ -3,7 +3,7 @@
 //! connection's address.
 //!
 //! The decisions are pure functions and a plain state machine ([`Cidr`],
-//! [`Gate`], [`check_peer_host`]); [`watch`] hooks a [`Gate`] into a socket's
+//! [`Gate`], [`check_peer_host`]); `watch` (crate-internal) hooks a [`Gate`] into a socket's
 //! pipe events, and is used for every socket a server listens with.
 //!
 //! Connections without an IP address (`ipc://`, `inproc://`) are never
@@ -234,7 +234,7 @@ pub fn network_allows(nets: &[Cidr], origin: Origin) -> bool {
 
 /// The admission state of one server, shared by all its sockets: the open
 /// connections it admitted (with their origin), the bound, and the
-/// refusal counters. A plain state machine; [`watch`] drives it from NNG's
+/// refusal counters. A plain state machine; the server drives it from NNG's
 /// pipe events.
 ///
 /// `K` identifies a connection: NNG's `Pipe` in the server, any number in
