@@ -146,7 +146,7 @@ impl Client {
             .map_err(Error::nng("open a raw RESPONDENT socket"))?
             .socket;
         transport::limit(&socket, MAX_SURVEY_BYTES)?;
-        let link = transport::Link::watch(&socket)?;
+        let link = transport::Link::watch(&socket, survey_url)?;
         let dialer = if options.get_available() {
             Some((transport::dial(&socket, survey_url, options)?, 0))
         } else {

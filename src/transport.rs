@@ -156,6 +156,15 @@ fn dial_error(url: &str, e: nng::Error) -> Error {
 /// in flight to finish (see [`Link`]).
 const SETTLE_MAX: Duration = Duration::from_millis(30);
 
+/// The same for a `tls+tcp://` dialer: NNG 1.4 is worse off there. A TLS
+/// dialer closed during its handshake leaves the process unable to
+/// complete any later TLS connection (measured: every later client in the
+/// process stays unconnected, while other processes connect fine), and a
+/// mutual handshake takes tens of milliseconds (38 ms p50, 114 ms max on
+/// a loaded loopback). So a TLS object that has never connected waits for
+/// its first handshake up to this long.
+const SETTLE_MAX_TLS: Duration = Duration::from_secs(2);
+
 /// Whether a dialing socket is connected, kept from its pipe events.
 ///
 /// NNG 1.4 leaks the file descriptor of a TCP connection that is still
@@ -172,18 +181,30 @@ const SETTLE_MAX: Duration = Duration::from_millis(30);
 /// and makes another on the same socket, so "ever connected" is counted per
 /// dialer: [`Link::connects`] when the dialer was made is the mark that
 /// [`Link::settle_since`] compares with.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Link {
     /// Open connections, and how many were ever made.
     state: Mutex<(usize, u64)>,
     changed: Condvar,
+    /// [`SETTLE_MAX`], or [`SETTLE_MAX_TLS`] for a `tls+tcp://` URL.
+    settle_max: Duration,
 }
 
 impl Link {
-    /// Watches `socket`'s connections. The callback only counts: it never
-    /// touches a socket (closing one from a pipe callback deadlocks NNG).
-    pub(crate) fn watch(socket: &Socket) -> Result<Arc<Link>> {
-        let link = Arc::new(Link::default());
+    /// Watches `socket`'s connections, which dial `url`. The callback only
+    /// counts: it never touches a socket (closing one from a pipe callback
+    /// deadlocks NNG).
+    pub(crate) fn watch(socket: &Socket, url: &str) -> Result<Arc<Link>> {
+        let settle_max = if crate::tls::is_tls_url(url) {
+            SETTLE_MAX_TLS
+        } else {
+            SETTLE_MAX
+        };
+        let link = Arc::new(Link {
+            state: Mutex::new((0, 0)),
+            changed: Condvar::new(),
+            settle_max,
+        });
         let watched = Arc::clone(&link);
         socket
             .pipe_notify(move |_, event| {
@@ -217,7 +238,7 @@ impl Link {
     pub(crate) fn settle_since(&self, mark: u64) {
         let mut state = self.state.lock();
         if state.0 == 0 && state.1 == mark {
-            let _ = self.changed.wait_for(&mut state, SETTLE_MAX);
+            let _ = self.changed.wait_for(&mut state, self.settle_max);
         }
     }
 }
