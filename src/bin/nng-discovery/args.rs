@@ -176,6 +176,10 @@ peer's own IP; --ipc-mode 660 sets the ipc:// socket files' mode. Refusals
 are logged at warn level. ipc:// and inproc:// peers have no IP address:
 --allow-from and --require-peer-host do not apply to them.
 
+Mutual TLS (a build with the cargo feature tls): tls+tcp://HOST:PORT URLs
+with --tls-ca, --tls-cert and --tls-key (PEM files, all three; the same
+flags on join and watch). Peers need a certificate signed by the CA.
+
 Stops on SIGINT or SIGTERM (exit status 0). Exit status 1 if it cannot listen
 (address in use, invalid URL), 2 on a usage error.
 
