@@ -5,6 +5,7 @@
 //! cargo bench --bench latency              # 100 trials per case
 //! TRIALS=200 cargo bench --bench latency
 //! cargo bench --bench latency -- only=events   # sections: events (event-driven: its first half) check hang shutdown
+//! cargo bench --bench latency --features tls -- only=tls  # tls+tcp:// beside tcp://
 //! ```
 //!
 //! Cases, each timed from the event to the moment a subscriber in this
@@ -60,7 +61,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
     let daemon = env!("CARGO_BIN_EXE_nng-discovery");
-    // `only=events` (or event-driven, check, hang, shutdown) runs one section.
+    // `only=events` (or event-driven, check, hang, shutdown, tls) runs one section.
     let only: Option<String> =
         std::env::args().find_map(|a| a.strip_prefix("only=").map(String::from));
     let run = |section: &str| only.as_deref().map_or(true, |o| o == section);
@@ -98,6 +99,9 @@ fn main() {
     }
     if run("shutdown") {
         shutdown_times(trials);
+    }
+    if run("tls") {
+        tls_beside_tcp(trials);
     }
 }
 
@@ -276,6 +280,146 @@ fn connect_floor(n: usize) -> Vec<Duration> {
     }
     publisher.close();
     samples
+}
+
+/// Join and leave over `tls+tcp://` (mutual TLS, P-256 certificates made
+/// with openssl) beside plain `tcp://`, same server options, same run.
+#[cfg(not(feature = "tls"))]
+fn tls_beside_tcp(_: usize) {
+    println!();
+    println!("# tls+tcp:// beside tcp://: not built (cargo bench --bench latency --features tls)");
+}
+
+#[cfg(feature = "tls")]
+fn tls_beside_tcp(n: usize) {
+    use nng_discovery::Tls;
+    let dir = std::env::temp_dir().join(format!("nngd-bench-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let openssl = |args: &[&str]| {
+        let ok = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl")
+            .success();
+        assert!(ok, "openssl {args:?}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=ca",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:127.0.0.1,IP:127.0.0.1\n",
+    )
+    .expect("ext");
+    for who in ["server", "client"] {
+        let (key, csr, pem, subj) = (
+            format!("{who}.key"),
+            format!("{who}.csr"),
+            format!("{who}.pem"),
+            format!("/CN={who}"),
+        );
+        openssl(
+            &[
+                &["req"][..],
+                &ec,
+                &["-keyout", &key, "-out", &csr, "-subj", &subj],
+            ]
+            .concat(),
+        );
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &pem,
+            "-extfile",
+            "san.ext",
+        ]);
+    }
+    let tls = |who: &str| {
+        Tls::new(
+            dir.join("ca.pem"),
+            dir.join(format!("{who}.pem")),
+            dir.join(format!("{who}.key")),
+        )
+        .expect("tls")
+    };
+    let base = Options::default()
+        .poll_interval(Duration::from_secs(10))
+        .survey_time(Duration::from_secs(1));
+    println!();
+    println!(
+        "# join / leave, event-driven, poll 10 s: tls+tcp:// (mutual TLS, P-256) beside tcp://"
+    );
+    println!(
+        "{:<38} {:<16} {:>6} {:>10} {:>10} {:>10}",
+        "transport", "case", "trials", "p50", "p99", "max"
+    );
+    for (label, url, server_opts, client_opts) in [
+        ("tcp://", "tcp://127.0.0.1:0", base.clone(), base.clone()),
+        (
+            "tls+tcp://",
+            "tls+tcp://127.0.0.1:0",
+            base.clone().tls(tls("server")),
+            base.clone().tls(tls("client")),
+        ),
+    ] {
+        let server = Server::new(url, url, server_opts).expect("server");
+        let subscriber =
+            Subscriber::with_options(server.publish_url(), &client_opts).expect("subscribe");
+        let changes = subscriber.changes();
+        wait_for(&changes, |l| l.is_empty());
+        let (mut join, mut leave) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let name = format!("http://127.0.0.1:{}", 40_000 + i);
+            let t0 = Instant::now();
+            let client = Client::with_options(server.survey_url(), None, &name, &client_opts)
+                .expect("client");
+            wait_for(&changes, |l| l.contains(&name));
+            join.push(t0.elapsed());
+            let t0 = Instant::now();
+            client.shutdown();
+            wait_for(&changes, |l| !l.contains(&name));
+            leave.push(t0.elapsed());
+        }
+        for (case, samples) in [("join", join), ("leave", leave)] {
+            let s = summary(samples);
+            println!(
+                "{:<38} {:<16} {:>6} {:>10} {:>10} {:>10}",
+                label,
+                case,
+                s.n,
+                fmt(s.p50),
+                fmt(s.p99),
+                fmt(s.max)
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A peer that stops answering but keeps its connection (SIGSTOP) must be

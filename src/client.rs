@@ -146,13 +146,13 @@ impl Client {
             .map_err(Error::nng("open a raw RESPONDENT socket"))?
             .socket;
         transport::limit(&socket, MAX_SURVEY_BYTES)?;
-        let link = transport::Link::watch(&socket)?;
+        let link = transport::Link::watch(&socket, survey_url)?;
         let dialer = if options.get_available() {
             Some((transport::dial(&socket, survey_url, options)?, 0))
         } else {
             // Checked now all the same: a bad URL must not wait to be found
             // until `set_available(true)`.
-            transport::check_dial_url(&socket, survey_url)?;
+            transport::check_dial_url(&socket, survey_url, options)?;
             None
         };
 

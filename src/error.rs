@@ -54,6 +54,16 @@ pub enum Error {
         /// Why it is refused.
         reason: String,
     },
+    /// TLS settings or a `tls+tcp://` URL are unusable: an unreadable or
+    /// invalid PEM file, a `tls+tcp://` URL without
+    /// [`Options::tls`](crate::Options::tls) (or in a build without the
+    /// `tls` feature), or TLS options with another URL.
+    Tls {
+        /// The file or URL at fault.
+        subject: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// [`Client::peers`](crate::Client::peers) was called on a client made
     /// without a subscription.
     NoSubscription,
@@ -103,6 +113,7 @@ impl fmt::Display for Error {
             Error::InvalidOption { option, reason } => {
                 write!(f, "invalid option {option}: {reason}")
             }
+            Error::Tls { subject, reason } => write!(f, "TLS: {subject}: {reason}"),
             Error::NoSubscription => f.write_str(
                 "this client has no subscription: create it with Client::with_subscription to receive peer lists",
             ),

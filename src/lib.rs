@@ -64,6 +64,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admission;
 mod client;
 mod error;
 pub mod held_requests;
@@ -77,6 +78,7 @@ mod schedule;
 mod server;
 mod stats;
 mod subscriber;
+mod tls;
 mod transport;
 mod watch_server;
 // The watcher side: plugged into `Subscriber` once it is made of sources
@@ -89,7 +91,8 @@ pub mod wire;
 
 pub use client::Client;
 pub use error::{Error, Result, SetupError};
-pub use options::Options;
+pub use options::{default_max_connections, Options};
 pub use server::Server;
 pub use stats::Stats;
 pub use subscriber::{Subscriber, MAX_LIST_BYTES};
+pub use tls::Tls;

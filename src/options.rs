@@ -22,6 +22,11 @@ use crate::history::HistoryLimits;
 /// | [`watch_url`](Options::watch_url) | none | server: also serve the watch protocol there |
 /// | [`watch_keepalive`](Options::watch_keepalive) | 10 s | server: how long a current watch request is held before a keepalive |
 /// | [`watch_history`](Options::watch_history) | 1,024 changes, 1 MiB | server: past changes kept for deltas |
+/// | [`allow_from`](Options::allow_from) | every address | server: networks (CIDR) whose TCP connections are accepted |
+/// | [`max_connections`](Options::max_connections) | file limit − 128 | server: most connections open at once, all URLs together |
+/// | [`require_peer_host`](Options::require_peer_host) | `false` | server: over TCP, a name's host must be the connection's IP |
+/// | [`ipc_permissions`](Options::ipc_permissions) | umask | server: file mode of its `ipc://` sockets |
+/// | [`tls`](Options::tls) | none | all: mutual TLS for `tls+tcp://` URLs (cargo feature `tls`) |
 ///
 /// The first seven are the server's; the reconnect pair is read by
 /// [`Client::with_options`](crate::Client::with_options) and
@@ -64,6 +69,11 @@ pub struct Options {
     watch_url: Option<String>,
     watch_keepalive: Duration,
     watch_history: HistoryLimits,
+    allow_from: Vec<String>,
+    ipc_permissions: Option<u32>,
+    max_connections: Option<usize>,
+    require_peer_host: bool,
+    tls: Option<Box<crate::Tls>>,
 }
 
 impl Default for Options {
@@ -82,6 +92,11 @@ impl Default for Options {
             watch_url: None,
             watch_keepalive: Duration::from_secs(10),
             watch_history: HistoryLimits::default(),
+            allow_from: Vec::new(),
+            ipc_permissions: None,
+            max_connections: None,
+            require_peer_host: false,
+            tls: None,
         }
     }
 }
@@ -206,6 +221,105 @@ impl Options {
         self.watch_history
     }
 
+    /// Accept TCP connections to the server's URLs only from these networks
+    /// (CIDRs such as `"10.0.0.0/8"`, `"fd00::/8"`, `"127.0.0.1/32"`; a bare
+    /// address is one host); connections from other addresses are closed
+    /// before they join (NNG's pipe add-pre event), logged at `warn` and
+    /// counted in [`Stats::refused_network`](crate::Stats::refused_network).
+    /// Calling it again adds networks. Empty (the default): every address.
+    /// An IPv4 peer reaching an IPv6 listener (`::ffff:a.b.c.d`) matches
+    /// IPv4 networks. `ipc://` and `inproc://` connections have no IP
+    /// address and are always accepted. An invalid CIDR makes
+    /// [`Server::new`](crate::Server::new) fail with
+    /// [`Error::InvalidOption`] naming it.
+    ///
+    /// ```
+    /// use nng_discovery::Options;
+    /// let o = Options::default().allow_from(["10.0.0.0/8", "fd00::/8"]);
+    /// assert_eq!(o.get_allow_from(), ["10.0.0.0/8", "fd00::/8"]);
+    /// ```
+    pub fn allow_from<I, S>(mut self, nets: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.allow_from
+            .extend(nets.into_iter().map(|n| n.as_ref().to_owned()));
+        self
+    }
+
+    /// The file mode of the server's `ipc://` socket files (e.g. `0o660`:
+    /// only the owner and its group may connect), set on the listener
+    /// before it starts. Unset (the default): NNG's, which follows the
+    /// process's umask. Ignored for other transports. At most `0o777`.
+    pub fn ipc_permissions(mut self, mode: u32) -> Self {
+        self.ipc_permissions = Some(mode);
+        self
+    }
+
+    /// The most connections the server holds open at once, its survey and
+    /// publish URLs together. Further connections are closed as they arrive
+    /// (before they join), logged at `warn` and counted in
+    /// [`Stats::refused_connections`](crate::Stats::refused_connections);
+    /// the server keeps serving the ones it has and accepts again once
+    /// below the bound. At least 1. Default: see
+    /// [`default_max_connections`].
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = Some(n);
+        self
+    }
+
+    /// Over TCP, list a name only if it is `scheme://HOST[:PORT][/…]` or
+    /// `HOST:PORT` and HOST is the IP address the connection comes from
+    /// (an IPv4 literal, or an IPv6 literal in brackets); other answers are
+    /// refused, logged at `warn` with the peer's address and counted in
+    /// [`Stats::refused_peer_host`](crate::Stats::refused_peer_host). Host
+    /// names are refused (they cannot be checked without DNS). Not applied
+    /// to `ipc://` and `inproc://` connections. Off by default.
+    pub fn require_peer_host(mut self, on: bool) -> Self {
+        self.require_peer_host = on;
+        self
+    }
+
+    /// Mutual TLS for `tls+tcp://` URLs (cargo feature `tls`). A server
+    /// presents the certificate and requires every client and subscriber
+    /// to present one signed by the CA; a client or subscriber presents
+    /// its own and verifies the server's against the CA and the URL's host
+    /// (or [`Tls::server_name`](crate::Tls::server_name)). A connection
+    /// without a valid certificate is closed in the TLS handshake: it never
+    /// lists a name nor receives a list. `tls+tcp://` URLs need this
+    /// option, and this option needs `tls+tcp://` URLs: anything else is an
+    /// [`Error::Tls`] naming the URL.
+    pub fn tls(mut self, tls: crate::Tls) -> Self {
+        self.tls = Some(Box::new(tls));
+        self
+    }
+
+    /// The TLS settings, if any.
+    pub fn get_tls(&self) -> Option<&crate::Tls> {
+        self.tls.as_deref()
+    }
+
+    /// The networks set with [`allow_from`](Options::allow_from), as given.
+    pub fn get_allow_from(&self) -> &[String] {
+        &self.allow_from
+    }
+
+    /// The IPC socket mode set, if any.
+    pub fn get_ipc_permissions(&self) -> Option<u32> {
+        self.ipc_permissions
+    }
+
+    /// The connection bound: the one set, or [`default_max_connections`].
+    pub fn get_max_connections(&self) -> usize {
+        self.max_connections.unwrap_or_else(default_max_connections)
+    }
+
+    /// Whether names must carry their connection's address.
+    pub fn get_require_peer_host(&self) -> bool {
+        self.require_peer_host
+    }
+
     /// Whether a client starts available.
     pub fn get_available(&self) -> bool {
         self.available
@@ -299,6 +413,18 @@ impl Options {
         if self.watch_keepalive.is_zero() {
             return bad("watch_keepalive", "must be greater than zero".into());
         }
+        if self.max_connections == Some(0) {
+            return bad("max_connections", "must be at least 1".into());
+        }
+        if let Some(mode) = self.ipc_permissions {
+            if mode > 0o777 {
+                return bad(
+                    "ipc_permissions",
+                    format!("{mode:#o} is not a file mode: at most 0o777"),
+                );
+            }
+        }
+        crate::admission::parse_networks(&self.allow_from)?;
         if self.reconnect_min.is_zero() {
             return bad("reconnect_min", "must be greater than zero".into());
         }
@@ -315,6 +441,32 @@ impl Options {
     }
 }
 
+/// Headroom [`default_max_connections`] leaves below the file limit for
+/// the process's other files (its own, NNG's, the library user's).
+const FD_HEADROOM: u64 = 128;
+
+/// The default of [`Options::max_connections`]: the process's soft limit
+/// on open files (`RLIMIT_NOFILE`, read when called) minus 128, at least 16
+/// and at most 1,000,000 (also when there is no limit). Each TCP connection
+/// costs the server one file descriptor, so a flood of connections is
+/// refused before the process runs out of them. With the common soft limit
+/// of 1,024 that is 896; raise the limit (`ulimit -n`, systemd's
+/// `LimitNOFILE=`) for more.
+pub fn default_max_connections() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given.
+    #[allow(clippy::unnecessary_cast)] // rlim_t is 32 bits on some targets
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur as u64
+    } else {
+        1024
+    };
+    soft.saturating_sub(FD_HEADROOM).clamp(16, 1_000_000) as usize
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,6 +475,22 @@ mod tests {
         match o.validate() {
             Err(Error::InvalidOption { option, reason }) => (option, reason),
             other => panic!("expected InvalidOption, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn default_connection_bound_is_below_the_file_limit() {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        #[allow(clippy::unnecessary_cast)] // rlim_t is 32 bits on some targets
+        let soft = lim.rlim_cur as u64;
+        let n = default_max_connections() as u64;
+        assert!(n >= 16);
+        if soft > 16 + FD_HEADROOM {
+            assert!(n < soft, "{n} vs {soft}");
         }
     }
 
@@ -366,6 +534,16 @@ mod tests {
             refused(Options::default().watch_keepalive(ms(0))).0,
             "watch_keepalive"
         );
+        assert_eq!(
+            refused(Options::default().max_connections(0)).0,
+            "max_connections"
+        );
+        let (opt, why) = refused(Options::default().ipc_permissions(0o1777));
+        assert_eq!(opt, "ipc_permissions");
+        assert!(why.contains("0o1777"), "{why}");
+        let (opt, why) = refused(Options::default().allow_from(["10.0.0.0/8", "bogus/8"]));
+        assert_eq!(opt, "allow_from");
+        assert!(why.contains("\"bogus/8\""), "{why}");
         assert_eq!(
             refused(Options::default().reconnect_min(ms(0))).0,
             "reconnect_min"
@@ -415,6 +593,21 @@ mod tests {
             Options::default().get_watch_keepalive(),
             Duration::from_secs(10)
         );
+        let admission = Options::default()
+            .allow_from(["10.0.0.0/8"])
+            .allow_from(vec![String::from("::1")])
+            .ipc_permissions(0o660)
+            .max_connections(9)
+            .require_peer_host(true);
+        admission.validate().unwrap();
+        assert_eq!(admission.get_allow_from(), ["10.0.0.0/8", "::1"]);
+        assert_eq!(admission.get_ipc_permissions(), Some(0o660));
+        assert_eq!(admission.get_max_connections(), 9);
+        assert!(admission.get_require_peer_host());
+        let d = Options::default();
+        assert!(d.get_allow_from().is_empty() && d.get_ipc_permissions().is_none());
+        assert!(!d.get_require_peer_host());
+        assert_eq!(d.get_max_connections(), default_max_connections());
         assert_eq!(o.get_survey_time(), Duration::from_millis(10));
         assert_eq!(o.get_poll_interval(), Duration::from_millis(20));
         assert_eq!(o.get_miss_threshold(), 4);

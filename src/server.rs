@@ -9,6 +9,7 @@ use nng::options::{Options as _, RecvBufferSize};
 use nng::{Message, Pipe, PipeEvent, Protocol, RawSocket, Socket};
 use parking_lot::Mutex;
 
+use crate::admission::{self, Gate, Origin, SharedGate};
 use crate::error::{Error, Result};
 use crate::mailbox::Mailbox;
 use crate::membership::{AnswerOutcome, Membership};
@@ -100,6 +101,7 @@ pub struct Server {
     control: Sender<Control>,
     peers: Arc<Mutex<Vec<String>>>,
     stats: Arc<Mutex<Stats>>,
+    gate: SharedGate,
     changes: Receiver<Vec<String>>,
     threads: Vec<JoinHandle<()>>,
     watch: Option<WatchHandle>,
@@ -129,34 +131,44 @@ impl Server {
         surveyor
             .set_opt::<RecvBufferSize>(NNG_RECV_QUEUE)
             .map_err(Error::nng("set the surveyor's receive queue"))?;
+        // Every socket the server listens with passes its new connections
+        // through one gate (allow_from, max_connections); only admitted
+        // ones reach the handlers below.
+        let gate: SharedGate = Arc::new(Mutex::new(Gate::new(
+            admission::parse_networks(options.get_allow_from())?,
+            options.get_max_connections(),
+        )));
         let tx = control_tx.clone();
-        surveyor
-            .pipe_notify(move |pipe, event| {
+        admission::watch(
+            &surveyor,
+            Arc::clone(&gate),
+            "survey",
+            move |pipe, event| {
                 // Runs on NNG's threads: hand the event over and return.
                 let _ = match event {
                     PipeEvent::AddPost => tx.send(Control::PipeAdded(pipe)),
                     PipeEvent::RemovePost => tx.send(Control::PipeRemoved(pipe)),
                     _ => Ok(()),
                 };
-            })
-            .map_err(Error::nng("watch the surveyor's connections"))?;
+            },
+        )?;
 
         let publisher = Socket::new(Protocol::Pub0).map_err(Error::nng("open a PUB socket"))?;
         transport::limit(&publisher, 64)?;
         let tx = control_tx.clone();
-        publisher
-            .pipe_notify(move |_, event| {
-                let _ = match event {
-                    PipeEvent::AddPost => tx.send(Control::SubscriberAdded),
-                    PipeEvent::RemovePost => tx.send(Control::SubscriberRemoved),
-                    _ => Ok(()),
-                };
-            })
-            .map_err(Error::nng("watch the publisher's connections"))?;
+        admission::watch(&publisher, Arc::clone(&gate), "publish", move |_, event| {
+            let _ = match event {
+                PipeEvent::AddPost => tx.send(Control::SubscriberAdded),
+                PipeEvent::RemovePost => tx.send(Control::SubscriberRemoved),
+                _ => Ok(()),
+            };
+        })?;
 
         // The peers' SP protocol numbers: respondent v0 and subscriber v0.
-        let (_survey_listener, bound_survey) = transport::listen(&surveyor, survey_url, 0x63)?;
-        let (_publish_listener, bound_publish) = transport::listen(&publisher, publish_url, 0x21)?;
+        let (_survey_listener, bound_survey) =
+            transport::listen(&surveyor, survey_url, 0x63, &options)?;
+        let (_publish_listener, bound_publish) =
+            transport::listen(&publisher, publish_url, 0x21, &options)?;
 
         let (mailbox, changes) = Mailbox::new();
         let peers = Arc::new(Mutex::new(Vec::new()));
@@ -165,7 +177,7 @@ impl Server {
 
         let (watch, watch_core) = match options.get_watch_url() {
             Some(url) => {
-                let (handle, core) = watch_server::start(url, &options)?;
+                let (handle, core) = watch_server::start(url, &options, Arc::clone(&gate))?;
                 (Some(handle), Some(core))
             }
             None => (None, None),
@@ -195,6 +207,7 @@ impl Server {
             round_seq: None,
             round_answers: 0,
             watch: watch_core,
+            peer_host: options.get_require_peer_host().then(|| Arc::clone(&gate)),
         };
         let server_thread = std::thread::Builder::new()
             .name("nng-discovery-server".into())
@@ -217,6 +230,7 @@ impl Server {
             control: control_tx,
             peers,
             stats,
+            gate,
             changes,
             threads: vec![server_thread, reader],
             watch,
@@ -249,7 +263,11 @@ impl Server {
     /// A snapshot of the server's counters: peers, connections, surveys,
     /// answers taken and refused, publishes.
     pub fn stats(&self) -> Stats {
-        *self.stats.lock()
+        let mut stats = *self.stats.lock();
+        let gate = self.gate.lock();
+        stats.refused_network = gate.refused_network();
+        stats.refused_connections = gate.refused_full();
+        stats
     }
 
     /// A channel on which the server's own lists arrive, with the same
@@ -332,6 +350,9 @@ struct Core {
     round_answers: u64,
     /// The watch protocol's state, with a watch URL.
     watch: Option<WatchCore>,
+    /// With `require_peer_host`: the gate, which knows each connection's
+    /// address.
+    peer_host: Option<SharedGate>,
 }
 
 /// How many queued answers the server thread takes in one go before it
@@ -485,6 +506,17 @@ impl Core {
                 return;
             }
         };
+        if let Some(gate) = &self.peer_host {
+            // Over TCP only: ipc and inproc connections have no address.
+            let origin = gate.lock().origin(pipe);
+            if let Some(Origin::Ip(peer)) = origin {
+                if let Err(e) = admission::check_peer_host(name, peer) {
+                    log::warn!("refusing {name:?} from {peer}: {e}");
+                    self.stats.refused_peer_host += 1;
+                    return;
+                }
+            }
+        }
         if self.round_seq == Some(id) {
             self.round_answers += 1;
         }

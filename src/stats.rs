@@ -52,6 +52,16 @@ pub struct Stats {
     pub watch_deltas: u64,
     /// Keepalive replies sent to watchers.
     pub watch_keepalives: u64,
+    /// Connections refused because their address is outside
+    /// [`allow_from`](crate::Options::allow_from).
+    pub refused_network: u64,
+    /// Connections refused because
+    /// [`max_connections`](crate::Options::max_connections) were open.
+    pub refused_connections: u64,
+    /// Answers refused by
+    /// [`require_peer_host`](crate::Options::require_peer_host): the name's
+    /// host is not the connection's address.
+    pub refused_peer_host: u64,
 }
 
 /// One line of `key=value` pairs, in field order, e.g.
@@ -64,7 +74,8 @@ impl std::fmt::Display for Stats {
             "peers={} connections={} subscribers={} surveys_sent={} rounds={} \
              answers_last_round={} answers={} refused_invalid={} refused_stale={} \
              refused_full={} publishes={} bytes_published={} watchers={} watch_held={} \
-             watch_requests={} watch_snapshots={} watch_deltas={} watch_keepalives={}",
+             watch_requests={} watch_snapshots={} watch_deltas={} watch_keepalives={} \
+             refused_network={} refused_connections={} refused_peer_host={}",
             self.peers,
             self.connections,
             self.subscribers,
@@ -82,7 +93,10 @@ impl std::fmt::Display for Stats {
             self.watch_requests,
             self.watch_snapshots,
             self.watch_deltas,
-            self.watch_keepalives
+            self.watch_keepalives,
+            self.refused_network,
+            self.refused_connections,
+            self.refused_peer_host
         )
     }
 }
@@ -112,13 +126,17 @@ mod tests {
             watch_snapshots: 16,
             watch_deltas: 17,
             watch_keepalives: 18,
+            refused_network: 19,
+            refused_connections: 20,
+            refused_peer_host: 21,
         };
         assert_eq!(
             s.to_string(),
             "peers=1 connections=2 subscribers=3 surveys_sent=4 rounds=5 \
              answers_last_round=6 answers=7 refused_invalid=8 refused_stale=9 \
              refused_full=10 publishes=11 bytes_published=12 watchers=13 watch_held=14 \
-             watch_requests=15 watch_snapshots=16 watch_deltas=17 watch_keepalives=18"
+             watch_requests=15 watch_snapshots=16 watch_deltas=17 watch_keepalives=18 \
+             refused_network=19 refused_connections=20 refused_peer_host=21"
         );
     }
 }

@@ -77,7 +77,7 @@ impl Subscriber {
         socket
             .set_opt::<Subscribe>(Vec::new())
             .map_err(Error::nng("subscribe"))?;
-        let link = transport::Link::watch(&socket)?;
+        let link = transport::Link::watch(&socket, publish_url)?;
         let dialer = transport::dial(&socket, publish_url, options)?;
 
         let (mailbox, changes) = Mailbox::new();

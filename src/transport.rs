@@ -29,13 +29,22 @@ fn url_error(url: &str, e: nng::Error) -> Option<Error> {
 /// Listens on `url` and returns the listener with the URL actually bound
 /// (for `tcp://…:0`, the port the kernel chose). `peer_protocol` is the SP
 /// protocol number of the sockets that will connect (see [`ipc_in_use`]).
-pub(crate) fn listen(socket: &Socket, url: &str, peer_protocol: u16) -> Result<(Listener, String)> {
+/// For an `ipc://` URL the socket file's mode
+/// ([`Options::ipc_permissions`](crate::Options::ipc_permissions)), for a
+/// `tls+tcp://` URL the TLS settings, are set before the listener starts.
+pub(crate) fn listen(
+    socket: &Socket,
+    url: &str,
+    peer_protocol: u16,
+    options: &crate::Options,
+) -> Result<(Listener, String)> {
+    crate::tls::check_url(url, options.get_tls())?;
     if ipc_in_use(url, peer_protocol) {
         return Err(Error::AddressInUse {
             url: url.to_owned(),
         });
     }
-    let listener = Listener::new(socket, url).map_err(|e| match e {
+    let listen_error = |e| match e {
         nng::Error::AddressInUse => Error::AddressInUse {
             url: url.to_owned(),
         },
@@ -43,7 +52,18 @@ pub(crate) fn listen(socket: &Socket, url: &str, peer_protocol: u16) -> Result<(
             url: url.to_owned(),
             source: e,
         }),
-    })?;
+    };
+    let builder = nng::ListenerBuilder::new(socket, url).map_err(listen_error)?;
+    #[cfg(feature = "tls")]
+    if let Some(tls) = options.get_tls() {
+        crate::tls::configure_listener(&builder, tls, url)?;
+    }
+    if let (Some(mode), true) = (options.get_ipc_permissions(), url.starts_with("ipc://")) {
+        builder
+            .set_opt::<nng::options::transport::ipc::Permissions>(mode)
+            .map_err(Error::nng("set the IPC socket file's permissions"))?;
+    }
+    let listener = builder.start().map_err(|(_, e)| listen_error(e))?;
     let bound = bound_url(&listener, url);
     Ok((listener, bound))
 }
@@ -79,10 +99,15 @@ fn ipc_in_use(url: &str, peer_protocol: u16) -> bool {
 fn bound_url(listener: &Listener, url: &str) -> String {
     use nng::options::LocalAddr;
     use nng::SocketAddr;
+    let scheme = if url.starts_with("tls+") {
+        "tls+tcp"
+    } else {
+        "tcp"
+    };
     match listener.get_opt::<LocalAddr>() {
         // NNG hands back the port in network byte order (see NOTES).
-        Ok(SocketAddr::Inet(a)) => format!("tcp://{}:{}", a.ip(), u16::from_be(a.port())),
-        Ok(SocketAddr::Inet6(a)) => format!("tcp://[{}]:{}", a.ip(), u16::from_be(a.port())),
+        Ok(SocketAddr::Inet(a)) => format!("{scheme}://{}:{}", a.ip(), u16::from_be(a.port())),
+        Ok(SocketAddr::Inet6(a)) => format!("{scheme}://[{}]:{}", a.ip(), u16::from_be(a.port())),
         _ => url.to_owned(),
     }
 }
@@ -94,20 +119,27 @@ pub(crate) fn dial(socket: &Socket, url: &str, options: &crate::Options) -> Resu
     // NNG resolves a dialer's address in the background, so a port that
     // cannot exist would be retried forever instead of refused.
     check_tcp_port(url)?;
+    crate::tls::check_url(url, options.get_tls())?;
     socket
         .set_opt::<ReconnectMinTime>(Some(options.get_reconnect_min()))
         .map_err(Error::nng("set the reconnect time"))?;
     socket
         .set_opt::<ReconnectMaxTime>(Some(options.get_reconnect_max()))
         .map_err(Error::nng("set the reconnect time"))?;
-    Dialer::new(socket, url, true).map_err(|e| dial_error(url, e))
+    let builder = nng::DialerBuilder::new(socket, url).map_err(|e| dial_error(url, e))?;
+    #[cfg(feature = "tls")]
+    if let Some(tls) = options.get_tls() {
+        crate::tls::configure_dialer(&builder, tls, url)?;
+    }
+    builder.start(true).map_err(|(_, e)| dial_error(url, e))
 }
 
 /// Checks `url` as [`dial`] would, without starting a connection: NNG
 /// creates a dialer for it, which is closed unstarted (so no connection
 /// attempt can be left half-made, see [`Link`]).
-pub(crate) fn check_dial_url(socket: &Socket, url: &str) -> Result<()> {
+pub(crate) fn check_dial_url(socket: &Socket, url: &str, options: &crate::Options) -> Result<()> {
     check_tcp_port(url)?;
+    crate::tls::check_url(url, options.get_tls())?;
     let unstarted = nng::DialerBuilder::new(socket, url).map_err(|e| dial_error(url, e))?;
     drop(unstarted); // closes it
     Ok(())
@@ -123,6 +155,15 @@ fn dial_error(url: &str, e: nng::Error) -> Error {
 /// The longest a dialing object's shutdown waits for a connection attempt
 /// in flight to finish (see [`Link`]).
 const SETTLE_MAX: Duration = Duration::from_millis(30);
+
+/// The same for a `tls+tcp://` dialer: NNG 1.4 is worse off there. A TLS
+/// dialer closed during its handshake leaves the process unable to
+/// complete any later TLS connection (measured: every later client in the
+/// process stays unconnected, while other processes connect fine), and a
+/// mutual handshake takes tens of milliseconds (38 ms p50, 114 ms max on
+/// a loaded loopback). So a TLS object that has never connected waits for
+/// its first handshake up to this long.
+const SETTLE_MAX_TLS: Duration = Duration::from_secs(2);
 
 /// Whether a dialing socket is connected, kept from its pipe events.
 ///
@@ -140,18 +181,30 @@ const SETTLE_MAX: Duration = Duration::from_millis(30);
 /// and makes another on the same socket, so "ever connected" is counted per
 /// dialer: [`Link::connects`] when the dialer was made is the mark that
 /// [`Link::settle_since`] compares with.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Link {
     /// Open connections, and how many were ever made.
     state: Mutex<(usize, u64)>,
     changed: Condvar,
+    /// [`SETTLE_MAX`], or [`SETTLE_MAX_TLS`] for a `tls+tcp://` URL.
+    settle_max: Duration,
 }
 
 impl Link {
-    /// Watches `socket`'s connections. The callback only counts: it never
-    /// touches a socket (closing one from a pipe callback deadlocks NNG).
-    pub(crate) fn watch(socket: &Socket) -> Result<Arc<Link>> {
-        let link = Arc::new(Link::default());
+    /// Watches `socket`'s connections, which dial `url`. The callback only
+    /// counts: it never touches a socket (closing one from a pipe callback
+    /// deadlocks NNG).
+    pub(crate) fn watch(socket: &Socket, url: &str) -> Result<Arc<Link>> {
+        let settle_max = if crate::tls::is_tls_url(url) {
+            SETTLE_MAX_TLS
+        } else {
+            SETTLE_MAX
+        };
+        let link = Arc::new(Link {
+            state: Mutex::new((0, 0)),
+            changed: Condvar::new(),
+            settle_max,
+        });
         let watched = Arc::clone(&link);
         socket
             .pipe_notify(move |_, event| {
@@ -185,14 +238,17 @@ impl Link {
     pub(crate) fn settle_since(&self, mark: u64) {
         let mut state = self.state.lock();
         if state.0 == 0 && state.1 == mark {
-            let _ = self.changed.wait_for(&mut state, SETTLE_MAX);
+            let _ = self.changed.wait_for(&mut state, self.settle_max);
         }
     }
 }
 
 /// Refuses a `tcp://` URL whose port is not a number from 0 to 65535.
 fn check_tcp_port(url: &str) -> Result<()> {
-    let Some(rest) = url.strip_prefix("tcp://") else {
+    let Some(rest) = url
+        .strip_prefix("tcp://")
+        .or_else(|| url.strip_prefix("tls+tcp://"))
+    else {
         return Ok(());
     };
     let port = rest.rsplit_once(':').map(|(_, p)| p);

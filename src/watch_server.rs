@@ -36,6 +36,7 @@ use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use nng::options::{Options as _, RecvBufferSize, SendBufferSize};
 use nng::{Message, Pipe, PipeEvent, Protocol, RawSocket, Socket};
 
+use crate::admission::{self, SharedGate};
 use crate::error::{Error, Result};
 use crate::held_requests::{HeldRequests, Released};
 use crate::history::{Answer, History, HistoryLimits};
@@ -121,7 +122,11 @@ impl Drop for WatchHandle {
 /// Opens the watch socket on `url`, starts its reading thread, and returns
 /// the handle for the [`crate::Server`] and the state for the server
 /// thread.
-pub(crate) fn start(url: &str, options: &Options) -> Result<(WatchHandle, WatchCore)> {
+pub(crate) fn start(
+    url: &str,
+    options: &Options,
+    gate: SharedGate,
+) -> Result<(WatchHandle, WatchCore)> {
     let socket = RawSocket::new(Protocol::Rep0)
         .map_err(Error::nng("open a raw REP socket"))?
         .socket;
@@ -133,18 +138,18 @@ pub(crate) fn start(url: &str, options: &Options) -> Result<(WatchHandle, WatchC
         .set_opt::<SendBufferSize>(NNG_SEND_QUEUE)
         .map_err(Error::nng("set the watch socket's send queue"))?;
     let (pipes_tx, pipes_rx) = unbounded();
-    socket
-        .pipe_notify(move |pipe, event| {
-            // Runs on NNG's threads: hand the event over and return.
-            let _ = match event {
-                PipeEvent::AddPost => pipes_tx.send(PipeChange::Added),
-                PipeEvent::RemovePost => pipes_tx.send(PipeChange::Removed(pipe)),
-                _ => Ok(()),
-            };
-        })
-        .map_err(Error::nng("watch the watch socket's connections"))?;
+    // Through the server's one gate (allow_from, max_connections), like
+    // its other sockets: only admitted connections reach the handler.
+    admission::watch(&socket, gate, "watch", move |pipe, event| {
+        // Runs on NNG's threads: hand the event over and return.
+        let _ = match event {
+            PipeEvent::AddPost => pipes_tx.send(PipeChange::Added),
+            PipeEvent::RemovePost => pipes_tx.send(PipeChange::Removed(pipe)),
+            _ => Ok(()),
+        };
+    })?;
     // The watchers' SP protocol: REQ v0.
-    let (_listener, bound) = transport::listen(&socket, url, 0x30)?;
+    let (_listener, bound) = transport::listen(&socket, url, 0x30, options)?;
     let (requests_tx, requests_rx) = bounded(REQUEST_QUEUE);
     let (stopper, incoming) = receiver::receiver(&socket)?;
     let reader = std::thread::Builder::new()

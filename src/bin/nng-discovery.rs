@@ -31,9 +31,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crossbeam_channel::{never, select, Receiver};
-use nng_discovery::{Client, Options, Server, Subscriber};
+use nng_discovery::{Client, Options, Server, Subscriber, Tls};
 
-use args::{Command, JoinArgs, ServerArgs, WatchArgs};
+use args::{Command, JoinArgs, ServerArgs, TlsFiles, WatchArgs};
 use health::Health;
 use signals::Signal;
 
@@ -99,8 +99,20 @@ fn init_logging() {
 /// A runtime failure, printed as `nng-discovery: MESSAGE` (exit status 1).
 type Outcome = Result<(), String>;
 
+/// `options` with the TLS files read, if given (`--tls-*`); an unreadable
+/// or invalid file is an error naming it.
+fn with_tls(options: Options, files: &Option<TlsFiles>) -> Result<Options, String> {
+    match files {
+        None => Ok(options),
+        Some(f) => Tls::new(&f.ca, &f.cert, &f.key)
+            .map(|tls| options.tls(tls))
+            .map_err(|e| e.to_string()),
+    }
+}
+
 fn server(a: ServerArgs) -> Outcome {
-    let server = Server::new(&a.survey, &a.publish, a.options).map_err(|e| e.to_string())?;
+    let options = with_tls(a.options, &a.tls)?;
+    let server = Server::new(&a.survey, &a.publish, options).map_err(|e| e.to_string())?;
     let metrics = match a.metrics.map(metrics::Listener::bind).transpose() {
         Ok(listener) => listener,
         Err(e) => {
@@ -162,7 +174,7 @@ fn log_stats(s: &nng_discovery::Stats) {
 fn join(a: JoinArgs) -> Outcome {
     // Unlisted until the health state says otherwise: with --check, the
     // first check runs before the first join.
-    let options = Options::default().available(false);
+    let options = with_tls(Options::default().available(false), &a.tls)?;
     let client = Client::with_options(&a.survey, a.publish.as_deref(), &a.name, &options)
         .map_err(|e| e.to_string())?;
     let signals = signals::forward().map_err(|e| format!("watching signals: {e}"))?;
@@ -314,7 +326,8 @@ impl Gate<'_> {
 }
 
 fn watch(a: WatchArgs) -> Outcome {
-    let subscriber = Subscriber::new(&a.publish).map_err(|e| e.to_string())?;
+    let options = with_tls(Options::default(), &a.tls)?;
+    let subscriber = Subscriber::with_options(&a.publish, &options).map_err(|e| e.to_string())?;
     let signals = signals::forward().map_err(|e| format!("watching signals: {e}"))?;
     let lists = subscriber.changes();
     let mut exec = a.exec.map(exec::Exec::new);

@@ -42,6 +42,20 @@ pub struct ServerArgs {
     pub options: Options,
     /// `--metrics ADDR`: where to serve Prometheus metrics.
     pub metrics: Option<SocketAddr>,
+    /// `--tls-ca`, `--tls-cert`, `--tls-key`.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The three TLS files, given together (read by [`nng_discovery::Tls::new`]
+/// when the command starts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// `--tls-ca`.
+    pub ca: PathBuf,
+    /// `--tls-cert`.
+    pub cert: PathBuf,
+    /// `--tls-key`.
+    pub key: PathBuf,
 }
 
 /// `join`, checked.
@@ -71,6 +85,8 @@ pub struct JoinArgs {
     /// `--drain`: on the first SIGINT or SIGTERM, leave and keep running
     /// this long.
     pub drain: Option<Duration>,
+    /// `--tls-ca`, `--tls-cert`, `--tls-key`.
+    pub tls: Option<TlsFiles>,
 }
 
 /// `watch`, checked.
@@ -84,6 +100,8 @@ pub struct WatchArgs {
     pub exec: Option<String>,
     /// `--once`: print the current list and stop (never with `exec`).
     pub once: bool,
+    /// `--tls-ca`, `--tls-cert`, `--tls-key`.
+    pub tls: Option<TlsFiles>,
 }
 
 /// A usage error: printed as `nng-discovery: MESSAGE`, exit status 2.
@@ -156,6 +174,19 @@ ms, s, m, h). --survey-time must be shorter than --poll-interval, and
 leaves at once (its connection closes); one that hangs with its connection
 open is dropped after miss-threshold x poll-interval + survey-time (the
 surveys it missed). Names beyond --max-peers are refused.
+
+Security (see the README): nothing is restricted by default. --allow-from
+10.0.0.0/8 (repeatable; IPv4 or IPv6) closes TCP connections from other
+addresses on both URLs; --max-connections N closes connections beyond N
+(default: the open-file limit minus 128); --require-peer-host lists a TCP
+peer's name only if it is scheme://IP[:PORT][/...] or IP:PORT with the
+peer's own IP; --ipc-mode 660 sets the ipc:// socket files' mode. Refusals
+are logged at warn level. ipc:// and inproc:// peers have no IP address:
+--allow-from and --require-peer-host do not apply to them.
+
+Mutual TLS (a build with the cargo feature tls): tls+tcp://HOST:PORT URLs
+with --tls-ca, --tls-cert and --tls-key (PEM files, all three; the same
+flags on join and watch). Peers need a certificate signed by the CA.
 
 Stops on SIGINT or SIGTERM (exit status 0). Exit status 1 if it cannot listen
 (address in use, invalid URL), 2 on a usage error.
@@ -328,6 +359,43 @@ struct ServerCli {
     /// Keepalive for watchers
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = nonzero_duration_arg)]
     watch_keepalive: Duration,
+    /// Accept TCP only from CIDR (repeatable)
+    #[arg(long, value_name = "CIDR")]
+    allow_from: Vec<String>,
+    /// Connection limit [default: files - 128]
+    #[arg(long, value_name = "N", value_parser = count_arg::<usize>)]
+    max_connections: Option<usize>,
+    /// Names must carry the TCP peer's IP
+    #[arg(long)]
+    require_peer_host: bool,
+    /// Octal mode of ipc:// socket files
+    #[arg(long, value_name = "MODE", value_parser = octal_mode_arg)]
+    ipc_mode: Option<u32>,
+    #[command(flatten)]
+    tls: TlsCli,
+}
+
+/// `--tls-ca`, `--tls-cert`, `--tls-key`: all three or none.
+#[derive(Args, Debug)]
+struct TlsCli {
+    /// TLS: CA that signs every peer (PEM)
+    #[arg(long, value_name = "FILE", value_parser = path_arg, requires_all = ["tls_cert", "tls_key"])]
+    tls_ca: Option<PathBuf>,
+    /// TLS: this side's certificate (PEM)
+    #[arg(long, value_name = "FILE", value_parser = path_arg, requires_all = ["tls_ca", "tls_key"])]
+    tls_cert: Option<PathBuf>,
+    /// TLS: its private key (PEM)
+    #[arg(long, value_name = "FILE", value_parser = path_arg, requires_all = ["tls_ca", "tls_cert"])]
+    tls_key: Option<PathBuf>,
+}
+
+impl TlsCli {
+    fn files(self) -> Option<TlsFiles> {
+        match (self.tls_ca, self.tls_cert, self.tls_key) {
+            (Some(ca), Some(cert), Some(key)) => Some(TlsFiles { ca, cert, key }),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -365,6 +433,8 @@ struct JoinCli {
     /// On a signal, leave and exit DURATION later
     #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
     drain: Option<Duration>,
+    #[command(flatten)]
+    tls: TlsCli,
 }
 
 #[derive(Args, Debug)]
@@ -381,6 +451,8 @@ struct WatchCli {
     /// Print the current list and exit 0
     #[arg(long, conflicts_with = "exec")]
     once: bool,
+    #[command(flatten)]
+    tls: TlsCli,
 }
 
 #[derive(Args, Debug)]
@@ -429,9 +501,19 @@ fn server(s: ServerCli) -> Result<Command, UsageError> {
         .miss_threshold(s.miss_threshold)
         .republish_interval(s.republish_interval)
         .max_peers(s.max_peers)
-        .watch_keepalive(s.watch_keepalive);
+        .watch_keepalive(s.watch_keepalive)
+        .allow_from(&s.allow_from)
+        .require_peer_host(s.require_peer_host);
     let options = match s.watch {
         Some(url) => options.watch_url(url),
+        None => options,
+    };
+    let options = match s.max_connections {
+        Some(n) => options.max_connections(n),
+        None => options,
+    };
+    let options = match s.ipc_mode {
+        Some(mode) => options.ipc_permissions(mode),
         None => options,
     };
     check_options(&options)?;
@@ -440,6 +522,7 @@ fn server(s: ServerCli) -> Result<Command, UsageError> {
         publish: s.publish,
         options,
         metrics: s.metrics,
+        tls: s.tls.files(),
     }))
 }
 
@@ -459,6 +542,7 @@ fn join(j: JoinCli) -> Result<Command, UsageError> {
         fall: j.fall,
         maintenance_file: j.maintenance_file,
         drain: j.drain,
+        tls: j.tls.files(),
     }))
 }
 
@@ -468,6 +552,7 @@ fn watch(w: WatchCli) -> Result<Command, UsageError> {
         json: w.json,
         exec: w.exec,
         once: w.once,
+        tls: w.tls.files(),
     }))
 }
 
@@ -515,6 +600,13 @@ fn count_arg<T: std::str::FromStr + TryFrom<u8> + PartialOrd>(value: &str) -> Re
     }
 }
 
+fn octal_mode_arg(value: &str) -> Result<u32, String> {
+    match u32::from_str_radix(value, 8) {
+        Ok(mode) if mode <= 0o777 && !value.starts_with('+') => Ok(mode),
+        _ => Err("expected an octal file mode from 0 to 777, e.g. 660".to_owned()),
+    }
+}
+
 fn socket_addr_arg(value: &str) -> Result<SocketAddr, String> {
     value
         .parse()
@@ -552,6 +644,9 @@ fn check_options(options: &Options) -> Result<(), UsageError> {
 }
 
 fn flag_of(option: &str) -> String {
+    if option == "ipc_permissions" {
+        return "--ipc-mode".to_owned();
+    }
     format!("--{}", option.replace('_', "-"))
 }
 
@@ -762,6 +857,74 @@ mod tests {
         assert_eq!(o.get_max_peers(), 100);
         assert_eq!(o.get_watch_url(), Some("tcp://127.0.0.1:0"));
         assert_eq!(o.get_watch_keepalive(), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn tls_files_come_in_threes() {
+        let three = [
+            "--tls-ca",
+            "ca.pem",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "c.key",
+        ];
+        let Command::Server(s) = parse(&args(&server(&three))).unwrap() else {
+            panic!()
+        };
+        let want = TlsFiles {
+            ca: "ca.pem".into(),
+            cert: "c.pem".into(),
+            key: "c.key".into(),
+        };
+        assert_eq!(s.tls, Some(want.clone()));
+        let mut join = vec!["join", "--survey", "tcp://h:1", "--name", "n"];
+        join.extend(three);
+        let Command::Join(j) = parse(&args(&join)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(j.tls, Some(want.clone()));
+        let mut watch = vec!["watch", "--publish", "tcp://h:1"];
+        watch.extend(three);
+        let Command::Watch(w) = parse(&args(&watch)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(w.tls, Some(want));
+        let Command::Server(s) = parse(&args(&server(&[]))).unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.tls, None);
+        let m = err(&server(&["--tls-ca", "ca.pem"]));
+        assert!(m.contains("--tls-cert") && m.contains("--tls-key"), "{m}");
+    }
+
+    #[test]
+    fn server_security_flags() {
+        let Command::Server(s) = parse(&args(&server(&[
+            "--allow-from",
+            "10.0.0.0/8",
+            "--allow-from=fd00::/8",
+            "--max-connections",
+            "500",
+            "--require-peer-host",
+            "--ipc-mode",
+            "660",
+        ])))
+        .unwrap() else {
+            panic!()
+        };
+        let o = s.options;
+        assert_eq!(o.get_allow_from(), ["10.0.0.0/8", "fd00::/8"]);
+        assert_eq!(o.get_max_connections(), 500);
+        assert!(o.get_require_peer_host());
+        assert_eq!(o.get_ipc_permissions(), Some(0o660));
+
+        let m = err(&server(&["--allow-from", "10.0.0.1/8"]));
+        assert!(m.starts_with("invalid --allow-from: \"10.0.0.1/8\""), "{m}");
+        assert!(err(&server(&["--ipc-mode", "888"])).starts_with("invalid --ipc-mode \"888\""));
+        assert!(err(&server(&["--ipc-mode", "1777"])).starts_with("invalid --ipc-mode \"1777\""));
+        assert!(err(&server(&["--max-connections", "0"]))
+            .starts_with("invalid --max-connections \"0\""));
     }
 
     #[test]

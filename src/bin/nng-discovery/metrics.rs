@@ -110,11 +110,22 @@ pub fn render(s: &Stats, version: &str) -> String {
         &mut out,
         "nng_discovery_refused_answers_total",
         "counter",
-        "Answers refused: invalid name, stale survey id, or list full (max peers).",
+        "Answers refused: invalid name, stale survey id, list full (max peers), or name not on the peer's host.",
         &[
             ("{reason=\"invalid\"}", s.refused_invalid),
             ("{reason=\"stale\"}", s.refused_stale),
             ("{reason=\"full\"}", s.refused_full),
+            ("{reason=\"peer_host\"}", s.refused_peer_host),
+        ],
+    );
+    family(
+        &mut out,
+        "nng_discovery_refused_connections_total",
+        "counter",
+        "Connections closed on arrival: address outside --allow-from, or --max-connections open.",
+        &[
+            ("{reason=\"network\"}", s.refused_network),
+            ("{reason=\"limit\"}", s.refused_connections),
         ],
     );
     counter(
@@ -460,6 +471,9 @@ mod tests {
         s.watch_snapshots = 16;
         s.watch_deltas = 17;
         s.watch_keepalives = 18;
+        s.refused_network = 19;
+        s.refused_connections = 20;
+        s.refused_peer_host = 21;
         s
     }
 
@@ -481,6 +495,9 @@ mod tests {
                 "nng_discovery_refused_answers_total{reason=\"invalid\"} 8",
                 "nng_discovery_refused_answers_total{reason=\"stale\"} 9",
                 "nng_discovery_refused_answers_total{reason=\"full\"} 10",
+                "nng_discovery_refused_answers_total{reason=\"peer_host\"} 21",
+                "nng_discovery_refused_connections_total{reason=\"network\"} 19",
+                "nng_discovery_refused_connections_total{reason=\"limit\"} 20",
                 "nng_discovery_publishes_total 11",
                 "nng_discovery_published_bytes_total 12",
                 "nng_discovery_watchers 13",
@@ -524,7 +541,7 @@ mod tests {
                 assert_eq!(name, family, "{line}");
             }
         }
-        assert_eq!(families, 15);
+        assert_eq!(families, 16);
     }
 
     #[test]
@@ -687,7 +704,7 @@ mod tests {
         }
 
         #[test]
-        fn rendered_values_are_the_stats(v in proptest::prelude::any::<[u64; 18]>()) {
+        fn rendered_values_are_the_stats(v in proptest::prelude::any::<[u64; 21]>()) {
             let mut s = Stats::default();
             s.peers = v[0] as usize;
             s.connections = v[1] as usize;
@@ -707,6 +724,9 @@ mod tests {
             s.watch_snapshots = v[15];
             s.watch_deltas = v[16];
             s.watch_keepalives = v[17];
+            s.refused_network = v[18];
+            s.refused_connections = v[19];
+            s.refused_peer_host = v[20];
             let text = render(&s, "0.1.0");
             let values: Vec<u64> = text
                 .lines()
@@ -718,6 +738,7 @@ mod tests {
                 s.peers as u64, s.connections as u64, s.subscribers as u64,
                 s.answers_last_round, s.surveys_sent, s.rounds, s.answers,
                 s.refused_invalid, s.refused_stale, s.refused_full,
+                s.refused_peer_host, s.refused_network, s.refused_connections,
                 s.publishes, s.bytes_published,
                 s.watchers as u64, s.watch_held as u64, s.watch_requests,
                 s.watch_snapshots, s.watch_deltas, s.watch_keepalives,

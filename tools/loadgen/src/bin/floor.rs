@@ -17,6 +17,10 @@ use std::time::{Duration, Instant};
 use nng::options::{LocalAddr, Options as _, RecvBufferSize, RecvTimeout};
 use nng::{Listener, Message, Protocol, RawSocket, SocketAddr};
 use nng_discovery_loadgen::Args;
+// Not used, but linked: with nng-discovery's `tls` feature in the build,
+// NNG (one nng-sys for every crate) is built with TLS and needs mbedTLS,
+// which only nng-discovery's build script links.
+use nng_discovery as _;
 
 fn main() {
     let args = Args::from_env();
