@@ -18,12 +18,14 @@ use crate::error::{Error, Result};
 /// | [`reconnect_min`](Options::reconnect_min) | 100 ms | clients and subscribers: first wait before redialing |
 /// | [`reconnect_max`](Options::reconnect_max) | 1 s | clients and subscribers: longest wait between redials |
 /// | [`available`](Options::available) | `true` | clients: whether a new client is listed from the start |
+/// | [`silence_timeout`](Options::silence_timeout) | 3 × `republish_interval` | subscribers of several servers: a server not heard from for this long stops counting |
 ///
 /// The first seven are the server's; the reconnect pair is read by
 /// [`Client::with_options`](crate::Client::with_options) and
 /// [`Subscriber::with_options`](crate::Subscriber::with_options) (the server
 /// only listens, so it ignores them), and `available` by
-/// [`Client::with_options`](crate::Client::with_options). After a server restart, clients are
+/// [`Client::with_options`](crate::Client::with_options); `silence_timeout` by subscribers (and
+/// clients with a subscription). After a server restart, clients are
 /// back within about `reconnect_max` of the new server starting.
 ///
 /// With the defaults, a peer that shuts down or whose process dies leaves the
@@ -56,6 +58,7 @@ pub struct Options {
     reconnect_min: Duration,
     reconnect_max: Duration,
     available: bool,
+    silence_timeout: Option<Duration>,
 }
 
 impl Default for Options {
@@ -71,6 +74,7 @@ impl Default for Options {
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(1),
             available: true,
+            silence_timeout: None,
         }
     }
 }
@@ -150,6 +154,32 @@ impl Options {
     pub fn available(mut self, on: bool) -> Self {
         self.available = on;
         self
+    }
+
+    /// How long a subscriber (or a client's subscription) keeps counting a
+    /// server it hears nothing from while the connection stays open (a hung
+    /// server process): after that, the server's list no longer counts in
+    /// the union of several servers, until it publishes again. A closed
+    /// connection stops counting at once, whatever this is.
+    ///
+    /// Servers republish their list every
+    /// [`republish_interval`](Options::republish_interval), which is their
+    /// heartbeat; so by default this is 3 × the `republish_interval` of
+    /// these same options (90 s with the defaults): a subscriber made with
+    /// the servers' options follows them, and a server is dropped only
+    /// after three republishes missed. Set it explicitly if the servers
+    /// republish at another interval than these options say, and keep it
+    /// above their republish interval. With one server it changes nothing
+    /// that is delivered (when no server counts, the last list stays).
+    pub fn silence_timeout(mut self, d: Duration) -> Self {
+        self.silence_timeout = Some(d);
+        self
+    }
+
+    /// The silence timeout: as set, or 3 × the republish interval.
+    pub fn get_silence_timeout(&self) -> Duration {
+        self.silence_timeout
+            .unwrap_or_else(|| self.republish_interval.saturating_mul(3))
     }
 
     /// Whether a client starts available.
@@ -239,6 +269,9 @@ impl Options {
                 ),
             );
         }
+        if self.get_silence_timeout().is_zero() {
+            return bad("silence_timeout", "must be greater than zero".into());
+        }
         if self.max_peers == 0 {
             return bad("max_peers", "must be at least 1".into());
         }
@@ -306,6 +339,10 @@ mod tests {
         );
         assert_eq!(refused(Options::default().max_peers(0)).0, "max_peers");
         assert_eq!(
+            refused(Options::default().silence_timeout(ms(0))).0,
+            "silence_timeout"
+        );
+        assert_eq!(
             refused(Options::default().reconnect_min(ms(0))).0,
             "reconnect_min"
         );
@@ -351,5 +388,20 @@ mod tests {
         assert_eq!(o.get_reconnect_max(), Duration::from_millis(50));
         assert!(!o.get_available());
         assert!(Options::default().get_available());
+    }
+
+    #[test]
+    fn the_silence_timeout_follows_the_republish_interval_unless_set() {
+        let o = Options::default();
+        assert_eq!(o.get_silence_timeout(), Duration::from_secs(90));
+        let o = o.republish_interval(Duration::from_millis(200));
+        assert_eq!(o.get_silence_timeout(), Duration::from_millis(600));
+        let o = o.silence_timeout(Duration::from_secs(5));
+        assert_eq!(o.get_silence_timeout(), Duration::from_secs(5));
+        // Set before the republish interval: still the value set.
+        let o = Options::default()
+            .silence_timeout(Duration::from_secs(7))
+            .republish_interval(Duration::from_secs(1));
+        assert_eq!(o.get_silence_timeout(), Duration::from_secs(7));
     }
 }
