@@ -14,6 +14,11 @@
 //!   [`Client::with_subscription`]) receive as a sorted `Vec<String>` on a
 //!   `crossbeam_channel::Receiver`.
 //!
+//! Clients and subscribers take one URL or several ([`Urls`]): with two or
+//! three redundant servers, a client answers them all and a subscriber
+//! delivers the union of their lists, so losing a server changes nothing
+//! the application sees.
+//!
 //! Beyond the original: joins and leaves are seen within milliseconds from
 //! connection events, not at the next poll; a peer is dropped for hanging
 //! only after [`Options::miss_threshold`] missed surveys; a subscriber that
