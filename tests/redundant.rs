@@ -233,6 +233,26 @@ fn a_client_reaching_one_server_is_listed_by_subscribers_of_all() {
 }
 
 #[test]
+fn a_server_whose_connection_closes_stops_counting_at_once() {
+    let Some(bin) = binary() else { return };
+    let t = three(bin, Duration::from_secs(30));
+    // No silence timeout within the test's life: only the closed
+    // connection can take x out.
+    let o = options().silence_timeout(common::NEVER);
+    let only_first = Client::with_options(&t.surveys[0], None, "x", &o).expect("client");
+    let everywhere = Client::with_options(&t.surveys, None, "a", &o).expect("client");
+    let (_subs, recorders) = receivers(&t, &[], &o);
+    wait_all(&recorders, &["a", "x"], patience());
+    let m = marks(&recorders);
+    // Server 0, the only one listing x, dies: x is gone from the union at
+    // once (well within the bound), while a stays.
+    t.servers[0].signal(libc::SIGKILL);
+    wait_all(&recorders, &["a"], patience());
+    assert_got(&recorders, &m, &[&["a"]]);
+    drop((only_first, everywhere));
+}
+
+#[test]
 fn a_server_restarted_on_the_same_urls_changes_no_list() {
     let Some(bin) = binary() else { return };
     let mut t = three(bin, Duration::from_secs(30));
