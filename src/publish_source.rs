@@ -1,24 +1,27 @@
-//! The classic publish URL as a [`Source`]: one SUB socket, one dialer per
-//! server.
+//! The classic publish URL as a [`Source`]: one SUB socket per server,
+//! all read by the subscriber's one thread.
 //!
 //! Every list a server publishes is a [`Report::List`] for that server (a
 //! republish of the same list too: the republish is the heartbeat that
 //! keeps a server counting, see [`Options::silence_timeout`]), and a closed
-//! connection is [`Report::Gone`] at once. A message is attributed to its
-//! server through its connection (`Message::pipe`) and that connection's
-//! dialer: each dialer dials one server, and redials it on its own.
+//! connection is [`Report::Gone`] at once. Each server has its own socket
+//! (and so its own dialer, redialing on its own, and its own receive
+//! queue): a SUB queue that fills up drops its oldest message, which is
+//! harmless for one server (the newer list wins) but would not be if one
+//! queue were shared, where a burst from one server could push out another
+//! server's latest list.
 //!
-//! Connection events come from NNG's pipe callback, which runs on NNG's
-//! threads: it only hands the event to the subscriber's thread over a
-//! channel and wakes it through a socketpair.
+//! Connection events come from NNG's pipe callbacks, which run on NNG's
+//! threads: they only hand the event to the subscriber's thread over a
+//! channel and wake it through a socketpair.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::io::Read;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
-use crossbeam_channel::{unbounded, Receiver};
+use crossbeam_channel::{unbounded, Receiver, Sender};
 use nng::options::{protocol::pubsub::Subscribe, Options as _};
 use nng::{Dialer, Pipe, PipeEvent, Protocol, Socket};
 
@@ -30,26 +33,32 @@ use crate::subscriber::MAX_LIST_BYTES;
 use crate::transport::{self, Link};
 use crate::wire;
 
-/// A connection opened or closed, with the dialer that made it (looked up
-/// in the callback, while the connection surely exists).
-type Event = (Pipe, PipeEvent, Option<Dialer>);
+/// A connection to server `.0` opened or closed.
+type Event = (usize, Pipe, PipeEvent);
+
+/// One server's socket.
+#[derive(Debug)]
+struct Feed {
+    socket: Socket,
+    dialer: Option<Dialer>,
+    link: Arc<Link>,
+    recv_fd: RawFd,
+    /// Its open connections (one, or briefly two while an old one's
+    /// closing is still to be taken).
+    open: HashSet<Pipe>,
+}
 
 /// Subscribes to the publish URLs of several servers; see the
 /// [module](self).
 #[derive(Debug)]
 pub(crate) struct PublishSource {
     urls: Vec<String>,
-    socket: Socket,
-    /// `dialers[i]` dials `urls[i]`.
-    dialers: Vec<Dialer>,
-    link: Arc<Link>,
-    recv_fd: RawFd,
+    /// `feeds[i]` follows `urls[i]`.
+    feeds: Vec<Feed>,
     events: Receiver<Event>,
     /// Readable when events wait (one byte per event, or fewer when full).
     wake: UnixStream,
-    /// Open connections and the server each reaches.
-    open: HashMap<Pipe, usize>,
-    /// Connections closed since the socket was last drained: their
+    /// Connections closed since the sockets were last drained: their
     /// messages still queued are older than the closing and are dropped.
     closed: Vec<Pipe>,
 }
@@ -58,99 +67,121 @@ impl PublishSource {
     /// Dials every URL of `urls` (checked: non-empty, no duplicates) with
     /// the reconnect timing of `options`.
     pub(crate) fn open(urls: Vec<String>, options: &Options) -> Result<PublishSource> {
-        let socket = Socket::new(Protocol::Sub0).map_err(Error::nng("open a SUB socket"))?;
-        transport::limit(&socket, MAX_LIST_BYTES)?;
-        socket
-            .set_opt::<Subscribe>(Vec::new())
-            .map_err(Error::nng("subscribe"))?;
-        // A malformed URL is refused before any connection is attempted.
-        for url in &urls {
-            transport::check_dial_url(&socket, url)?;
-        }
         let (wake_tx, wake) = UnixStream::pair().map_err(Error::spawn)?;
         for end in [&wake_tx, &wake] {
             end.set_nonblocking(true).map_err(Error::spawn)?;
         }
+        let wake_tx = Arc::new(wake_tx);
         let (tx, events) = unbounded();
-        let link = Link::watch_with(&socket, move |pipe, event| {
-            if matches!(event, PipeEvent::AddPost | PipeEvent::RemovePost) {
-                let _ = tx.send((pipe, event, pipe.dialer()));
-                // A full buffer still wakes the thread: nothing to do.
-                let _ = std::io::Write::write(&mut &wake_tx, &[1]);
-            }
-        })?;
-        let mut dialers = Vec::with_capacity(urls.len());
-        for url in &urls {
-            match transport::dial(&socket, url, options) {
-                Ok(dialer) => dialers.push(dialer),
-                Err(e) => {
-                    link.close(dialers);
-                    socket.close();
-                    return Err(e);
-                }
-            }
-        }
-        let recv_fd = receiver::recv_fd(&socket)?;
-        Ok(PublishSource {
-            urls,
-            socket,
-            dialers,
-            link,
-            recv_fd,
+        let mut source = PublishSource {
+            urls: Vec::with_capacity(urls.len()),
+            feeds: Vec::with_capacity(urls.len()),
             events,
             wake,
-            open: HashMap::new(),
             closed: Vec::new(),
-        })
-    }
-
-    fn server_of_dialer(&self, dialer: Option<Dialer>) -> Option<usize> {
-        let dialer = dialer?;
-        self.dialers.iter().position(|d| *d == dialer)
-    }
-
-    /// The server a message came from: `None` for a connection closed
-    /// since (its list is older than the closing) or one we cannot place.
-    fn server_of_message(&mut self, msg: &mut nng::Message) -> Option<usize> {
-        let pipe = msg.pipe()?;
-        if self.closed.contains(&pipe) {
-            return None;
+        };
+        // Every socket first, so that a malformed URL is refused before
+        // any connection is attempted; then every dialer. On an error,
+        // dropping `source` closes what was made.
+        for (server, url) in urls.iter().enumerate() {
+            let feed = Feed::new(server, url, &tx, &wake_tx)?;
+            source.feeds.push(feed);
         }
-        if let Some(&server) = self.open.get(&pipe) {
-            return Some(server);
+        for (feed, url) in source.feeds.iter_mut().zip(&urls) {
+            feed.dialer = Some(transport::dial(&feed.socket, url, options)?);
         }
-        // Its connection event has not been taken yet (NNG starts a
-        // connection before it calls back).
-        let server = self.server_of_dialer(pipe.dialer())?;
-        self.open.insert(pipe, server);
-        Some(server)
+        source.urls = urls;
+        Ok(source)
     }
 
     fn take_events(&mut self, report: &mut dyn FnMut(usize, Report)) {
         let mut buf = [0u8; 256];
         while matches!((&self.wake).read(&mut buf), Ok(n) if n > 0) {}
-        while let Ok((pipe, event, dialer)) = self.events.try_recv() {
+        while let Ok((server, pipe, event)) = self.events.try_recv() {
+            let Some(feed) = self.feeds.get_mut(server) else {
+                continue;
+            };
             match event {
                 PipeEvent::AddPost => {
-                    if let Some(server) = self.server_of_dialer(dialer) {
-                        self.open.insert(pipe, server);
-                        log::debug!("connected to {}", self.urls[server]);
-                    }
+                    feed.open.insert(pipe);
+                    log::debug!("connected to {}", self.urls[server]);
                 }
                 PipeEvent::RemovePost => {
                     self.closed.push(pipe);
-                    if let Some(server) = self.open.remove(&pipe) {
-                        // A dialer has one connection at a time, but the
-                        // old one's event may come after the new one's.
-                        if !self.open.values().any(|&s| s == server) {
-                            log::debug!("connection to {} closed", self.urls[server]);
-                            report(server, Report::Gone);
-                        }
+                    if feed.open.remove(&pipe) && feed.open.is_empty() {
+                        log::debug!("connection to {} closed", self.urls[server]);
+                        report(server, Report::Gone);
                     }
                 }
                 _ => {}
             }
         }
+    }
+
+    fn close_all(&mut self) {
+        for feed in self.feeds.drain(..) {
+            // Let a connection attempt in flight finish first (see Link).
+            feed.link.close(feed.dialer);
+            feed.socket.close();
+        }
+    }
+}
+
+impl Feed {
+    /// Server `server`'s socket, its URL checked, not dialing yet.
+    fn new(
+        server: usize,
+        url: &str,
+        events: &Sender<Event>,
+        wake: &Arc<UnixStream>,
+    ) -> Result<Feed> {
+        let socket = Socket::new(Protocol::Sub0).map_err(Error::nng("open a SUB socket"))?;
+        let feed = Feed::watch(server, socket.clone(), events, wake);
+        if feed.is_err() {
+            socket.close();
+        }
+        let feed = feed?;
+        if let Err(e) = transport::check_dial_url(&feed.socket, url) {
+            feed.socket.close();
+            return Err(e);
+        }
+        Ok(feed)
+    }
+
+    fn watch(
+        server: usize,
+        socket: Socket,
+        events: &Sender<Event>,
+        wake: &Arc<UnixStream>,
+    ) -> Result<Feed> {
+        transport::limit(&socket, MAX_LIST_BYTES)?;
+        socket
+            .set_opt::<Subscribe>(Vec::new())
+            .map_err(Error::nng("subscribe"))?;
+        let (tx, wake) = (events.clone(), Arc::clone(wake));
+        let link = Link::watch_with(&socket, move |pipe, event| {
+            if matches!(event, PipeEvent::AddPost | PipeEvent::RemovePost) {
+                let _ = tx.send((server, pipe, event));
+                // A full buffer still wakes the thread: nothing to do.
+                let _ = std::io::Write::write(&mut &*wake, &[1]);
+            }
+        })?;
+        let recv_fd = receiver::recv_fd(&socket)?;
+        Ok(Feed {
+            socket,
+            dialer: None,
+            link,
+            recv_fd,
+            open: HashSet::new(),
+        })
+    }
+}
+
+impl Drop for PublishSource {
+    fn drop(&mut self) {
+        // Only reached with feeds left when `open` fails half-way, or when
+        // the thread panicked: `close` empties them.
+        self.close_all();
     }
 }
 
@@ -160,44 +191,46 @@ impl Source for PublishSource {
     }
 
     fn fds(&self) -> Vec<RawFd> {
-        vec![self.recv_fd, self.wake.as_raw_fd()]
+        let mut fds: Vec<RawFd> = self.feeds.iter().map(|f| f.recv_fd).collect();
+        fds.push(self.wake.as_raw_fd());
+        fds
     }
 
     fn take(&mut self, report: &mut dyn FnMut(usize, Report)) {
         self.take_events(report);
-        loop {
-            let mut msg = match self.socket.try_recv() {
-                Ok(msg) => msg,
-                Err(nng::Error::TryAgain) | Err(nng::Error::Closed) => break,
-                Err(e) => {
-                    log::warn!("receiving lists: {e}");
-                    std::thread::sleep(transport::ERROR_BACKOFF); // never spin
-                    break;
+        for (server, feed) in self.feeds.iter().enumerate() {
+            loop {
+                let mut msg = match feed.socket.try_recv() {
+                    Ok(msg) => msg,
+                    Err(nng::Error::TryAgain) | Err(nng::Error::Closed) => break,
+                    Err(e) => {
+                        log::warn!("receiving lists from {}: {e}", self.urls[server]);
+                        std::thread::sleep(transport::ERROR_BACKOFF); // never spin
+                        break;
+                    }
+                };
+                if msg.pipe().is_some_and(|p| self.closed.contains(&p)) {
+                    continue; // older than its connection's closing
                 }
-            };
-            let Some(server) = self.server_of_message(&mut msg) else {
-                continue;
-            };
-            let url = &self.urls[server];
-            match wire::decode_list(msg.as_slice()) {
-                Ok(list) => {
-                    log::trace!("list of {} names from {url}", list.len());
-                    report(server, Report::List(list));
+                let url = &self.urls[server];
+                match wire::decode_list(msg.as_slice()) {
+                    Ok(list) => {
+                        log::trace!("list of {} names from {url}", list.len());
+                        report(server, Report::List(list));
+                    }
+                    Err(e) => log::warn!(
+                        "ignoring a corrupt list ({} bytes) from {url}: {e}",
+                        msg.len()
+                    ),
                 }
-                Err(e) => log::warn!(
-                    "ignoring a corrupt list ({} bytes) from {url}: {e}",
-                    msg.len()
-                ),
             }
         }
         // Drained: nothing older than the connections closed so far is
-        // left in the socket's queue.
+        // left in the sockets' queues.
         self.closed.clear();
     }
 
-    fn close(self: Box<Self>) {
-        // Let a connection attempt in flight finish first (see Link).
-        self.link.close(self.dialers.iter().copied());
-        self.socket.close();
+    fn close(mut self: Box<Self>) {
+        self.close_all();
     }
 }

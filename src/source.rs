@@ -13,7 +13,7 @@
 //!
 //! Today's source is the classic publish URL
 //! ([`PublishSource`](crate::publish_source::PublishSource): one SUB
-//! socket, a dialer per server). A watch-protocol source (one REQ socket
+//! socket per server, each with its own queue and dialer). A watch-protocol source (one REQ socket
 //! per server, each reply run through a
 //! [`WatchState`](crate::watch_state::WatchState)) is another
 //! implementation of the same trait: its descriptors are its sockets'

@@ -45,8 +45,8 @@ const _: () = assert!(MAX_LIST_BYTES / (MAX_NAME_LEN + 1) > 10_000);
 /// the last list stays until one does. So a server that crashes, restarts
 /// or hangs changes nothing the application sees while another is up.
 ///
-/// Threads: one whatever the number of servers (one socket, a dialer per
-/// server), plus NNG's shared pool.
+/// Threads: one whatever the number of servers (it waits on one SUB
+/// socket per server), plus NNG's shared pool.
 ///
 /// ```no_run
 /// # fn main() -> Result<(), nng_discovery::Error> {
