@@ -152,3 +152,125 @@ fn log_changes(urls: &[String], merge: &Merge<usize>, counting: &mut [bool]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::io::AsRawFd;
+    use std::os::unix::net::UnixStream;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    /// A source of two servers fed by the test: what another kind of
+    /// source (a watch-protocol one) looks like to the loop.
+    struct Fake {
+        urls: Vec<String>,
+        reports: crossbeam_channel::Receiver<(usize, Report)>,
+        wake: UnixStream,
+        closed: Arc<AtomicBool>,
+    }
+
+    impl Source for Fake {
+        fn urls(&self) -> &[String] {
+            &self.urls
+        }
+        fn fds(&self) -> Vec<RawFd> {
+            vec![self.wake.as_raw_fd()]
+        }
+        fn take(&mut self, report: &mut dyn FnMut(usize, Report)) {
+            let mut buf = [0u8; 64];
+            while matches!((&self.wake).read(&mut buf), Ok(n) if n > 0) {}
+            while let Ok((server, r)) = self.reports.try_recv() {
+                report(server, r);
+            }
+        }
+        fn close(self: Box<Self>) {
+            self.closed.store(true, Ordering::SeqCst);
+        }
+    }
+
+    struct Feeder {
+        tx: crossbeam_channel::Sender<(usize, Report)>,
+        wake: UnixStream,
+    }
+
+    impl Feeder {
+        fn send(&mut self, server: usize, report: Report) {
+            self.tx.send((server, report)).unwrap();
+            self.wake.write_all(&[1]).unwrap();
+        }
+    }
+
+    fn fake(silence: Duration) -> (Following, Feeder, Arc<AtomicBool>) {
+        let (tx, reports) = crossbeam_channel::unbounded();
+        let (feeder_end, wake) = UnixStream::pair().unwrap();
+        wake.set_nonblocking(true).unwrap();
+        let closed = Arc::new(AtomicBool::new(false));
+        let source = Fake {
+            urls: vec!["one".into(), "two".into()],
+            reports,
+            wake,
+            closed: Arc::clone(&closed),
+        };
+        let following = start(Box::new(source), silence).unwrap();
+        let feeder = Feeder {
+            tx,
+            wake: feeder_end,
+        };
+        (following, feeder, closed)
+    }
+
+    fn strings(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    /// Milliseconds here; 10 s is for a busy or emulated machine.
+    const BOUND: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn the_loop_merges_what_any_source_reports_and_closes_it_after_stopping() {
+        let (following, mut feeder, closed) = fake(Duration::from_secs(3600));
+        let changes = following.changes.clone();
+        feeder.send(0, Report::List(strings(&["x"])));
+        assert_eq!(changes.recv_timeout(BOUND).unwrap(), ["x"]);
+        feeder.send(1, Report::List(strings(&["y", "x"])));
+        assert_eq!(changes.recv_timeout(BOUND).unwrap(), ["x", "y"]);
+        // Server 1 goes: x stays (server 0 has it), y goes.
+        feeder.send(1, Report::Gone);
+        assert_eq!(changes.recv_timeout(BOUND).unwrap(), ["x"]);
+        // A keepalive from a gone server brings nothing back; its next
+        // list does.
+        feeder.send(1, Report::Heard);
+        feeder.send(1, Report::List(strings(&["z"])));
+        assert_eq!(changes.recv_timeout(BOUND).unwrap(), ["x", "z"]);
+        following.stopper.stop();
+        let source = following.thread.join().unwrap();
+        assert!(
+            !closed.load(Ordering::SeqCst),
+            "closed before its owner asked"
+        );
+        source.close();
+        assert!(closed.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_server_that_falls_silent_stops_counting_while_another_keeps_alive() {
+        let (following, mut feeder, _) = fake(Duration::from_millis(100));
+        let changes = following.changes.clone();
+        feeder.send(0, Report::List(strings(&["x"])));
+        feeder.send(1, Report::List(strings(&["y"])));
+        let deadline = Instant::now() + BOUND;
+        // Server 0 keeps sending keepalives, server 1 says nothing: once
+        // its timeout has passed, y is dropped.
+        loop {
+            feeder.send(0, Report::Heard);
+            match changes.recv_timeout(Duration::from_millis(10)) {
+                Ok(list) if list == ["x"] => break,
+                Ok(_) | Err(_) => assert!(Instant::now() < deadline, "y never dropped"),
+            }
+        }
+        following.stopper.stop();
+        following.thread.join().unwrap().close();
+    }
+}

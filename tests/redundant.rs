@@ -364,6 +364,29 @@ fn the_daemon_joins_and_watches_several_servers() {
     assert_eq!(watch.expect_line("after n2 left", |_| true), "n1");
 }
 
+#[test]
+fn set_available_applies_to_every_server() {
+    let servers = [common::tcp_server(), common::tcp_server()];
+    let surveys = [servers[0].survey_url(), servers[1].survey_url()];
+    let client = Client::new(surveys, "n").expect("client");
+    assert_eq!(client.survey_urls(), surveys);
+    assert_eq!(client.survey_url(), surveys[0]);
+    let changes = [servers[0].changes(), servers[1].changes()];
+    for rx in &changes {
+        common::wait_for_list(rx, &["n"]);
+    }
+    client.set_available(false);
+    assert!(!client.is_available());
+    for rx in &changes {
+        common::wait_for_list(rx, &[]);
+    }
+    client.set_available(true);
+    assert!(client.is_available());
+    for rx in &changes {
+        common::wait_for_list(rx, &["n"]);
+    }
+}
+
 /// One thread per subscriber and two per subscribed client, whatever the
 /// number of servers.
 #[test]
