@@ -211,23 +211,34 @@ fn redundant_servers(daemon: &str, n: usize) {
     let options = Options::default()
         .reconnect_min(Duration::from_millis(50))
         .reconnect_max(Duration::from_millis(200));
+    // Join and leave with the first server alone, then with all three,
+    // in the same run.
+    let mut rows = Vec::new();
+    for count in [1, 3] {
+        let subscriber =
+            Subscriber::with_options(&publishes[..count], &options).expect("subscribe");
+        let changes = subscriber.changes();
+        wait_for(&changes, |l| l.is_empty());
+        let mut join = Vec::new();
+        let mut leave = Vec::new();
+        for i in 0..n {
+            let name = format!("http://127.0.0.1:{}", 30_000 + i);
+            let t0 = Instant::now();
+            let client =
+                Client::with_options(&surveys[..count], None, &name, &options).expect("client");
+            wait_for(&changes, |l| l.contains(&name));
+            join.push(t0.elapsed());
+            let t0 = Instant::now();
+            client.shutdown();
+            wait_for(&changes, |l| !l.contains(&name));
+            leave.push(t0.elapsed());
+        }
+        rows.push((count, "join", join));
+        rows.push((count, "leave", leave));
+    }
     let subscriber = Subscriber::with_options(&publishes, &options).expect("subscribe");
     let changes = subscriber.changes();
     wait_for(&changes, |l| l.is_empty());
-
-    let mut join = Vec::new();
-    let mut leave = Vec::new();
-    for i in 0..n {
-        let name = format!("http://127.0.0.1:{}", 30_000 + i);
-        let t0 = Instant::now();
-        let client = Client::with_options(&surveys, None, &name, &options).expect("client");
-        wait_for(&changes, |l| l.contains(&name));
-        join.push(t0.elapsed());
-        let t0 = Instant::now();
-        client.shutdown();
-        wait_for(&changes, |l| !l.contains(&name));
-        leave.push(t0.elapsed());
-    }
 
     // Three live clients; every list the subscriber gets from here on is
     // recorded by a thread (a latest-wins reader could miss a brief one).
@@ -273,11 +284,11 @@ fn redundant_servers(daemon: &str, n: usize) {
         "{:<38} {:<16} {:>6} {:>10} {:>10} {:>10}",
         "configuration", "case", "trials", "p50", "p99", "max"
     );
-    for (case, samples) in [("join", join), ("leave", leave)] {
+    for (count, case, samples) in rows {
         let s = summary(samples);
         println!(
             "{:<38} {:<16} {:>6} {:>10} {:>10} {:>10}",
-            "3 servers, event-driven, poll 10 s",
+            format!("{count} server(s) (processes), poll 10 s"),
             case,
             s.n,
             fmt(s.p50),
