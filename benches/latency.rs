@@ -4,7 +4,7 @@
 //! ```text
 //! cargo bench --bench latency              # 100 trials per case
 //! TRIALS=200 cargo bench --bench latency
-//! cargo bench --bench latency -- only=events   # sections: events (event-driven: its first half) check hang shutdown
+//! cargo bench --bench latency -- only=events   # sections: events (event-driven: its first half) check hang shutdown redundant
 //! cargo bench --bench latency --features tls -- only=tls  # tls+tcp:// beside tcp://
 //! ```
 //!
@@ -29,6 +29,13 @@
 //! publish gap (2 ms by default: changes closer together than that are
 //! coalesced into one publish) would hold its list back behind the
 //! previous trial's, and every figure would measure the gap.
+//!
+//! Redundant servers (issue 17): three `nng-discovery server` processes, a
+//! subscriber of all three, clients answering all three: join and leave
+//! times, and servers killed (SIGKILL) and restarted on the same URLs one
+//! after another, counting the lists the subscriber got that were not the
+//! live set (must be 0). `cargo bench --bench latency -- only=redundant`
+//! runs this part alone.
 //!
 //! Two configurations run side by side in the same process:
 //! * event-driven (the default) with a 10 s poll interval, so any figure
@@ -61,7 +68,8 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
     let daemon = env!("CARGO_BIN_EXE_nng-discovery");
-    // `only=events` (or event-driven, check, hang, shutdown, tls) runs one section.
+    // `only=events` (or event-driven, check, hang, shutdown, tls, redundant)
+    // runs one section.
     let only: Option<String> =
         std::env::args().find_map(|a| a.strip_prefix("only=").map(String::from));
     let run = |section: &str| only.as_deref().map_or(true, |o| o == section);
@@ -102,6 +110,9 @@ fn main() {
     }
     if run("tls") {
         tls_beside_tcp(trials);
+    }
+    if run("redundant") {
+        redundant_servers(daemon, trials);
     }
 }
 
@@ -420,6 +431,140 @@ fn tls_beside_tcp(n: usize) {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A `nng-discovery server` on the given URLs (poll 10 s, survey 1 s, so
+/// every figure comes from connection events), and the URLs it bound.
+fn daemon_server(daemon: &str, survey: &str, publish: &str) -> (Child, String, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(daemon)
+        .args(["server", "--survey", survey, "--publish", publish])
+        .args(["--poll-interval", "10s", "--survey-time", "1s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nng-discovery server");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut url = |prefix: &str| {
+        let line = lines.next().expect("a URL line").expect("a URL line");
+        line.strip_prefix(prefix).expect("the URL line").to_owned()
+    };
+    let survey = url("survey ");
+    let publish = url("publish ");
+    (child, survey, publish)
+}
+
+/// Three servers (processes), a subscriber of all three and clients on all
+/// three: join/leave times beside the single-server rows above, and how
+/// many lists other than the live set a subscriber got while servers were
+/// killed and restarted one after another.
+fn redundant_servers(daemon: &str, n: usize) {
+    let mut servers: Vec<(Child, String, String)> = (0..3)
+        .map(|_| daemon_server(daemon, "tcp://127.0.0.1:0", "tcp://127.0.0.1:0"))
+        .collect();
+    let surveys: Vec<String> = servers.iter().map(|s| s.1.clone()).collect();
+    let publishes: Vec<String> = servers.iter().map(|s| s.2.clone()).collect();
+    let options = Options::default()
+        .reconnect_min(Duration::from_millis(50))
+        .reconnect_max(Duration::from_millis(200));
+    // Join and leave with the first server alone, then with all three,
+    // in the same run.
+    let mut rows = Vec::new();
+    for count in [1, 3] {
+        let subscriber =
+            Subscriber::with_options(&publishes[..count], &options).expect("subscribe");
+        let changes = subscriber.changes();
+        wait_for(&changes, |l| l.is_empty());
+        let mut join = Vec::new();
+        let mut leave = Vec::new();
+        for i in 0..n {
+            let name = format!("http://127.0.0.1:{}", 30_000 + i);
+            let t0 = Instant::now();
+            let client =
+                Client::with_options(&surveys[..count], None, &name, &options).expect("client");
+            wait_for(&changes, |l| l.contains(&name));
+            join.push(t0.elapsed());
+            let t0 = Instant::now();
+            client.shutdown();
+            wait_for(&changes, |l| !l.contains(&name));
+            leave.push(t0.elapsed());
+        }
+        rows.push((count, "join", join));
+        rows.push((count, "leave", leave));
+    }
+    let subscriber = Subscriber::with_options(&publishes, &options).expect("subscribe");
+    let changes = subscriber.changes();
+    wait_for(&changes, |l| l.is_empty());
+
+    // Three live clients; every list the subscriber gets from here on is
+    // recorded by a thread (a latest-wins reader could miss a brief one).
+    let live: Vec<String> = (0..3).map(|i| format!("http://live:{i}")).collect();
+    let _clients: Vec<Client> = live
+        .iter()
+        .map(|name| Client::with_options(&surveys, None, name, &options).expect("client"))
+        .collect();
+    wait_for(&changes, |l| *l == live);
+    let recorded = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Vec<String>>::new()));
+    let sink = std::sync::Arc::clone(&recorded);
+    let reader = changes.clone();
+    std::thread::spawn(move || {
+        for list in reader {
+            sink.lock().expect("lock").push(list);
+        }
+    });
+    let restarts = n.min(10);
+    let mut back = Vec::new();
+    for i in 0..restarts {
+        let k = i % 3;
+        let (mut child, survey, publish) = servers.remove(k);
+        child.kill().expect("SIGKILL a server");
+        let _ = child.wait();
+        let t0 = Instant::now();
+        let again = daemon_server(daemon, &survey, &publish);
+        // Until the restarted server lists every live client itself.
+        let alone = Subscriber::with_options(publish.as_str(), &options).expect("subscribe");
+        wait_for(&alone.changes(), |l| *l == live);
+        back.push(t0.elapsed());
+        servers.insert(k, again);
+    }
+    let wrong = recorded
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|l| **l != live)
+        .count();
+
+    println!();
+    println!("# three servers (processes), a subscriber of all three, clients on all three");
+    println!(
+        "{:<38} {:<16} {:>6} {:>10} {:>10} {:>10}",
+        "configuration", "case", "trials", "p50", "p99", "max"
+    );
+    for (count, case, samples) in rows {
+        let s = summary(samples);
+        println!(
+            "{:<38} {:<16} {:>6} {:>10} {:>10} {:>10}",
+            format!("{count} server(s) (processes), poll 10 s"),
+            case,
+            s.n,
+            fmt(s.p50),
+            fmt(s.p99),
+            fmt(s.max)
+        );
+    }
+    let s = summary(back);
+    println!(
+        "server killed and restarted (of 3): {restarts} restarts, {wrong} lists other than the \
+         live set at the subscriber; restarted server listing all 3 clients again after \
+         p50 {} / max {}",
+        fmt(s.p50),
+        fmt(s.max)
+    );
+    for (mut child, _, _) in servers {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
 
 /// A peer that stops answering but keeps its connection (SIGSTOP) must be

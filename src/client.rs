@@ -11,13 +11,15 @@ use crate::options::Options;
 use crate::receiver::{self, Receiver as NngReceiver, Stopper};
 use crate::subscriber::Subscriber;
 use crate::transport;
+use crate::urls::{self, Urls};
 use crate::wire;
 
 /// The largest survey a client accepts. Surveys are empty; anything larger
 /// than this closes the connection (which is then dialed again).
 const MAX_SURVEY_BYTES: usize = 64 << 10;
 
-/// A service that announces itself to a discovery server.
+/// A service that announces itself to a discovery server, or to several
+/// redundant ones.
 ///
 /// The client dials the server's survey URL in the background (the server
 /// may start later, or restart) and answers every survey with its service
@@ -26,10 +28,17 @@ const MAX_SURVEY_BYTES: usize = 64 << 10;
 /// at once and its connection closes, which the server sees within
 /// milliseconds.
 ///
-/// Made with [`with_subscription`](Client::with_subscription), it also
-/// receives the list of live services, like a [`Subscriber`].
+/// Given several survey URLs (any [`Urls`] form), it answers every server:
+/// one socket with a dialer per server, each dialing and redialing its
+/// server on its own, and each answer routed back to the server that asked.
+/// A server that is down delays nothing for the others.
 ///
-/// Threads: one, two with a subscription, plus NNG's shared pool.
+/// Made with [`with_subscription`](Client::with_subscription), it also
+/// receives the list of live services, like a [`Subscriber`] (the union of
+/// the servers' lists when given several publish URLs).
+///
+/// Threads: one, two with a subscription, whatever the number of servers,
+/// plus NNG's shared pool.
 ///
 /// # Availability and draining
 ///
@@ -79,11 +88,11 @@ const MAX_SURVEY_BYTES: usize = 64 << 10;
 #[derive(Debug)]
 pub struct Client {
     service: String,
-    survey_url: String,
+    survey_urls: Vec<String>,
     socket: Socket,
     options: Options,
-    /// The survey dialer, present while the client is available.
-    dialing: Mutex<Dialing>,
+    /// The survey dialers, one per server, while the client is available.
+    dialing: Mutex<Option<Vec<nng::Dialer>>>,
     link: std::sync::Arc<transport::Link>,
     stopper: Stopper,
     thread: Option<JoinHandle<()>>,
@@ -91,40 +100,78 @@ pub struct Client {
 }
 
 impl Client {
-    /// Answers every survey from the server at `survey_url` with `service`.
+    /// Answers every survey from the server(s) at `survey_urls` (one URL
+    /// or several, see [`Urls`]) with `service`.
     ///
     /// # Errors
     /// [`Error::InvalidName`] if `service` is empty, longer than
     /// [`wire::MAX_NAME_LEN`] bytes, or contains `|` or a control character;
-    /// [`Error::InvalidUrl`] for a malformed URL; [`Error::Setup`] if NNG
+    /// [`Error::InvalidUrl`] for a malformed URL; [`Error::InvalidUrlList`]
+    /// for an empty list or a URL given twice; [`Error::Setup`] if NNG
     /// cannot open the socket or the thread cannot start.
-    pub fn new(survey_url: &str, service: &str) -> Result<Client> {
-        Client::with_options(survey_url, None, service, &Options::default())
+    pub fn new(survey_urls: impl Urls, service: &str) -> Result<Client> {
+        Client::with_options(survey_urls, None, service, &Options::default())
     }
 
     /// Like [`new`](Client::new), and also subscribes to the lists published
-    /// at `publish_url`; read them from [`peers`](Client::peers).
+    /// at `publish_urls` (one URL or several: the union of the servers'
+    /// lists, as a [`Subscriber`] of them delivers it); read them from
+    /// [`peers`](Client::peers).
     ///
     /// # Errors
-    /// As [`new`](Client::new), and [`Error::InvalidUrl`] for a malformed
-    /// `publish_url`.
-    pub fn with_subscription(survey_url: &str, publish_url: &str, service: &str) -> Result<Client> {
-        Client::with_options(survey_url, Some(publish_url), service, &Options::default())
+    /// As [`new`](Client::new), and the same for `publish_urls`.
+    pub fn with_subscription(
+        survey_urls: impl Urls,
+        publish_urls: impl Urls,
+        service: &str,
+    ) -> Result<Client> {
+        Client::with_subscription_options(survey_urls, publish_urls, service, &Options::default())
     }
 
     /// The general form of [`new`](Client::new) and
-    /// [`with_subscription`](Client::with_subscription): subscribes when
-    /// `publish_url` is given, redials with the reconnect timing of
-    /// `options` ([`Options::reconnect_min`], [`Options::reconnect_max`]),
-    /// and starts unavailable (not listed) with
-    /// [`Options::available`]`(false)`.
+    /// [`with_subscription`](Client::with_subscription) for one publish URL
+    /// or none: subscribes when `publish_url` is given, redials with the
+    /// reconnect timing of `options` ([`Options::reconnect_min`],
+    /// [`Options::reconnect_max`]), and starts unavailable (not listed)
+    /// with [`Options::available`]`(false)`. With several publish URLs,
+    /// use [`with_subscription_options`](Client::with_subscription_options)
+    /// (`publish_url` stays a plain `Option<&str>` so that `None` needs no
+    /// type annotation).
     ///
     /// # Errors
     /// As [`with_subscription`](Client::with_subscription), and
     /// [`Error::InvalidOption`] for nonsense options.
     pub fn with_options(
-        survey_url: &str,
+        survey_urls: impl Urls,
         publish_url: Option<&str>,
+        service: &str,
+        options: &Options,
+    ) -> Result<Client> {
+        Client::open(
+            &survey_urls,
+            publish_url.map(|u| vec![u.to_owned()]),
+            service,
+            options,
+        )
+    }
+
+    /// [`with_options`](Client::with_options) with a subscription to one
+    /// publish URL or several.
+    ///
+    /// # Errors
+    /// As [`with_options`](Client::with_options).
+    pub fn with_subscription_options(
+        survey_urls: impl Urls,
+        publish_urls: impl Urls,
+        service: &str,
+        options: &Options,
+    ) -> Result<Client> {
+        Client::open(&survey_urls, Some(publish_urls.to_urls()), service, options)
+    }
+
+    fn open(
+        survey_urls: &dyn Urls,
+        publish_urls: Option<Vec<String>>,
         service: &str,
         options: &Options,
     ) -> Result<Client> {
@@ -134,8 +181,9 @@ impl Client {
             reason,
         })?;
         options.validate()?;
-        let subscriber = match publish_url {
-            Some(url) => Some(Subscriber::with_options(url, options)?),
+        let survey_urls = urls::checked(survey_urls)?;
+        let subscriber = match publish_urls {
+            Some(urls) => Some(Subscriber::with_options(urls, options)?),
             None => None,
         };
         // Raw mode: NNG 1.4's cooked respondent can touch a freed connection
@@ -146,13 +194,27 @@ impl Client {
             .map_err(Error::nng("open a raw RESPONDENT socket"))?
             .socket;
         transport::limit(&socket, MAX_SURVEY_BYTES)?;
-        let link = transport::Link::watch(&socket, survey_url)?;
-        let dialer = if options.get_available() {
-            Some((transport::dial(&socket, survey_url, options)?, 0))
+        let link = transport::Link::watch(&socket, &survey_urls)?;
+        // Every URL is checked before any is dialed (and when starting
+        // unavailable all the same: a bad URL must not wait to be found
+        // until `set_available(true)`).
+        for url in &survey_urls {
+            transport::check_dial_url(&socket, url, options)?;
+        }
+        let dialers = if options.get_available() {
+            let mut dialers = Vec::with_capacity(survey_urls.len());
+            for url in &survey_urls {
+                match transport::dial(&socket, url, options) {
+                    Ok(dialer) => dialers.push(dialer),
+                    Err(e) => {
+                        link.close(dialers);
+                        socket.close();
+                        return Err(e);
+                    }
+                }
+            }
+            Some(dialers)
         } else {
-            // Checked now all the same: a bad URL must not wait to be found
-            // until `set_available(true)`.
-            transport::check_dial_url(&socket, survey_url, options)?;
             None
         };
 
@@ -164,10 +226,10 @@ impl Client {
             .map_err(Error::spawn)?;
         Ok(Client {
             service: service.to_owned(),
-            survey_url: survey_url.to_owned(),
+            survey_urls,
             socket,
             options: options.clone(),
-            dialing: Mutex::new(Dialing { dialer }),
+            dialing: Mutex::new(dialers),
             link,
             stopper,
             thread: Some(thread),
@@ -193,15 +255,20 @@ impl Client {
         &self.service
     }
 
-    /// The survey URL this client dials.
+    /// The survey URL this client dials: the first one given.
     pub fn survey_url(&self) -> &str {
-        &self.survey_url
+        &self.survey_urls[0]
+    }
+
+    /// Every survey URL this client dials, in the order given.
+    pub fn survey_urls(&self) -> &[String] {
+        &self.survey_urls
     }
 
     /// Whether the client is available: listed by the servers it reaches.
     /// See [`set_available`](Client::set_available).
     pub fn is_available(&self) -> bool {
-        self.dialing.lock().dialer.is_some()
+        self.dialing.lock().is_some()
     }
 
     /// Makes the client unavailable (`false`): every server drops its name
@@ -211,33 +278,35 @@ impl Client {
     /// connecting. Setting the value it already has does nothing; calls
     /// from several threads are serialised.
     ///
-    /// Going unavailable closes the survey connection (the socket and its
-    /// thread stay). If that connection was still being made, it waits up
-    /// to 30 ms for the attempt to finish first (an NNG 1.4 leak, see the
-    /// README's "NNG 1.4 traps"). Should NNG refuse to dial again (it does
-    /// not for a URL it took once, short of running out of memory), the
-    /// error is logged and the client stays unavailable.
+    /// Going unavailable closes the survey connections, one per server (the
+    /// socket and its thread stay). If a connection was still being made,
+    /// it waits up to 30 ms for the attempt to finish first (an NNG 1.4
+    /// leak, see the README's "NNG 1.4 traps"). Should NNG refuse to dial
+    /// a server again (it does not for a URL it took once, short of running
+    /// out of memory), the error is logged; the client is available if it
+    /// dials at least one server, and stays unavailable otherwise.
     pub fn set_available(&self, available: bool) {
         let mut dialing = self.dialing.lock();
-        match (dialing.dialer.take(), available) {
-            (Some(current), true) => dialing.dialer = Some(current),
+        match (dialing.take(), available) {
+            (Some(current), true) => *dialing = Some(current),
             (None, false) => {}
-            (Some((dialer, mark)), false) => {
-                self.link.settle_since(mark);
-                dialer.close();
+            (Some(dialers), false) => {
+                self.link.close(dialers);
                 log::debug!("{} is unavailable", self.service);
             }
             (None, true) => {
-                let mark = self.link.connects();
-                match transport::dial(&self.socket, &self.survey_url, &self.options) {
-                    Ok(dialer) => {
-                        dialing.dialer = Some((dialer, mark));
-                        log::debug!("{} is available", self.service);
+                let mut dialers = Vec::with_capacity(self.survey_urls.len());
+                for url in &self.survey_urls {
+                    match transport::dial(&self.socket, url, &self.options) {
+                        Ok(dialer) => dialers.push(dialer),
+                        Err(e) => log::error!("{} cannot dial {url} again: {e}", self.service),
                     }
-                    Err(e) => log::error!(
-                        "{} stays unavailable: dialing again failed: {e}",
-                        self.service
-                    ),
+                }
+                if dialers.is_empty() {
+                    log::error!("{} stays unavailable", self.service);
+                } else {
+                    *dialing = Some(dialers);
+                    log::debug!("{} is available", self.service);
                 }
             }
         }
@@ -260,9 +329,8 @@ impl Client {
         }
         // Once (shutdown and then Drop both come here): let a connection
         // attempt in flight finish first (see Link), then close.
-        if let Some((dialer, mark)) = self.dialing.get_mut().dialer.take() {
-            self.link.settle_since(mark);
-            dialer.close();
+        if let Some(dialers) = self.dialing.get_mut().take() {
+            self.link.close(dialers);
         }
         self.socket.close();
         if let Some(subscriber) = self.subscriber.take() {
@@ -275,13 +343,6 @@ impl Drop for Client {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// The survey dialer and the connection count when it was made (see
-/// [`transport::Link::settle_since`]); `None` while unavailable.
-#[derive(Debug)]
-struct Dialing {
-    dialer: Option<(nng::Dialer, u64)>,
 }
 
 fn answer_surveys(mut surveys: NngReceiver, name: String) {

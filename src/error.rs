@@ -20,6 +20,14 @@ pub enum Error {
         /// NNG's error.
         source: nng::Error,
     },
+    /// A list of URLs (see [`Urls`](crate::Urls)) is empty or names a URL
+    /// twice.
+    InvalidUrlList {
+        /// The URLs as given.
+        urls: Vec<String>,
+        /// What is wrong with the list.
+        reason: String,
+    },
     /// Another socket is already listening on this address.
     AddressInUse {
         /// The URL as given.
@@ -102,6 +110,9 @@ impl fmt::Display for Error {
                 f,
                 "invalid URL {url:?} ({source}): expected tcp://HOST:PORT, ipc:///PATH or inproc://NAME"
             ),
+            Error::InvalidUrlList { urls, reason } => {
+                write!(f, "invalid list of URLs {urls:?}: {reason}")
+            }
             Error::AddressInUse { url } => {
                 write!(f, "cannot listen on {url:?}: the address is already in use")
             }

@@ -18,6 +18,11 @@
 //!   [`watch_state`]), sending each only what changed since the revision it
 //!   holds.
 //!
+//! Clients and subscribers take one URL or several ([`Urls`]): with two or
+//! three redundant servers, a client answers them all and a subscriber
+//! delivers the union of their lists, so losing a server changes nothing
+//! the application sees.
+//!
 //! Beyond the original: joins and leaves are seen within milliseconds from
 //! connection events, not at the next poll; a peer is dropped for hanging
 //! only after [`Options::miss_threshold`] missed surveys; a subscriber that
@@ -73,9 +78,11 @@ mod mailbox;
 pub mod membership;
 pub mod merge;
 mod options;
+mod publish_source;
 mod receiver;
 mod schedule;
 mod server;
+mod source;
 mod stats;
 mod subscriber;
 mod tls;
@@ -83,6 +90,7 @@ mod transport;
 mod watch_server;
 // The watcher side: plugged into `Subscriber` once it is made of sources
 // (see `merge`); until then only its own tests drive it.
+mod urls;
 #[allow(dead_code)]
 mod watch_source;
 pub mod watch_state;
@@ -96,3 +104,4 @@ pub use server::Server;
 pub use stats::Stats;
 pub use subscriber::{Subscriber, MAX_LIST_BYTES};
 pub use tls::Tls;
+pub use urls::Urls;

@@ -27,13 +27,17 @@ use crate::history::HistoryLimits;
 /// | [`require_peer_host`](Options::require_peer_host) | `false` | server: over TCP, a name's host must be the connection's IP |
 /// | [`ipc_permissions`](Options::ipc_permissions) | umask | server: file mode of its `ipc://` sockets |
 /// | [`tls`](Options::tls) | none | all: mutual TLS for `tls+tcp://` URLs (cargo feature `tls`) |
+/// | [`silence_timeout`](Options::silence_timeout) | 3 × `republish_interval` | subscribers of several servers: a server not heard from for this long stops counting |
 ///
 /// The first seven are the server's; the reconnect pair is read by
 /// [`Client::with_options`](crate::Client::with_options) and
 /// [`Subscriber::with_options`](crate::Subscriber::with_options) (the server
 /// only listens, so it ignores them), and `available` by
 /// [`Client::with_options`](crate::Client::with_options); the three
-/// `watch_*` are the server's again. After a server restart, clients are
+/// `watch_*` and `allow_from`, `max_connections`, `require_peer_host` and
+/// `ipc_permissions` are the server's again; `silence_timeout` is read by
+/// subscribers (and clients with a subscription); `tls` by everyone. After
+/// a server restart, clients are
 /// back within about `reconnect_max` of the new server starting.
 ///
 /// With the defaults, a peer that shuts down or whose process dies leaves the
@@ -74,6 +78,7 @@ pub struct Options {
     max_connections: Option<usize>,
     require_peer_host: bool,
     tls: Option<Box<crate::Tls>>,
+    silence_timeout: Option<Duration>,
 }
 
 impl Default for Options {
@@ -97,6 +102,7 @@ impl Default for Options {
             max_connections: None,
             require_peer_host: false,
             tls: None,
+            silence_timeout: None,
         }
     }
 }
@@ -320,6 +326,32 @@ impl Options {
         self.require_peer_host
     }
 
+    /// How long a subscriber (or a client's subscription) keeps counting a
+    /// server it hears nothing from while the connection stays open (a hung
+    /// server process): after that, the server's list no longer counts in
+    /// the union of several servers, until it publishes again. A closed
+    /// connection stops counting at once, whatever this is.
+    ///
+    /// Servers republish their list every
+    /// [`republish_interval`](Options::republish_interval), which is their
+    /// heartbeat; so by default this is 3 × the `republish_interval` of
+    /// these same options (90 s with the defaults): a subscriber made with
+    /// the servers' options follows them, and a server is dropped only
+    /// after three republishes missed. Set it explicitly if the servers
+    /// republish at another interval than these options say, and keep it
+    /// above their republish interval. With one server it changes nothing
+    /// that is delivered (when no server counts, the last list stays).
+    pub fn silence_timeout(mut self, d: Duration) -> Self {
+        self.silence_timeout = Some(d);
+        self
+    }
+
+    /// The silence timeout: as set, or 3 × the republish interval.
+    pub fn get_silence_timeout(&self) -> Duration {
+        self.silence_timeout
+            .unwrap_or_else(|| self.republish_interval.saturating_mul(3))
+    }
+
     /// Whether a client starts available.
     pub fn get_available(&self) -> bool {
         self.available
@@ -406,6 +438,9 @@ impl Options {
                     self.publish_gap, self.republish_interval
                 ),
             );
+        }
+        if self.get_silence_timeout().is_zero() {
+            return bad("silence_timeout", "must be greater than zero".into());
         }
         if self.max_peers == 0 {
             return bad("max_peers", "must be at least 1".into());
@@ -545,6 +580,10 @@ mod tests {
         assert_eq!(opt, "allow_from");
         assert!(why.contains("\"bogus/8\""), "{why}");
         assert_eq!(
+            refused(Options::default().silence_timeout(ms(0))).0,
+            "silence_timeout"
+        );
+        assert_eq!(
             refused(Options::default().reconnect_min(ms(0))).0,
             "reconnect_min"
         );
@@ -619,5 +658,20 @@ mod tests {
         assert_eq!(o.get_reconnect_max(), Duration::from_millis(50));
         assert!(!o.get_available());
         assert!(Options::default().get_available());
+    }
+
+    #[test]
+    fn the_silence_timeout_follows_the_republish_interval_unless_set() {
+        let o = Options::default();
+        assert_eq!(o.get_silence_timeout(), Duration::from_secs(90));
+        let o = o.republish_interval(Duration::from_millis(200));
+        assert_eq!(o.get_silence_timeout(), Duration::from_millis(600));
+        let o = o.silence_timeout(Duration::from_secs(5));
+        assert_eq!(o.get_silence_timeout(), Duration::from_secs(5));
+        // Set before the republish interval: still the value set.
+        let o = Options::default()
+            .silence_timeout(Duration::from_secs(7))
+            .republish_interval(Duration::from_secs(1));
+        assert_eq!(o.get_silence_timeout(), Duration::from_secs(7));
     }
 }

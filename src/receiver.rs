@@ -15,6 +15,7 @@
 use std::io::Write;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::time::Instant;
 
 use nng::options::{Options as _, RecvFd};
 use nng::{Message, Socket};
@@ -36,26 +37,84 @@ impl Stopper {
     }
 }
 
+/// The receiving thread's end of a [`Stopper`]: readable once a stop is
+/// asked for (or the `Stopper` is gone).
+#[derive(Debug)]
+pub(crate) struct StopSignal(UnixStream);
+
+/// A stopper and the signal it raises, for a thread that waits with
+/// [`wait`] on descriptors of its own.
+pub(crate) fn stopper() -> Result<(Stopper, StopSignal)> {
+    let (stopper, wake) = UnixStream::pair().map_err(Error::spawn)?;
+    Ok((Stopper(stopper), StopSignal(wake)))
+}
+
+/// `socket`'s receive descriptor: readable while a message waits.
+pub(crate) fn recv_fd(socket: &Socket) -> Result<RawFd> {
+    socket
+        .get_opt::<RecvFd>()
+        .map_err(Error::nng("get the socket's receive descriptor"))
+}
+
+/// Blocks until one of `fds` is readable or `deadline` has come (false),
+/// or a stop is asked for (true). `None` waits without a deadline.
+pub(crate) fn wait(fds: &[RawFd], stop: &StopSignal, deadline: Option<Instant>) -> bool {
+    let mut polled: Vec<libc::pollfd> = fds
+        .iter()
+        .chain(std::iter::once(&stop.0.as_raw_fd()))
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    loop {
+        let timeout = match deadline {
+            None => -1,
+            Some(deadline) => {
+                // Rounded up, so a wake-up never comes before the deadline.
+                let left = deadline.saturating_duration_since(Instant::now());
+                let ms = (left.as_nanos() + 999_999) / 1_000_000;
+                libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX)
+            }
+        };
+        // SAFETY: `polled` is a valid array of initialised pollfd structs
+        // that outlives the call, and its length is passed.
+        let n = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, timeout) };
+        if n >= 0 {
+            break;
+        }
+        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            // poll itself failed (it should not): stop rather than spin.
+            log::error!("poll failed: {}", std::io::Error::last_os_error());
+            return true;
+        }
+    }
+    // Readable (stop asked), hung up or failed (the Stopper is gone).
+    match polled.last() {
+        Some(stop) => stop.revents != 0,
+        None => true,
+    }
+}
+
 /// The receiving thread's handle.
 #[derive(Debug)]
 pub(crate) struct Receiver {
     socket: Socket,
     recv_fd: RawFd,
-    wake: UnixStream,
+    stop: StopSignal,
 }
 
 /// Prepares a receive loop on `socket`.
 pub(crate) fn receiver(socket: &Socket) -> Result<(Stopper, Receiver)> {
-    let recv_fd = socket
-        .get_opt::<RecvFd>()
-        .map_err(Error::nng("get the socket's receive descriptor"))?;
-    let (stopper, wake) = UnixStream::pair().map_err(Error::spawn)?;
+    let recv_fd = recv_fd(socket)?;
+    let (stopper, stop) = stopper()?;
     Ok((
-        Stopper(stopper),
+        stopper,
         Receiver {
             socket: socket.clone(),
             recv_fd,
-            wake,
+            stop,
         },
     ))
 }
@@ -79,42 +138,10 @@ impl Receiver {
                     std::thread::sleep(ERROR_BACKOFF); // never spin
                 }
             }
-            if self.wait() {
+            if wait(&[self.recv_fd], &self.stop, None) {
                 return None;
             }
         }
-    }
-
-    /// Blocks until a message may be ready (false) or a stop is asked for
-    /// (true).
-    fn wait(&mut self) -> bool {
-        let mut fds = [
-            libc::pollfd {
-                fd: self.recv_fd,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.wake.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        loop {
-            // SAFETY: `fds` is a valid array of two initialised pollfd
-            // structs that outlives the call, and its length is passed.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-            if n >= 0 {
-                break;
-            }
-            if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-                // poll itself failed (it should not): stop rather than spin.
-                log::error!("poll failed: {}", std::io::Error::last_os_error());
-                return true;
-            }
-        }
-        // Readable (stop asked), hung up or failed (the Stopper is gone).
-        fds[1].revents != 0
     }
 }
 

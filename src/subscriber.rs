@@ -3,15 +3,14 @@
 use std::thread::JoinHandle;
 
 use crossbeam_channel::Receiver;
-use nng::options::{protocol::pubsub::Subscribe, Options as _};
-use nng::{Protocol, Socket};
 
-use crate::error::{Error, Result};
-use crate::mailbox::Mailbox;
+use crate::error::Result;
 use crate::options::Options;
-use crate::receiver::{self, Receiver as NngReceiver, Stopper};
-use crate::transport;
-use crate::wire::{self, MAX_NAME_LEN};
+use crate::publish_source::PublishSource;
+use crate::receiver::Stopper;
+use crate::source::{self, Source};
+use crate::urls::{self, Urls};
+use crate::wire::MAX_NAME_LEN;
 
 /// The largest published list a subscriber accepts: 16 MiB, room for more
 /// than 16,000 names of the maximum length or 300,000 typical URLs. Larger
@@ -21,19 +20,33 @@ pub const MAX_LIST_BYTES: usize = 16 << 20;
 // A list of the largest names must fit at least a few thousand names.
 const _: () = assert!(MAX_LIST_BYTES / (MAX_NAME_LEN + 1) > 10_000);
 
-/// Receives the list of live services from a discovery server.
+/// Receives the list of live services from one discovery server, or the
+/// union of several redundant ones.
 ///
-/// A subscriber dials the server's publish URL in the background (the
+/// A subscriber dials each server's publish URL in the background (a
 /// server may start later, or restart) and delivers each new list on the
 /// channel from [`changes`](Subscriber::changes): sorted, without duplicates,
 /// and only when it differs from the last list delivered. The first list
-/// arrives as soon as the connection is made, even if it is empty.
+/// arrives as soon as a connection is made, even if it is empty.
 ///
 /// The channel is "latest wins": a reader that falls behind finds only the
 /// newest list waiting, never a backlog. When the subscriber shuts down the
 /// channel disconnects, so `for list in subscriber.changes()` ends.
 ///
-/// Threads: one, plus NNG's shared pool.
+/// # Several servers
+///
+/// Given several publish URLs (any [`Urls`] form), it keeps the latest
+/// list of each server and delivers their **union**, only when the union
+/// changes. A server counts from its first list until its connection
+/// closes (at once) or it stays silent for
+/// [`Options::silence_timeout`] (a hung server whose connection stays
+/// open; by default 3 × [`Options::republish_interval`], the servers'
+/// heartbeat); it counts again with its next list. When no server counts,
+/// the last list stays until one does. So a server that crashes, restarts
+/// or hangs changes nothing the application sees while another is up.
+///
+/// Threads: one whatever the number of servers (it waits on one SUB
+/// socket per server), plus NNG's shared pool.
 ///
 /// ```no_run
 /// # fn main() -> Result<(), nng_discovery::Error> {
@@ -41,60 +54,47 @@ const _: () = assert!(MAX_LIST_BYTES / (MAX_NAME_LEN + 1) > 10_000);
 /// for peers in subscriber.changes() {
 ///     println!("peers now: {peers:?}");
 /// }
+/// let redundant = nng_discovery::Subscriber::new(["tcp://10.0.0.5:40008", "tcp://10.0.0.6:40008"])?;
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
 pub struct Subscriber {
-    publish_url: String,
-    socket: Socket,
-    dialer: Option<nng::Dialer>,
-    link: std::sync::Arc<transport::Link>,
+    publish_urls: Vec<String>,
     stopper: Stopper,
     changes: Receiver<Vec<String>>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<JoinHandle<Box<dyn Source>>>,
 }
 
 impl Subscriber {
-    /// Subscribes to the lists published at `publish_url`.
+    /// Subscribes to the lists published at `publish_urls`: one URL, or
+    /// several for redundant servers (see [`Urls`]).
     ///
     /// # Errors
-    /// [`Error::InvalidUrl`] for a malformed URL; [`Error::Setup`] if NNG
-    /// cannot open the socket or the thread cannot start.
-    pub fn new(publish_url: &str) -> Result<Subscriber> {
-        Subscriber::with_options(publish_url, &Options::default())
+    /// [`Error::InvalidUrl`](crate::Error::InvalidUrl) for a malformed URL;
+    /// [`Error::InvalidUrlList`](crate::Error::InvalidUrlList) for an empty list or a URL given twice;
+    /// [`Error::Setup`](crate::Error::Setup) if NNG cannot open the socket or the thread cannot
+    /// start.
+    pub fn new(publish_urls: impl Urls) -> Result<Subscriber> {
+        Subscriber::with_options(publish_urls, &Options::default())
     }
 
     /// Like [`new`](Subscriber::new), with the reconnect timing of `options`
-    /// ([`Options::reconnect_min`], [`Options::reconnect_max`]).
+    /// ([`Options::reconnect_min`], [`Options::reconnect_max`]) and its
+    /// [`Options::silence_timeout`].
     ///
     /// # Errors
-    /// As [`new`](Subscriber::new), and [`Error::InvalidOption`] for
+    /// As [`new`](Subscriber::new), and [`Error::InvalidOption`](crate::Error::InvalidOption) for
     /// nonsense options.
-    pub fn with_options(publish_url: &str, options: &Options) -> Result<Subscriber> {
+    pub fn with_options(publish_urls: impl Urls, options: &Options) -> Result<Subscriber> {
         options.validate()?;
-        let socket = Socket::new(Protocol::Sub0).map_err(Error::nng("open a SUB socket"))?;
-        transport::limit(&socket, MAX_LIST_BYTES)?;
-        socket
-            .set_opt::<Subscribe>(Vec::new())
-            .map_err(Error::nng("subscribe"))?;
-        let link = transport::Link::watch(&socket, publish_url)?;
-        let dialer = transport::dial(&socket, publish_url, options)?;
-
-        let (mailbox, changes) = Mailbox::new();
-        let url = publish_url.to_owned();
-        let (stopper, lists) = receiver::receiver(&socket)?;
-        let thread = std::thread::Builder::new()
-            .name("nng-discovery-sub".into())
-            .spawn(move || receive_lists(lists, mailbox, url))
-            .map_err(Error::spawn)?;
+        let urls = urls::checked(&publish_urls)?;
+        let source = PublishSource::open(urls.clone(), options)?;
+        let following = source::start(Box::new(source), options.get_silence_timeout())?;
         Ok(Subscriber {
-            publish_url: publish_url.to_owned(),
-            socket,
-            dialer: Some(dialer),
-            link,
-            stopper,
-            changes,
-            thread: Some(thread),
+            publish_urls: urls,
+            stopper: following.stopper,
+            changes: following.changes,
+            thread: Some(following.thread),
         })
     }
 
@@ -106,54 +106,38 @@ impl Subscriber {
         self.changes.clone()
     }
 
-    /// The publish URL this subscriber dials.
+    /// The publish URL this subscriber dials: the first one given.
     pub fn publish_url(&self) -> &str {
-        &self.publish_url
+        &self.publish_urls[0]
     }
 
-    /// Closes the connection and stops the thread; the channel disconnects.
-    /// Dropping the subscriber does the same.
+    /// Every publish URL this subscriber dials, in the order given.
+    pub fn publish_urls(&self) -> &[String] {
+        &self.publish_urls
+    }
+
+    /// Closes the connections and stops the thread; the channel
+    /// disconnects. Dropping the subscriber does the same.
     pub fn shutdown(mut self) {
         self.stop();
     }
 
     fn stop(&mut self) {
-        // Stop the thread first and close after (see receiver).
+        // Stop the thread first and close after (see receiver). Once:
+        // shutdown and then Drop both come here.
         self.stopper.stop();
         if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                log::error!("subscriber thread for {} panicked", self.publish_url);
+            match thread.join() {
+                Ok(source) => source.close(),
+                // Its socket was dropped (closed) as the thread unwound.
+                Err(_) => log::error!("subscriber thread for {:?} panicked", self.publish_urls),
             }
         }
-        // Once (shutdown and then Drop both come here): let a connection
-        // attempt in flight finish first (see Link), then close.
-        if let Some(dialer) = self.dialer.take() {
-            self.link.settle();
-            dialer.close();
-        }
-        self.socket.close();
     }
 }
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-fn receive_lists(mut lists: NngReceiver, mut mailbox: Mailbox<Vec<String>>, url: String) {
-    let what = format!("receiving from {url}");
-    while let Some(msg) = lists.next(&what) {
-        match wire::decode_list(msg.as_slice()) {
-            Ok(list) => {
-                if mailbox.offer(list) {
-                    log::debug!("new list from {url}");
-                }
-            }
-            Err(e) => log::warn!(
-                "ignoring a corrupt list ({} bytes) from {url}: {e}",
-                msg.len()
-            ),
-        }
     }
 }

@@ -1,13 +1,14 @@
 //! Listening, dialing and socket options shared by the server, clients and
 //! subscribers, with NNG's errors turned into ones that name the URL.
 
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
 use nng::options::{Options as _, ReconnectMaxTime, ReconnectMinTime, RecvMaxSize, SendTimeout};
-use nng::{Dialer, Listener, Socket};
+use nng::{Dialer, Listener, Pipe, PipeEvent, Socket};
 
 use crate::error::{Error, Result};
 
@@ -165,80 +166,95 @@ const SETTLE_MAX: Duration = Duration::from_millis(30);
 /// its first handshake up to this long.
 const SETTLE_MAX_TLS: Duration = Duration::from_secs(2);
 
-/// Whether a dialing socket is connected, kept from its pipe events.
+/// Which of a socket's dialers have ever connected, kept from its pipe
+/// events.
 ///
 /// NNG 1.4 leaks the file descriptor of a TCP connection that is still
 /// connecting or negotiating when its dialer closes (the dialer's close
 /// path closes that connection but never frees it; measured: 3 to 8 sockets
-/// per 200 clients dropped right after creation). So before closing, an
-/// object that has never been connected waits a little for its first
-/// attempt to end ([`Link::settle`]). One that was connected and lost its
-/// server does not wait: its redials are brief moments between long
-/// back-off pauses, and dropping thousands of objects after their server
-/// went away must stay quick.
+/// per 200 clients dropped right after creation). So before closing a
+/// dialer that has never connected, its owner waits a little for its first
+/// attempt to end ([`Link::close`]). A dialer that was connected and lost
+/// its server is closed at once: its redials are brief moments between
+/// long back-off pauses, and dropping thousands of objects after their
+/// server went away must stay quick.
 ///
-/// A client that is made unavailable and available again closes one dialer
-/// and makes another on the same socket, so "ever connected" is counted per
-/// dialer: [`Link::connects`] when the dialer was made is the mark that
-/// [`Link::settle_since`] compares with.
+/// It is kept per dialer: a client or subscriber of several servers has a
+/// dialer for each on one socket, some of which may connect and some not,
+/// and a client made unavailable and available again closes its dialers
+/// and makes new ones on the same socket.
 #[derive(Debug)]
 pub(crate) struct Link {
-    /// Open connections, and how many were ever made.
-    state: Mutex<(usize, u64)>,
+    /// The dialers that have made a connection, until closed.
+    connected: Mutex<HashSet<Dialer>>,
     changed: Condvar,
     /// [`SETTLE_MAX`], or [`SETTLE_MAX_TLS`] for a `tls+tcp://` URL.
     settle_max: Duration,
 }
 
 impl Link {
-    /// Watches `socket`'s connections, which dial `url`. The callback only
-    /// counts: it never touches a socket (closing one from a pipe callback
-    /// deadlocks NNG).
-    pub(crate) fn watch(socket: &Socket, url: &str) -> Result<Arc<Link>> {
-        let settle_max = if crate::tls::is_tls_url(url) {
+    /// Watches `socket`'s connections, which dial `urls`. The callback
+    /// only records: it never touches a socket (closing one from a pipe
+    /// callback deadlocks NNG).
+    pub(crate) fn watch(socket: &Socket, urls: &[String]) -> Result<Arc<Link>> {
+        Link::watch_with(socket, urls, |_, _| {})
+    }
+
+    /// Like [`watch`](Link::watch), and also calls `also` on every pipe
+    /// event (a socket has one pipe callback). `also` runs on NNG's
+    /// threads: it must be tiny and must not touch a socket either.
+    pub(crate) fn watch_with(
+        socket: &Socket,
+        urls: &[String],
+        also: impl Fn(Pipe, PipeEvent) + Send + Sync + 'static,
+    ) -> Result<Arc<Link>> {
+        let settle_max = if urls.iter().any(|u| crate::tls::is_tls_url(u)) {
             SETTLE_MAX_TLS
         } else {
             SETTLE_MAX
         };
         let link = Arc::new(Link {
-            state: Mutex::new((0, 0)),
+            connected: Mutex::new(HashSet::new()),
             changed: Condvar::new(),
             settle_max,
         });
         let watched = Arc::clone(&link);
         socket
-            .pipe_notify(move |_, event| {
-                let mut state = watched.state.lock();
-                match event {
-                    nng::PipeEvent::AddPost => *state = (state.0 + 1, state.1 + 1),
-                    nng::PipeEvent::RemovePost => state.0 = state.0.saturating_sub(1),
-                    _ => return,
+            .pipe_notify(move |pipe, event| {
+                if event == PipeEvent::AddPost {
+                    if let Some(dialer) = pipe.dialer() {
+                        watched.connected.lock().insert(dialer);
+                        watched.changed.notify_all();
+                    }
                 }
-                watched.changed.notify_all();
+                also(pipe, event);
             })
             .map_err(Error::nng("watch the connection"))?;
         Ok(link)
     }
 
-    /// Returns at once if the socket is or ever was connected; otherwise
-    /// waits until a connection is made or [`SETTLE_MAX`] has passed.
-    pub(crate) fn settle(&self) {
-        self.settle_since(0);
-    }
-
-    /// How many connections were ever made: the mark to give
-    /// [`settle_since`](Link::settle_since) for a dialer made now.
-    pub(crate) fn connects(&self) -> u64 {
-        self.state.lock().1
-    }
-
-    /// Returns at once if a connection was made since `mark` was taken
-    /// ([`connects`](Link::connects)) or one is open; otherwise waits until
-    /// a connection is made or [`SETTLE_MAX`] has passed.
-    pub(crate) fn settle_since(&self, mark: u64) {
-        let mut state = self.state.lock();
-        if state.0 == 0 && state.1 == mark {
-            let _ = self.changed.wait_for(&mut state, self.settle_max);
+    /// Closes `dialers`, first waiting until each of them has connected
+    /// once, or its settle time has passed ([`SETTLE_MAX`], [`SETTLE_MAX_TLS`] for
+    /// `tls+tcp://`; one wait for all of them).
+    pub(crate) fn close(&self, dialers: impl IntoIterator<Item = Dialer>) {
+        let dialers: Vec<Dialer> = dialers.into_iter().collect();
+        let deadline = Instant::now() + self.settle_max;
+        let mut connected = self.connected.lock();
+        while !dialers.iter().all(|d| connected.contains(d)) {
+            if self
+                .changed
+                .wait_until(&mut connected, deadline)
+                .timed_out()
+            {
+                break;
+            }
+        }
+        for dialer in &dialers {
+            connected.remove(dialer);
+        }
+        drop(connected);
+        for dialer in dialers {
+            dialer.close();
         }
     }
 }

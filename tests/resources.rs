@@ -109,7 +109,20 @@ fn hasty_round(kind: usize, server: &Server) -> usize {
             .expect("client with subscription dialing nothing"),
     );
     drop(Subscriber::new(&nowhere_p).expect("subscriber dialing nothing"));
-    6
+    // Several servers, one of them absent (issue 17).
+    drop(
+        Client::with_subscription(
+            [server.survey_url(), nowhere_s.as_str()],
+            [server.publish_url(), nowhere_p.as_str()],
+            "multi-sub",
+        )
+        .expect("client of two servers"),
+    );
+    drop(
+        Subscriber::new([nowhere_p.as_str(), server.publish_url()])
+            .expect("subscriber of two servers"),
+    );
+    8
 }
 
 fn warm_up() {

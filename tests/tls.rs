@@ -206,9 +206,9 @@ fn good_peers_work_and_bad_ones_never_get_in() {
     let _c1 = Client::with_options(server.survey_url(), None, "other-ca", &bad).expect("client");
     let _c2 =
         Client::with_options(server.survey_url(), None, "foreign-cert", &bad_cert).expect("client");
-    let _c3 = Client::new(&tcp_to_tls(server.survey_url()), "plain-tcp").expect("client");
+    let _c3 = Client::new(tcp_to_tls(server.survey_url()), "plain-tcp").expect("client");
     let bad_sub = Subscriber::with_options(server.publish_url(), &bad_cert).expect("subscriber");
-    let plain_sub = Subscriber::new(&tcp_to_tls(server.publish_url())).expect("subscriber");
+    let plain_sub = Subscriber::new(tcp_to_tls(server.publish_url())).expect("subscriber");
 
     // The good client keeps answering through heartbeat rounds while the
     // others redial and fail their handshakes; none is ever listed and the

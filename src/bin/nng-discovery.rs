@@ -175,8 +175,12 @@ fn join(a: JoinArgs) -> Outcome {
     // Unlisted until the health state says otherwise: with --check, the
     // first check runs before the first join.
     let options = with_tls(Options::default().available(false), &a.tls)?;
-    let client = Client::with_options(&a.survey, a.publish.as_deref(), &a.name, &options)
-        .map_err(|e| e.to_string())?;
+    let client = if a.publish.is_empty() {
+        Client::with_options(&a.survey, None, &a.name, &options)
+    } else {
+        Client::with_subscription_options(&a.survey, &a.publish, &a.name, &options)
+    }
+    .map_err(|e| e.to_string())?;
     let signals = signals::forward().map_err(|e| format!("watching signals: {e}"))?;
     let no_lists: Receiver<Vec<String>> = never();
     let lists = client.peers().unwrap_or(no_lists);
@@ -206,7 +210,11 @@ fn join(a: JoinArgs) -> Outcome {
     if checker.is_none() && gate.health.listed() {
         gate.apply(Some(true));
     }
-    log::info!("answering surveys from {} as {}", a.survey, a.name);
+    log::info!(
+        "answering surveys from {} as {}",
+        a.survey.join(" "),
+        a.name
+    );
     let mut printer = Printer { json: a.json };
     let signal = loop {
         select! {
@@ -333,7 +341,7 @@ fn watch(a: WatchArgs) -> Outcome {
     let mut exec = a.exec.map(exec::Exec::new);
     let no_exits: Receiver<u32> = never();
     let mut printer = Printer { json: a.json };
-    log::info!("watching {}", a.publish);
+    log::info!("watching {}", a.publish.join(" "));
     let result = loop {
         let exits = exec.as_ref().map_or(&no_exits, |e| e.exited());
         select! {

@@ -61,12 +61,13 @@ pub struct TlsFiles {
 /// `join`, checked.
 #[derive(Debug)]
 pub struct JoinArgs {
-    /// `--survey`: the server's survey URL.
-    pub survey: String,
+    /// `--survey`, once per server (at least one, none twice).
+    pub survey: Vec<String>,
     /// `--name`, a valid name ([`wire::validate_name`]).
     pub name: String,
-    /// `--publish`: also print the lists from this URL.
-    pub publish: Option<String>,
+    /// `--publish`, once per server: also print the lists (the union of
+    /// the servers'); empty: no lists.
+    pub publish: Vec<String>,
     /// `--json` (only with `publish`).
     pub json: bool,
     /// `--check CMD`: list the name only while CMD passes.
@@ -92,8 +93,8 @@ pub struct JoinArgs {
 /// `watch`, checked.
 #[derive(Debug)]
 pub struct WatchArgs {
-    /// `--publish`: the server's publish URL.
-    pub publish: String,
+    /// `--publish`, once per server (at least one, none twice).
+    pub publish: Vec<String>,
     /// `--json`: print lists as JSON arrays.
     pub json: bool,
     /// `--exec`: a non-blank shell command to run after each change.
@@ -202,6 +203,10 @@ list for as long as this process runs: a sidecar for a service that cannot
 link the library. On SIGINT or SIGTERM it stops answering and closes its
 connection, and the server drops NAME at once.
 
+Redundant servers: give --survey once per server (and --publish once per
+server); NAME answers every server, each dialed on its own, and the lists
+printed are the union of the servers' lists.
+
 NAME: at most 1024 bytes, no '|', no control characters.
 
 Health checks: with --check CMD, NAME is listed only while CMD passes (exits
@@ -239,6 +244,12 @@ line for the empty list), or with --json a JSON array (\"[]\" when empty). The
 first line is the current list, printed as soon as the connection is made (a
 server that has just started sends it when its first survey has ended).
 --once waits for the server, so bound it with e.g. 'timeout 5' in scripts.
+
+Redundant servers: give --publish once per server; the list printed is the
+union of the lists of the servers that count. A server stops counting when
+its connection closes, or when it has published nothing for 90s (three of
+the default 30s republishes: a hung server); when none counts, the last
+list stands.
 
 --exec CMD: after printing each list, CMD runs through 'sh -c', in its own
 process group, with stdout and stderr inherited, and receives the list in
@@ -400,15 +411,15 @@ impl TlsCli {
 
 #[derive(Args, Debug)]
 struct JoinCli {
-    /// The server's survey URL
-    #[arg(long, value_name = "URL")]
-    survey: String,
+    /// A server's survey URL (repeatable)
+    #[arg(long, value_name = "URL", required = true)]
+    survey: Vec<String>,
     /// Name to announce, e.g. the service's URL
     #[arg(long, value_name = "NAME", value_parser = name_arg)]
     name: String,
-    /// Also print the lists, as watch does
+    /// Also print the lists (repeatable)
     #[arg(long, value_name = "URL")]
-    publish: Option<String>,
+    publish: Vec<String>,
     /// With --publish, print lists as JSON arrays
     #[arg(long)]
     json: bool,
@@ -439,9 +450,9 @@ struct JoinCli {
 
 #[derive(Args, Debug)]
 struct WatchCli {
-    /// The server's publish URL
-    #[arg(long, value_name = "URL")]
-    publish: String,
+    /// A server's publish URL (repeatable)
+    #[arg(long, value_name = "URL", required = true)]
+    publish: Vec<String>,
     /// Print each list as a JSON array of strings
     #[arg(long)]
     json: bool,
@@ -527,9 +538,11 @@ fn server(s: ServerCli) -> Result<Command, UsageError> {
 }
 
 fn join(j: JoinCli) -> Result<Command, UsageError> {
-    if j.json && j.publish.is_none() {
+    if j.json && j.publish.is_empty() {
         return usage("--json needs --publish URL (join prints lists only with --publish)");
     }
+    once_each("--survey", &j.survey)?;
+    once_each("--publish", &j.publish)?;
     Ok(Command::Join(JoinArgs {
         survey: j.survey,
         name: j.name,
@@ -547,6 +560,7 @@ fn join(j: JoinCli) -> Result<Command, UsageError> {
 }
 
 fn watch(w: WatchCli) -> Result<Command, UsageError> {
+    once_each("--publish", &w.publish)?;
     Ok(Command::Watch(WatchArgs {
         publish: w.publish,
         json: w.json,
@@ -554,6 +568,17 @@ fn watch(w: WatchCli) -> Result<Command, UsageError> {
         once: w.once,
         tls: w.tls.files(),
     }))
+}
+
+/// Refuses a URL given twice to a repeatable `flag` (one per server: a
+/// duplicate is almost always a configuration mistake).
+fn once_each(flag: &str, urls: &[String]) -> Result<(), UsageError> {
+    for (i, url) in urls.iter().enumerate() {
+        if urls[..i].contains(url) {
+            return usage(format!("{flag} {url} given twice (give each server once)"));
+        }
+    }
+    Ok(())
 }
 
 /// The completion script for `shell`, generated from the command line
@@ -1187,13 +1212,13 @@ mod tests {
             panic!()
         };
         assert_eq!(
+            (j.survey, j.name.as_str(), j.publish, j.json),
             (
-                j.survey.as_str(),
-                j.name.as_str(),
-                j.publish.as_deref(),
-                j.json
-            ),
-            ("s", "http://a b", Some("p"), true)
+                vec!["s".to_string()],
+                "http://a b",
+                vec!["p".to_string()],
+                true
+            )
         );
         let Command::Watch(w) =
             parse(&args(&["watch", "--exec", "echo $X", "--publish", "p"])).unwrap()
@@ -1201,8 +1226,8 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            (w.publish.as_str(), w.json, w.exec.as_deref()),
-            ("p", false, Some("echo $X"))
+            (w.publish, w.json, w.exec.as_deref()),
+            (vec!["p".to_string()], false, Some("echo $X"))
         );
         // A value may start with dashes when given with '='.
         let Command::Watch(w) = parse(&args(&["watch", "--publish", "p", "--exec=--x"])).unwrap()
@@ -1215,5 +1240,57 @@ mod tests {
             panic!()
         };
         assert!(w.once && w.exec.is_none());
+    }
+
+    #[test]
+    fn join_and_watch_take_several_servers() {
+        let Command::Join(j) = parse(&args(&[
+            "join",
+            "--survey",
+            "s1",
+            "--name",
+            "n",
+            "--survey",
+            "s2",
+            "--publish",
+            "p1",
+            "--publish=p2",
+            "--survey",
+            "s3",
+        ]))
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(j.survey, ["s1", "s2", "s3"]);
+        assert_eq!(j.publish, ["p1", "p2"]);
+        let Command::Join(j) = parse(&args(&["join", "--survey", "s", "--name", "n"])).unwrap()
+        else {
+            panic!()
+        };
+        assert!(j.publish.is_empty());
+        let Command::Watch(w) =
+            parse(&args(&["watch", "--publish", "p1", "--publish", "p2"])).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(w.publish, ["p1", "p2"]);
+        assert_eq!(
+            err(&["join", "--survey", "a", "--survey", "a", "--name", "n"]),
+            "--survey a given twice (give each server once)"
+        );
+        assert_eq!(
+            err(&[
+                "watch",
+                "--publish",
+                "a",
+                "--publish",
+                "b",
+                "--publish",
+                "a"
+            ]),
+            "--publish a given twice (give each server once)"
+        );
+        assert!(err(&["join", "--name", "n"]).starts_with("join needs --survey URL"));
+        assert!(err(&["watch"]).starts_with("watch needs --publish URL"));
     }
 }
