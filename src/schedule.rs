@@ -160,6 +160,12 @@ impl JoinSurveys {
     }
 }
 
+/// The most a thread may be late (woken after an action was due) before
+/// the schedule takes it for a stall: see [`Schedule::due`]. Capped by the
+/// survey time.
+pub(crate) const STALL: Duration = Duration::from_millis(500);
+
+/// The server's timing: heartbeat rounds, extra surveys, publishes.
 #[derive(Debug)]
 pub(crate) struct Schedule {
     poll_interval: Duration,
@@ -176,15 +182,25 @@ pub(crate) struct Schedule {
     publish_due: Option<Instant>,
     last_publish: Option<Instant>,
     next_republish: Instant,
-    /// No list goes out before the first heartbeat round has ended, so a
-    /// restarted server does not tell subscribers that everyone left while
-    /// its clients are still reconnecting.
-    first_publish: Instant,
+    /// No list goes out before this: at start, until the first publish
+    /// delay has passed, so a restarted server does not tell subscribers
+    /// that everyone left while its clients are still reconnecting; after
+    /// a stall, until the re-survey has ended.
+    hold_publish_until: Instant,
+    /// Lateness beyond which a wake-up counts as a stall.
+    stall_after: Duration,
+    /// How late the thread was at the last stall, until taken.
+    stalled: Option<Duration>,
 }
 
 impl Schedule {
     /// A schedule whose first heartbeat round starts at `now`.
     pub(crate) fn new(options: &Options, now: Instant) -> Schedule {
+        // Never before the first round has ended, whatever the delay set.
+        let first_publish = now
+            + options
+                .get_first_publish_delay()
+                .max(options.get_survey_time());
         Schedule {
             poll_interval: options.get_poll_interval(),
             survey_time: options.get_survey_time(),
@@ -195,16 +211,39 @@ impl Schedule {
             joins: JoinSurveys::new(now),
             answer_backlog: false,
             min_publish_gap: options.get_publish_gap(),
-            // The first list goes out when the first round ends, even if
-            // nobody asked: it is what `Server::changes` starts with.
-            publish_due: Some(now + options.get_survey_time()),
+            // The first list goes out once the first publish delay has
+            // passed, even if nobody asked: it is what `Server::changes`
+            // starts with.
+            publish_due: Some(first_publish),
             last_publish: None,
-            next_republish: now
-                + options
-                    .get_republish_interval()
-                    .max(options.get_survey_time()),
-            first_publish: now + options.get_survey_time(),
+            next_republish: now + options.get_republish_interval(),
+            hold_publish_until: first_publish,
+            stall_after: options.get_survey_time().min(STALL),
+            stalled: None,
         }
+    }
+
+    /// When the next publish (asked for or a republish) goes out.
+    fn publish_at(&self) -> Instant {
+        self.publish_due
+            .map_or(self.next_republish, |t| t.min(self.next_republish))
+            .max(self.hold_publish_until)
+    }
+
+    /// The earliest timed action (round, publish) due: how late a thread
+    /// woken at `now` is. Extra surveys are left out: they wait for an
+    /// answer backlog to clear, which is not a stall.
+    fn earliest_timer(&self) -> Instant {
+        [self.round_end, Some(self.next_round)]
+            .into_iter()
+            .flatten()
+            .fold(self.publish_at(), Instant::min)
+    }
+
+    /// How late the thread was when it last found itself stalled (see
+    /// [`Schedule::due`]), once; `None` if it was not since the last call.
+    pub(crate) fn take_stall(&mut self) -> Option<Duration> {
+        self.stalled.take()
     }
 
     /// A new connection arrived at `now` (`connections` are open, it
@@ -246,12 +285,29 @@ impl Schedule {
             return;
         }
         let earliest = self.last_publish.map_or(now, |t| t + self.publish_gap);
-        self.publish_due = Some(earliest.max(now).max(self.first_publish));
+        self.publish_due = Some(earliest.max(now));
     }
 
     /// Returns the next action due at `now`, if any, and books it as done.
-    /// Call until it returns `None`.
+    /// Call until it returns `None`, after taking in every event waiting
+    /// (closed connections, answers): nothing is published before what
+    /// happened is known.
+    ///
+    /// A stall (`now` later than the earliest timed action by more than
+    /// [`STALL`] or the survey time, whichever is shorter: the process was
+    /// stopped, or starved of CPU) means the list may be stale, with events
+    /// still on their way from NNG: the heartbeat round under way is
+    /// dropped uncounted (its answers may not have been read), a new one
+    /// starts at once, and nothing is published until it has ended.
     pub(crate) fn due(&mut self, now: Instant) -> Option<Action> {
+        if let Some(late) = now.checked_duration_since(self.earliest_timer()) {
+            if late > self.stall_after {
+                self.stalled = Some(late);
+                self.round_end = None;
+                self.next_round = now;
+                self.hold_publish_until = self.hold_publish_until.max(now + self.survey_time);
+            }
+        }
         if self.round_end.is_some_and(|t| t <= now) {
             self.round_end = None;
             return Some(Action::EndRound);
@@ -272,7 +328,7 @@ impl Schedule {
             self.joins.surveyed(now, true);
             return Some(Action::Survey);
         }
-        if self.publish_due.is_some_and(|t| t <= now) || self.next_republish <= now {
+        if self.publish_at() <= now {
             self.publish_due = None;
             self.last_publish = Some(now);
             self.next_republish = now + self.republish_interval;
@@ -288,10 +344,7 @@ impl Schedule {
         } else {
             self.joins.due_at()
         };
-        [self.round_end, joins, self.publish_due]
-            .into_iter()
-            .flatten()
-            .fold(self.next_round.min(self.next_republish), Instant::min)
+        joins.map_or(self.earliest_timer(), |j| j.min(self.earliest_timer()))
     }
 }
 
@@ -303,12 +356,15 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// The first list goes out when the first round ends, as before the
+    /// first publish delay existed (tested on its own below).
     fn options() -> Options {
         Options::default()
             .poll_interval(ms(1000))
             .survey_time(ms(200))
             .republish_interval(ms(10_000))
             .publish_gap(ms(5))
+            .first_publish_delay(ms(200))
     }
 
     /// Every action due at or before `now`, in order.
@@ -342,26 +398,152 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Schedule::new(&options(), t0);
         drain(&mut s, t0);
-        // Stalled for 5 intervals: one end, one new round, the first list
-        // (due since the first round ended), nothing more.
-        assert_eq!(
-            drain(&mut s, t0 + ms(5500)),
-            [Action::EndRound, Action::StartRound, Action::Publish]
-        );
+        // Stalled for 5 intervals: the round under way is dropped
+        // uncounted, one new round starts, nothing more; the first list
+        // (due since the first round ended) waits for that round's end.
+        assert_eq!(drain(&mut s, t0 + ms(5500)), [Action::StartRound]);
+        assert_eq!(s.take_stall(), Some(ms(5300)));
+        assert_eq!(s.take_stall(), None);
         assert_eq!(s.next_wakeup(), t0 + ms(5700));
-        drain(&mut s, t0 + ms(5700));
+        assert_eq!(
+            drain(&mut s, t0 + ms(5700)),
+            [Action::EndRound, Action::Publish]
+        );
         assert_eq!(s.next_wakeup(), t0 + ms(6500));
     }
 
     #[test]
     fn the_round_ends_before_the_next_starts() {
         let t0 = Instant::now();
-        let mut s = Schedule::new(&options(), t0);
+        let mut s = Schedule::new(
+            &options().survey_time(ms(999)).first_publish_delay(ms(999)),
+            t0,
+        );
         drain(&mut s, t0);
         assert_eq!(
             drain(&mut s, t0 + ms(1000)),
             [Action::EndRound, Action::StartRound, Action::Publish]
         );
+        assert_eq!(s.take_stall(), None, "1 ms late is no stall");
+    }
+
+    #[test]
+    fn the_first_list_waits_for_the_first_publish_delay() {
+        // Defaults: 2 x reconnect_max (1 s) + survey_time (1 s) = 3 s.
+        let t0 = Instant::now();
+        let mut s = Schedule::new(&Options::default(), t0);
+        assert_eq!(drain(&mut s, t0), [Action::StartRound]);
+        // Joins and subscribers ask for a publish: held.
+        s.request_publish(t0 + ms(10));
+        s.connection_added(t0 + ms(20), 1);
+        assert_eq!(drain(&mut s, t0 + ms(20)), [Action::Survey]);
+        s.request_publish(t0 + ms(30));
+        assert_eq!(drain(&mut s, t0 + ms(1000)), [Action::EndRound]);
+        assert_eq!(s.next_wakeup(), t0 + ms(3000));
+        assert!(drain(&mut s, t0 + ms(2999)).is_empty());
+        assert_eq!(drain(&mut s, t0 + ms(3000)), [Action::Publish]);
+        // From then on, a lone change goes out at once.
+        s.request_publish(t0 + ms(3100));
+        assert_eq!(drain(&mut s, t0 + ms(3100)), [Action::Publish]);
+        // Set explicitly, it holds whatever the other options.
+        let mut s = Schedule::new(&options().first_publish_delay(ms(700)), t0);
+        drain(&mut s, t0);
+        drain(&mut s, t0 + ms(200));
+        s.request_publish(t0 + ms(300));
+        assert_eq!(s.next_wakeup(), t0 + ms(700));
+        assert_eq!(drain(&mut s, t0 + ms(700)), [Action::Publish]);
+        // Shorter than the survey time (zero too): when the first round ends.
+        let mut s = Schedule::new(&options().first_publish_delay(Duration::ZERO), t0);
+        s.request_publish(t0);
+        assert_eq!(drain(&mut s, t0), [Action::StartRound]);
+        assert_eq!(s.next_wakeup(), t0 + ms(200));
+        assert_eq!(
+            drain(&mut s, t0 + ms(200)),
+            [Action::EndRound, Action::Publish]
+        );
+    }
+
+    #[test]
+    fn after_a_stall_nothing_is_published_until_a_new_round_has_ended() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(&options(), t0);
+        drain(&mut s, t0);
+        drain(&mut s, t0 + ms(200));
+        // A change is waiting for the publish gap when the thread stops.
+        s.request_publish(t0 + ms(300));
+        assert_eq!(drain(&mut s, t0 + ms(300)), [Action::Publish]);
+        s.request_publish(t0 + ms(301));
+        // Woken 400 ms after that publish was due (and after the republish
+        // was due, too): a stall.
+        assert_eq!(drain(&mut s, t0 + ms(705)), [Action::StartRound]);
+        assert!(s.take_stall().is_some());
+        assert_eq!(s.next_wakeup(), t0 + ms(905));
+        // Events taken in meanwhile ask for publishes: still held.
+        s.request_publish(t0 + ms(710));
+        assert!(drain(&mut s, t0 + ms(904)).is_empty());
+        assert_eq!(
+            drain(&mut s, t0 + ms(905)),
+            [Action::EndRound, Action::Publish]
+        );
+        assert_eq!(s.take_stall(), None);
+        // The next round keeps the new beat.
+        assert_eq!(s.next_wakeup(), t0 + ms(1705));
+    }
+
+    #[test]
+    fn a_stall_during_a_round_drops_it_uncounted() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(&options().first_publish_delay(ms(200)), t0);
+        drain(&mut s, t0);
+        drain(&mut s, t0 + ms(200));
+        assert_eq!(drain(&mut s, t0 + ms(1000)), [Action::StartRound]);
+        // Stopped from 1,100 ms (round under way) to 1,500 (its end was due
+        // at 1,200): no EndRound for it, its answers may be unread.
+        assert_eq!(drain(&mut s, t0 + ms(1500)), [Action::StartRound]);
+        assert!(s.take_stall().is_some());
+        assert_eq!(drain(&mut s, t0 + ms(1700)), [Action::EndRound]);
+    }
+
+    #[test]
+    fn lateness_within_the_stall_bound_is_not_a_stall() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(&options(), t0);
+        drain(&mut s, t0);
+        // The round's end and the first list, 199 ms late (survey time 200).
+        assert_eq!(
+            drain(&mut s, t0 + ms(399)),
+            [Action::EndRound, Action::Publish]
+        );
+        assert_eq!(s.take_stall(), None);
+        // With a long survey time the bound is STALL.
+        let long = options()
+            .poll_interval(ms(10_000))
+            .survey_time(ms(5_000))
+            .first_publish_delay(ms(5_000));
+        let mut s = Schedule::new(&long, t0);
+        drain(&mut s, t0);
+        assert_eq!(
+            drain(&mut s, t0 + ms(5_000) + STALL),
+            [Action::EndRound, Action::Publish]
+        );
+        assert_eq!(s.take_stall(), None);
+        let mut s = Schedule::new(&long, t0);
+        drain(&mut s, t0);
+        assert_eq!(drain(&mut s, t0 + ms(5_001) + STALL), [Action::StartRound]);
+        assert!(s.take_stall().is_some());
+    }
+
+    #[test]
+    fn an_answer_backlog_holding_a_survey_back_is_not_a_stall() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(&options().poll_interval(ms(60_000)), t0);
+        let t = settled(&mut s, t0);
+        s.set_answer_backlog(true);
+        s.connection_added(t, 10);
+        assert!(drain(&mut s, t + ms(2000)).is_empty());
+        s.set_answer_backlog(false);
+        assert_eq!(drain(&mut s, t + ms(2001)), [Action::Survey]);
+        assert_eq!(s.take_stall(), None);
     }
 
     /// Drains the schedule with the rounds out of the way (the first ends
@@ -618,8 +800,10 @@ mod tests {
         }
         // The first list when the first round ends, then every 10 s.
         assert_eq!(publishes, [ms(200), ms(10_200), ms(20_200)]);
-        // A publish pushes the next republish back a full interval.
-        let mut s = Schedule::new(&options(), t0);
+        // A publish pushes the next republish back a full interval (no
+        // heartbeat round in the way, and no stall: woken on time).
+        let mut s = Schedule::new(&options().poll_interval(ms(60_000)), t0);
+        settled(&mut s, t0);
         s.request_publish(t0 + ms(9_000));
         assert!(drain(&mut s, t0 + ms(9_000)).contains(&Action::Publish));
         assert!(!drain(&mut s, t0 + ms(10_000)).contains(&Action::Publish));
@@ -790,6 +974,38 @@ mod tests {
                     let allowed = 2.0 * most_open.max(1) as f64
                         + (at + ms(offset_ms)).as_secs_f64() * EXTRA_SURVEY_ANSWERS_PER_SEC;
                     prop_assert!(paid as f64 <= allowed + 1e-6, "{paid} answers by {at:?}");
+                }
+            }
+
+            /// Whenever the thread wakes (on time, early, or long after a
+            /// stall) and whatever asks for publishes: no list goes out
+            /// before the first publish delay, nor within a survey time of
+            /// a wake-up that found the thread stalled; and a stall starts a
+            /// round at once.
+            #[test]
+            fn nothing_is_published_early_or_right_after_a_stall(
+                steps in prop::collection::vec((0..3_000u64, any::<bool>()), 1..80),
+                delay_ms in 100..5_000u64,
+            ) {
+                let opts = options().first_publish_delay(ms(delay_ms));
+                let t0 = Instant::now();
+                let mut s = Schedule::new(&opts, t0);
+                let mut now = t0;
+                let mut held_until = t0 + ms(delay_ms);
+                for (step, ask) in steps {
+                    now += ms(step);
+                    if ask {
+                        s.request_publish(now);
+                    }
+                    let actions = drain(&mut s, now);
+                    if s.take_stall().is_some() {
+                        prop_assert_eq!(actions.first(), Some(&Action::StartRound));
+                        held_until = held_until.max(now + ms(200));
+                    }
+                    if actions.contains(&Action::Publish) {
+                        prop_assert!(now >= held_until, "published at {:?}", now - t0);
+                    }
+                    prop_assert!(s.next_wakeup() > now);
                 }
             }
 
