@@ -7,9 +7,12 @@
 //! * an extra survey when connections arrive ([`JoinSurveys`]): a lone new
 //!   connection is surveyed at once, connections arriving close together
 //!   share one survey, and none waits longer than [`max_join_wait`] (300 ms
-//!   up to 5,000 connections, growing to 600 ms at 10,000) unless the
+//!   up to 6,667 connections, growing to 450 ms at 10,000) unless the
 //!   server is still taking the answers to earlier surveys (then the next
-//!   goes out once it has caught up: see [`Schedule::set_answer_backlog`]);
+//!   goes out once it has caught up: see [`Schedule::set_answer_backlog`]),
+//!   and an extra survey due within half that wait before the next round
+//!   starts the round early instead (the beat is kept: the round after it
+//!   comes on time);
 //! * nothing else: answers to any recent survey prove life.
 //!
 //! How the CPU stays bounded when thousands connect at once: a survey costs
@@ -22,9 +25,9 @@
 //! the budget is spent waits for the budget, but never longer than
 //! [`max_join_wait`]. So extra surveys come at most every 1 ms when they
 //! are cheap, at most `10,000 / N` a second at `N` connections up to 3,000
-//! (the budget), one per 300 ms up to 5,000 connections, and above that one
-//! per 60 µs per connection, at most 600 ms apart: never more than 16,667
-//! answers a second (1.7 times what a 1 s heartbeat poll costs at 10,000
+//! (the budget), one per 300 ms up to 6,667 connections, and above that one
+//! per 45 µs per connection, at most 450 ms apart: never more than 22,222
+//! answers a second (2.2 times what a 1 s heartbeat poll costs at 10,000
 //! peers), and only while connections keep arriving: a lone connection
 //! after a quiet spell costs one survey. A burst of 10,000 connections over
 //! 0.7 s costs under two surveys' worth of answers (see the tests), not one
@@ -67,29 +70,29 @@ pub(crate) enum Action {
 pub(crate) const EXTRA_SURVEY_ANSWERS_PER_SEC: f64 = 10_000.0;
 
 /// The longest a new connection waits for its first survey while up to
-/// 5,000 connections are open (beyond, see [`max_join_wait`]), however
+/// 6,667 connections are open (beyond, see [`max_join_wait`]), however
 /// spent the budget (unless the server is behind on answers: see
 /// [`Schedule::set_answer_backlog`]): the budget delays a survey, never
 /// cancels it. With answers taking about 0.2 s to come back from 10,000
 /// peers, a peer is listed within about half a second of connecting
-/// (0.8 s at 10,000 connections), whatever the poll interval.
+/// (0.65 s at 10,000 connections), whatever the poll interval.
 /// It also bounds the cost: an extra survey that the budget does not cover
 /// goes out at least this long after the previous survey.
 pub(crate) const MAX_JOIN_WAIT: Duration = Duration::from_millis(300);
 
 /// The longest a new connection ever waits for its first survey (see
 /// [`max_join_wait`]), at 10,000 connections and more.
-pub(crate) const LONGEST_JOIN_WAIT: Duration = Duration::from_millis(600);
+pub(crate) const LONGEST_JOIN_WAIT: Duration = Duration::from_millis(450);
 
-/// Above 5,000 open connections, the longest wait grows by this much per
-/// connection (from [`MAX_JOIN_WAIT`] at 5,000 to [`LONGEST_JOIN_WAIT`] at
-/// 10,000): extra surveys then cost at most 1 / 60 µs = 16,667 answers a
+/// Above 6,667 open connections, the longest wait grows by this much per
+/// connection (from [`MAX_JOIN_WAIT`] at 6,667 to [`LONGEST_JOIN_WAIT`] at
+/// 10,000): extra surveys then cost at most 1 / 45 µs = 22,222 answers a
 /// second, whatever the number of connections.
-const JOIN_WAIT_PER_CONNECTION: Duration = Duration::from_micros(60);
+const JOIN_WAIT_PER_CONNECTION: Duration = Duration::from_micros(45);
 
 /// The longest a connection that arrives while `connections` are open
-/// waits for its first survey: [`MAX_JOIN_WAIT`] up to 5,000 connections,
-/// then 60 µs per connection, at most [`LONGEST_JOIN_WAIT`]. A survey
+/// waits for its first survey: [`MAX_JOIN_WAIT`] up to 6,667 connections,
+/// then 45 µs per connection, at most [`LONGEST_JOIN_WAIT`]. A survey
 /// reaches every connection, so when thousands connect at once the later
 /// surveys of the burst cost close to one answer per connection each;
 /// spacing them by the number of connections keeps a burst from saturating
@@ -359,7 +362,15 @@ impl Schedule {
             self.round_end = None;
             return Some(Action::EndRound);
         }
-        if self.next_round <= now {
+        let join_due = !self.answer_backlog && self.joins.due_at().is_some_and(|t| t <= now);
+        // A join survey due shortly before a heartbeat round: start the
+        // round now instead (it reaches everyone too), rather than two
+        // surveys of every connection in quick succession. Only between
+        // rounds, so that every round still ends and counts misses.
+        let advance = join_due
+            && self.round_end.is_none()
+            && self.next_round <= now + max_join_wait(self.joins.connections) / 2;
+        if self.next_round <= now || advance {
             // Keep the beat; if the thread fell a whole interval behind,
             // restart it from now rather than firing a burst of rounds.
             self.next_round += self.poll_interval;
@@ -371,7 +382,7 @@ impl Schedule {
             self.joins.surveyed(now, false);
             return Some(Action::StartRound);
         }
-        if !self.answer_backlog && self.joins.due_at().is_some_and(|t| t <= now) {
+        if join_due {
             self.joins.surveyed(now, true);
             return Some(Action::Survey);
         }
@@ -677,10 +688,10 @@ mod tests {
     }
 
     #[test]
-    fn the_longest_join_wait_grows_with_connections_beyond_5000() {
+    fn the_longest_join_wait_grows_with_connections_beyond_6667() {
         assert_eq!(max_join_wait(0), MAX_JOIN_WAIT);
-        assert_eq!(max_join_wait(5_000), MAX_JOIN_WAIT);
-        assert_eq!(max_join_wait(7_500), ms(450));
+        assert_eq!(max_join_wait(6_666), MAX_JOIN_WAIT);
+        assert_eq!(max_join_wait(8_000), ms(360));
         assert_eq!(max_join_wait(10_000), LONGEST_JOIN_WAIT);
         assert_eq!(max_join_wait(usize::MAX), LONGEST_JOIN_WAIT);
         let t0 = Instant::now();
@@ -690,8 +701,8 @@ mod tests {
         assert_eq!(drain(&mut s, t), [Action::Survey]);
         s.connection_added(t + ms(1), 10_001);
         assert_eq!(drain(&mut s, t + ms(1)), [Action::Survey]);
-        // Budget spent, 10,002 open: the next survey waits 600 ms, so
-        // surveys of 10,000 answers go out at most every 600 ms.
+        // Budget spent, 10,002 open: the next survey waits 450 ms, so
+        // surveys of 10,000 answers go out at most every 450 ms.
         s.connection_added(t + ms(2), 10_002);
         assert_eq!(s.next_wakeup(), t + ms(2) + LONGEST_JOIN_WAIT);
         assert_eq!(
@@ -812,15 +823,46 @@ mod tests {
         let mut s = Schedule::new(&options(), t0);
         drain(&mut s, t0);
         drain(&mut s, t0 + ms(200));
-        s.connection_added(t0 + ms(999), 10_000); // credit for two: now
-        assert_eq!(drain(&mut s, t0 + ms(999)), [Action::Survey]);
-        s.connection_added(t0 + ms(999), 10_000);
-        s.connection_added(t0 + ms(999), 10_000); // budget spent: waits
+        s.connection_added(t0 + ms(500), 10_000); // credit for two: now
+        assert_eq!(drain(&mut s, t0 + ms(500)), [Action::Survey]);
+        s.connection_added(t0 + ms(500), 10_000);
+        s.connection_added(t0 + ms(500), 10_000); // budget spent: waits
         assert_eq!(drain(&mut s, t0 + ms(1009)), [Action::StartRound]);
         assert!(drain(&mut s, t0 + ms(1100)).is_empty());
         // Nothing waits but the round's end (it started late, at 1009).
         assert_eq!(s.next_wakeup(), t0 + ms(1209));
     }
+
+    #[test]
+    fn a_join_survey_just_before_a_round_starts_the_round_instead() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(&options(), t0);
+        drain(&mut s, t0);
+        drain(&mut s, t0 + ms(200));
+        // 10,000 open: a join survey due within half the longest wait of
+        // the round starts the round at once.
+        s.connection_added(t0 + ms(800), 10_000);
+        assert_eq!(drain(&mut s, t0 + ms(800)), [Action::StartRound]);
+        assert_eq!(s.next_wakeup(), t0 + ms(1000));
+        assert_eq!(drain(&mut s, t0 + ms(1000)), [Action::EndRound]);
+        // The beat is kept: the next round at 2 s, not 1.8 s.
+        assert_eq!(s.next_wakeup(), t0 + ms(2000));
+        // Further away, a survey of its own.
+        s.connection_added(t0 + ms(1200), 10_000);
+        assert_eq!(drain(&mut s, t0 + ms(1200)), [Action::Survey]);
+        // Not while a round is under way (survey time 900 ms here): that
+        // round must end and count its misses.
+        let mut s = Schedule::new(&options().survey_time(ms(900)), t0);
+        drain(&mut s, t0);
+        s.connection_added(t0 + ms(800), 10_000);
+        assert_eq!(drain(&mut s, t0 + ms(800)), [Action::Survey]);
+        assert_eq!(
+            drain(&mut s, t0 + ms(900)),
+            [Action::EndRound, Action::Publish]
+        );
+        assert_eq!(drain(&mut s, t0 + ms(1000)), [Action::StartRound]);
+    }
+
     #[test]
     fn the_first_list_is_published_when_the_first_round_ends() {
         let t0 = Instant::now();
