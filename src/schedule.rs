@@ -235,6 +235,8 @@ pub(crate) struct Schedule {
     /// that everyone left while its clients are still reconnecting; after
     /// a stall, until the re-survey has ended.
     hold_publish_until: Instant,
+    /// Whether a heartbeat round has ended since the start.
+    a_round_ended: bool,
     /// Lateness beyond which a wake-up counts as a stall.
     stall_after: Duration,
     /// How late the thread was at the last stall, until taken.
@@ -266,6 +268,7 @@ impl Schedule {
             last_publish: None,
             next_republish: now + options.get_republish_interval(),
             hold_publish_until: first_publish,
+            a_round_ended: false,
             stall_after: options.get_survey_time().min(STALL),
             stalled: None,
         }
@@ -273,19 +276,50 @@ impl Schedule {
 
     /// When the next publish (asked for or a republish) goes out.
     fn publish_at(&self) -> Instant {
-        self.publish_due
+        let at = self
+            .publish_due
             .map_or(self.next_republish, |t| t.min(self.next_republish))
-            .max(self.hold_publish_until)
+            .max(self.hold_publish_until);
+        // The first list never before the first round has ended.
+        match self.round_end_at() {
+            Some(end) if !self.a_round_ended => at.max(end),
+            _ => at,
+        }
     }
 
-    /// The earliest timed action (round, publish) due: how late a thread
-    /// woken at `now` is. Extra surveys are left out: they wait for an
-    /// answer backlog to clear, which is not a stall.
+    /// When the heartbeat round under way ends: at its end, or while
+    /// answers wait to be taken (they may be this round's), when they have
+    /// been taken, but at most one survey time later. A server short of
+    /// CPU does not count a miss for an answer it has not read yet.
+    fn round_end_at(&self) -> Option<Instant> {
+        let grace = if self.answer_backlog {
+            self.survey_time
+        } else {
+            Duration::ZERO
+        };
+        self.round_end.map(|t| t + grace)
+    }
+
+    /// The earliest timed action (round, publish) due.
     fn earliest_timer(&self) -> Instant {
-        [self.round_end, Some(self.next_round)]
+        [self.round_end_at(), Some(self.next_round)]
             .into_iter()
             .flatten()
             .fold(self.publish_at(), Instant::min)
+    }
+
+    /// What a thread woken at `now` is late by: the earliest timed action
+    /// (a round's end with its longest grace for an answer backlog). Extra
+    /// surveys are left out: they wait for an answer backlog to clear,
+    /// which is not a stall.
+    fn stall_reference(&self) -> Instant {
+        [
+            self.round_end.map(|t| t + self.survey_time),
+            Some(self.next_round),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(self.publish_at(), Instant::min)
     }
 
     /// How late the thread was when it last found itself stalled (see
@@ -350,7 +384,7 @@ impl Schedule {
     /// dropped uncounted (its answers may not have been read), a new one
     /// starts at once, and nothing is published until it has ended.
     pub(crate) fn due(&mut self, now: Instant) -> Option<Action> {
-        if let Some(late) = now.checked_duration_since(self.earliest_timer()) {
+        if let Some(late) = now.checked_duration_since(self.stall_reference()) {
             if late > self.stall_after {
                 self.stalled = Some(late);
                 self.round_end = None;
@@ -358,8 +392,9 @@ impl Schedule {
                 self.hold_publish_until = self.hold_publish_until.max(now + self.survey_time);
             }
         }
-        if self.round_end.is_some_and(|t| t <= now) {
+        if self.round_end_at().is_some_and(|t| t <= now) {
             self.round_end = None;
+            self.a_round_ended = true;
             return Some(Action::EndRound);
         }
         let join_due = !self.answer_backlog && self.joins.due_at().is_some_and(|t| t <= now);
@@ -555,11 +590,12 @@ mod tests {
         drain(&mut s, t0);
         drain(&mut s, t0 + ms(200));
         assert_eq!(drain(&mut s, t0 + ms(1000)), [Action::StartRound]);
-        // Stopped from 1,100 ms (round under way) to 1,500 (its end was due
-        // at 1,200): no EndRound for it, its answers may be unread.
-        assert_eq!(drain(&mut s, t0 + ms(1500)), [Action::StartRound]);
+        // Stopped from 1,100 ms (round under way) to 1,700 (its end was due
+        // at 1,200, 1,400 with the grace for an answer backlog): no
+        // EndRound for it, its answers may be unread.
+        assert_eq!(drain(&mut s, t0 + ms(1700)), [Action::StartRound]);
         assert!(s.take_stall().is_some());
-        assert_eq!(drain(&mut s, t0 + ms(1700)), [Action::EndRound]);
+        assert_eq!(drain(&mut s, t0 + ms(1900)), [Action::EndRound]);
     }
 
     #[test]
@@ -733,6 +769,31 @@ mod tests {
         assert_eq!(drain(&mut s, t0 + ms(1000)), [Action::StartRound]);
         s.set_answer_backlog(false);
         assert_eq!(s.next_wakeup(), t0 + ms(1200));
+    }
+
+    #[test]
+    fn a_round_ends_after_an_answer_backlog_is_taken_but_at_most_a_survey_time_late() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(&options(), t0);
+        drain(&mut s, t0);
+        // Answers are queued when the round should end (200 ms): it waits,
+        // and so does the first list.
+        s.set_answer_backlog(true);
+        assert!(drain(&mut s, t0 + ms(200)).is_empty());
+        assert_eq!(s.next_wakeup(), t0 + ms(400));
+        // Taken in at 300 ms: the round ends then (no stall).
+        s.set_answer_backlog(false);
+        assert_eq!(
+            drain(&mut s, t0 + ms(300)),
+            [Action::EndRound, Action::Publish]
+        );
+        assert_eq!(s.take_stall(), None);
+        // Still queued a survey time later: the round ends anyway.
+        assert_eq!(drain(&mut s, t0 + ms(1000)), [Action::StartRound]);
+        s.set_answer_backlog(true);
+        assert!(drain(&mut s, t0 + ms(1399)).is_empty());
+        assert_eq!(drain(&mut s, t0 + ms(1400)), [Action::EndRound]);
+        assert_eq!(s.take_stall(), None);
     }
 
     #[test]
