@@ -28,17 +28,20 @@ use crate::history::HistoryLimits;
 /// | [`ipc_permissions`](Options::ipc_permissions) | umask | server: file mode of its `ipc://` sockets |
 /// | [`tls`](Options::tls) | none | all: mutual TLS for `tls+tcp://` URLs (cargo feature `tls`) |
 /// | [`silence_timeout`](Options::silence_timeout) | 3 × `republish_interval` | subscribers of several servers: a server not heard from for this long stops counting |
+/// | [`first_publish_delay`](Options::first_publish_delay) | 2 × `reconnect_max` + `survey_time` (3 s) | a freshly started server publishes nothing before this |
 ///
-/// The first seven are the server's; the reconnect pair is read by
+/// The first seven and `first_publish_delay` are the server's; the reconnect pair is read by
 /// [`Client::with_options`](crate::Client::with_options) and
 /// [`Subscriber::with_options`](crate::Subscriber::with_options) (the server
-/// only listens, so it ignores them), and `available` by
+/// only listens: it reads `reconnect_max` only for the default
+/// `first_publish_delay`), and `available` by
 /// [`Client::with_options`](crate::Client::with_options); the three
 /// `watch_*` and `allow_from`, `max_connections`, `require_peer_host` and
 /// `ipc_permissions` are the server's again; `silence_timeout` is read by
 /// subscribers (and clients with a subscription); `tls` by everyone. After
-/// a server restart, clients are
-/// back within about `reconnect_max` of the new server starting.
+/// a server restart, clients are back within about `reconnect_max` of the
+/// new server starting, so a server made with the clients' options holds
+/// its first list until they can be.
 ///
 /// With the defaults, a peer that shuts down or whose process dies leaves the
 /// list within milliseconds (its connection closes); a peer that hangs with
@@ -79,6 +82,8 @@ pub struct Options {
     require_peer_host: bool,
     tls: Option<Box<crate::Tls>>,
     silence_timeout: Option<Duration>,
+    /// `None`: derived from `reconnect_max` and `survey_time`.
+    first_publish_delay: Option<Duration>,
 }
 
 impl Default for Options {
@@ -103,6 +108,7 @@ impl Default for Options {
             require_peer_host: false,
             tls: None,
             silence_timeout: None,
+            first_publish_delay: None,
         }
     }
 }
@@ -350,6 +356,32 @@ impl Options {
     pub fn get_silence_timeout(&self) -> Duration {
         self.silence_timeout
             .unwrap_or_else(|| self.republish_interval.saturating_mul(3))
+    }
+
+    /// How long a freshly started server waits before it publishes its
+    /// first list (to subscribers and to [`Server::changes`](crate::Server::changes)),
+    /// so that a restarted server does not tell anyone that its clients
+    /// left while they are still redialing: by default twice
+    /// [`reconnect_max`](Options::reconnect_max) plus one
+    /// [`survey_time`](Options::survey_time) (3 s with the defaults), long
+    /// enough for clients redialing with the same options to be back and
+    /// answer. Subscribers that connect meanwhile get the first list when
+    /// it goes out; joins and leaves are taken in meanwhile, only not
+    /// published. The first list never goes out before the first heartbeat
+    /// round has ended, so anything up to `survey_time` (zero included)
+    /// means "as soon as that round ends": fine for a server that is never
+    /// restarted under running clients. Set it longer if your clients use
+    /// a longer `reconnect_max` than the server's options.
+    pub fn first_publish_delay(mut self, d: Duration) -> Self {
+        self.first_publish_delay = Some(d);
+        self
+    }
+
+    /// The first publish delay: the one set, or `2 × reconnect_max +
+    /// survey_time`.
+    pub fn get_first_publish_delay(&self) -> Duration {
+        self.first_publish_delay
+            .unwrap_or(2 * self.reconnect_max + self.survey_time)
     }
 
     /// Whether a client starts available.
@@ -658,6 +690,22 @@ mod tests {
         assert_eq!(o.get_reconnect_max(), Duration::from_millis(50));
         assert!(!o.get_available());
         assert!(Options::default().get_available());
+        assert_eq!(o.get_first_publish_delay(), Duration::from_millis(110));
+        let o = o.first_publish_delay(Duration::from_millis(10));
+        o.validate().unwrap();
+        assert_eq!(o.get_first_publish_delay(), Duration::from_millis(10));
+    }
+
+    #[test]
+    fn first_publish_delay_defaults_to_two_redials_and_a_survey() {
+        assert_eq!(
+            Options::default().get_first_publish_delay(),
+            Duration::from_secs(3)
+        );
+        let o = Options::default()
+            .reconnect_max(Duration::from_secs(4))
+            .survey_time(Duration::from_millis(500));
+        assert_eq!(o.get_first_publish_delay(), Duration::from_millis(8_500));
     }
 
     #[test]

@@ -65,10 +65,13 @@ enum Control {
 /// Every new subscriber receives the current list as soon as it connects,
 /// and the unchanged list is republished every
 /// [`republish_interval`](Options::republish_interval). The one wait is at
-/// start: no list goes out before the first heartbeat survey has ended
-/// ([`survey_time`](Options::survey_time) after `new`), so that after a
-/// server restart subscribers are not told that everyone left while the
-/// clients are still reconnecting.
+/// start: no list goes out before
+/// [`first_publish_delay`](Options::first_publish_delay) (by default twice
+/// the clients' longest redial wait plus one survey time: 3 s), so that
+/// after a server restart subscribers are not told that everyone left while
+/// the clients are still reconnecting. And a server that resumes after a
+/// stall (its process stopped, or starved of CPU) surveys again and takes
+/// in the connections that closed meanwhile before it publishes anything.
 ///
 /// With [`Options::watch_url`], it also listens there for watchers (the
 /// watch protocol, see the README): each watcher is sent only what changed
@@ -208,6 +211,7 @@ impl Server {
             round_answers: 0,
             watch: watch_core,
             peer_host: options.get_require_peer_host().then(|| Arc::clone(&gate)),
+            started: Instant::now(),
         };
         let server_thread = std::thread::Builder::new()
             .name("nng-discovery-server".into())
@@ -353,6 +357,8 @@ struct Core {
     /// With `require_peer_host`: the gate, which knows each connection's
     /// address.
     peer_host: Option<SharedGate>,
+    /// When the server started (for the log line of its first publish).
+    started: Instant,
 }
 
 /// How many queued answers the server thread takes in one go before it
@@ -366,6 +372,19 @@ impl Core {
             None => (crossbeam_channel::never(), crossbeam_channel::never()),
         };
         loop {
+            // Take in what is waiting before acting on timers that came due
+            // meanwhile: a connection that closed while this thread was not
+            // running must not be published as still there.
+            for event in control.try_iter() {
+                match event {
+                    Control::Stop => return,
+                    event => self.on_control(event),
+                }
+            }
+            for msg in answers.try_iter().take(ANSWER_BATCH) {
+                self.on_answer(msg);
+            }
+            self.after_change();
             let now = Instant::now();
             if let Some(watch) = &mut self.watch {
                 watch.on_deadline(now);
@@ -375,6 +394,11 @@ impl Core {
             self.schedule
                 .set_answer_backlog(answers.len() > ANSWER_BATCH);
             while let Some(action) = self.schedule.due(now) {
+                if let Some(late) = self.schedule.take_stall() {
+                    log::warn!(
+                        "the server thread ran {late:?} late (process stopped or starved): surveying again before publishing"
+                    );
+                }
                 self.act(action, now);
             }
             // Before waiting (which may last until the next heartbeat):
@@ -394,12 +418,7 @@ impl Core {
                     Ok(event) => self.on_control(event),
                 },
                 recv(answers) -> msg => match msg {
-                    Ok(msg) => {
-                        self.on_answer(msg);
-                        for msg in answers.try_iter().take(ANSWER_BATCH) {
-                            self.on_answer(msg);
-                        }
-                    }
+                    Ok(msg) => self.on_answer(msg),
                     Err(_) => return, // the reader stopped: the socket is closed
                 },
                 // Without a watch URL these two are `never()`.
@@ -419,7 +438,6 @@ impl Core {
                 },
                 default(timeout) => {}
             }
-            self.after_change();
         }
     }
 
@@ -576,6 +594,13 @@ impl Core {
         // publish by what this one costs, so bursts of changes coalesce.
         self.schedule
             .publish_cost(self.encoded.len(), self.stats.subscribers);
+        if self.stats.publishes == 0 {
+            log::info!(
+                "first list published {:?} after start ({} names)",
+                self.started.elapsed(),
+                self.membership.len()
+            );
+        }
         match self.publisher.send(Message::from(&self.encoded[..])) {
             Ok(()) => {
                 self.stats.publishes += 1;

@@ -283,7 +283,6 @@ fn a_server_restarted_on_the_same_urls_changes_no_list() {
 /// `[a, x], [a], [a, x], [a], [a, y]`). Run it with `--ignored`; remove the
 /// `ignore` once that server change is merged.
 #[test]
-#[ignore = "needs the server's stall fix (issue 17, server side)"]
 fn a_hung_server_stops_counting_after_the_silence_timeout() {
     let Some(bin) = binary() else { return };
     // Servers republish every 200 ms; receivers drop a server heard from

@@ -5,8 +5,12 @@
 //! bench-server [--survey tcp://127.0.0.1:0] [--publish tcp://127.0.0.1:0]
 //!              [--poll-ms 5000] [--survey-ms 1000] [--threshold 2]
 //!              [--republish-ms 30000] [--gap-ms 2] [--event-driven true]
-//!              [--sample-ms 100] [--stats-ms 1000]
+//!              [--sample-ms 100] [--stats-ms 1000] [--first-publish-ms 0]
 //! ```
+//!
+//! `--first-publish-ms` is the server's first publish delay: 0 (the first
+//! list when the first heartbeat round ends) unless given, so that the
+//! rows measured before the delay existed stay comparable.
 //!
 //! Prints `ready survey=URL publish=URL`; then, sampling the counters every
 //! 100 ms, a `round n=.. answers=..` line for every heartbeat round that
@@ -30,7 +34,8 @@ fn main() {
         .miss_threshold(args.get("threshold", 2))
         .republish_interval(ms("republish-ms", 30_000))
         .publish_gap(ms("gap-ms", 2))
-        .event_driven(args.get("event-driven", true));
+        .event_driven(args.get("event-driven", true))
+        .first_publish_delay(ms("first-publish-ms", 0));
     let server = Server::new(
         args.str("survey").unwrap_or("tcp://127.0.0.1:0"),
         args.str("publish").unwrap_or("tcp://127.0.0.1:0"),
