@@ -280,8 +280,7 @@ fn a_server_restarted_on_the_same_urls_changes_no_list() {
 /// in the connection events that queued up before it publishes): without
 /// it, server 0 republishes its stale list (still naming x) right after
 /// SIGCONT, and every receiver sees x come back for a moment (seen here:
-/// `[a, x], [a], [a, x], [a], [a, y]`). Run it with `--ignored`; remove the
-/// `ignore` once that server change is merged.
+/// `[a, x], [a], [a, x], [a], [a, y]`); with it, never.
 #[test]
 fn a_hung_server_stops_counting_after_the_silence_timeout() {
     let Some(bin) = binary() else { return };
