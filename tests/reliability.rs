@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{patience, slow, wait_until, within};
+use common::{patience, slow, stats_until, within};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use nng_discovery::{Client, Options, Server, Subscriber};
 
@@ -273,13 +273,8 @@ fn a_raw_peer_answering_many_times_per_survey_is_bounded() {
     assert!(stats.refused_full > 0, "{stats:?}");
     // The server keeps surveying through it.
     let rounds = stats.rounds;
-    wait_until("the server keeps surveying", patience(), || {
-        let s = server.stats();
-        if s.rounds >= rounds + 2 {
-            Ok(())
-        } else {
-            Err(Box::new(s)) // boxed: Stats is too large for clippy's Err
-        }
+    stats_until(&server, "the server keeps surveying", |s| {
+        s.rounds >= rounds + 2
     });
     raw.close();
     drop(good);

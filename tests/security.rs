@@ -8,18 +8,7 @@ use std::net::TcpStream;
 
 use common::*;
 use crossbeam_channel::TryRecvError;
-use nng_discovery::{Client, Error, Options, Server, Stats, Subscriber};
-
-fn stats_until(server: &Server, what: &str, pred: impl Fn(&Stats) -> bool) -> Stats {
-    wait_until(what, patience(), || {
-        let s = server.stats();
-        if pred(&s) {
-            Ok(s)
-        } else {
-            Err(Box::new(s)) // boxed: Stats is too large for clippy's Err
-        }
-    })
-}
+use nng_discovery::{Client, Error, Options, Server, Subscriber};
 
 fn host_port(url: &str) -> &str {
     url.strip_prefix("tcp://").expect("a tcp:// URL")

@@ -4,20 +4,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{patience, slow, wait_until};
-use nng_discovery::{Client, Options, Server, Stats, Subscriber};
-
-/// Polls the server's counters until `done` holds (they have no channel).
-fn wait_stats(server: &Server, what: &str, done: impl Fn(&Stats) -> bool) -> Stats {
-    wait_until(what, patience(), || {
-        let stats = server.stats();
-        if done(&stats) {
-            Ok(stats)
-        } else {
-            Err(Box::new(stats)) // boxed: Stats is too large for clippy's Err
-        }
-    })
-}
+use common::{patience, slow, stats_until};
+use nng_discovery::{Client, Options, Server, Subscriber};
 
 #[test]
 fn counters_follow_the_work() {
@@ -35,7 +23,7 @@ fn counters_follow_the_work() {
 
     // Two full rounds after everyone joined: each got all three answers.
     let base = server.stats().rounds;
-    let stats = wait_stats(&server, "two more rounds", |s| s.rounds >= base + 2);
+    let stats = stats_until(&server, "two more rounds", |s| s.rounds >= base + 2);
     assert_eq!(stats.answers_last_round, 3, "{stats:?}");
     assert_eq!(stats.peers, 3);
     assert_eq!(stats.connections, 3);
@@ -51,10 +39,10 @@ fn counters_follow_the_work() {
     );
 
     drop(clients);
-    let stats = wait_stats(&server, "all left", |s| s.peers == 0 && s.connections == 0);
+    let stats = stats_until(&server, "all left", |s| s.peers == 0 && s.connections == 0);
     assert_eq!(stats.subscribers, 1);
     drop(sub);
-    wait_stats(&server, "subscriber gone", |s| s.subscribers == 0);
+    stats_until(&server, "subscriber gone", |s| s.subscribers == 0);
 }
 
 #[test]
@@ -62,9 +50,9 @@ fn refused_answers_are_counted() {
     let options = Options::default().max_peers(1);
     let server = Server::new("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", options).unwrap();
     let first = Client::new(server.survey_url(), "http://first:1").unwrap();
-    wait_stats(&server, "first listed", |s| s.peers == 1);
+    stats_until(&server, "first listed", |s| s.peers == 1);
     let second = Client::new(server.survey_url(), "http://second:1").unwrap();
-    let stats = wait_stats(&server, "second refused", |s| s.refused_full >= 1);
+    let stats = stats_until(&server, "second refused", |s| s.refused_full >= 1);
     assert_eq!(stats.peers, 1);
     // `peers()` is the list as last published: wait for the first publish.
     let changes = server.changes();

@@ -214,14 +214,7 @@ fn good_peers_work_and_bad_ones_never_get_in() {
     // others redial and fail their handshakes; none is ever listed and the
     // bad subscribers receive nothing.
     let rounds = server.stats().rounds;
-    wait_until("five more rounds", patience(), || {
-        let s = server.stats();
-        if s.rounds >= rounds + 5 {
-            Ok(())
-        } else {
-            Err(Box::new(s)) // boxed: Stats is too large for clippy's Err
-        }
-    });
+    stats_until(&server, "five more rounds", |s| s.rounds >= rounds + 5);
     assert_eq!(server.peers(), names(&["good"]));
     let s = server.stats();
     assert_eq!((s.connections, s.subscribers), (1, 1), "{s}");
@@ -252,14 +245,7 @@ fn clients_refuse_a_server_from_another_ca() {
     let sub = Subscriber::with_options(fake.publish_url(), &good).expect("subscriber");
     // Over 5 heartbeat rounds (and many redials) the client never connects.
     let rounds = fake.stats().rounds;
-    wait_until("five more rounds", patience(), || {
-        let s = fake.stats();
-        if s.rounds >= rounds + 5 {
-            Ok(())
-        } else {
-            Err(Box::new(s)) // boxed: Stats is too large for clippy's Err
-        }
-    });
+    stats_until(&fake, "five more rounds", |s| s.rounds >= rounds + 5);
     let s = fake.stats();
     assert_eq!((s.connections, s.subscribers), (0, 0), "{s}");
     assert!(fake.peers().is_empty());
@@ -279,14 +265,7 @@ fn the_expected_server_name_can_be_set() {
     let _r = Client::with_options(server.survey_url(), None, "right", &right).expect("client");
     wait_for_list(&list, &["right"]);
     let rounds = server.stats().rounds;
-    wait_until("five more rounds", patience(), || {
-        let s = server.stats();
-        if s.rounds >= rounds + 5 {
-            Ok(())
-        } else {
-            Err(Box::new(s)) // boxed: Stats is too large for clippy's Err
-        }
-    });
+    stats_until(&server, "five more rounds", |s| s.rounds >= rounds + 5);
     assert_eq!(server.peers(), names(&["right"]));
 }
 

@@ -8,12 +8,12 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{patience, slow, wait_for_list, wait_until, NEVER};
+use common::{patience, slow, stats_until, wait_for_list, wait_until, NEVER};
 use nng::options::{Options as _, RecvMaxSize, RecvTimeout};
 use nng::{Message, Protocol, RawSocket, Socket};
 use nng_discovery::watch_state::WatchState;
 use nng_discovery::watch_wire::{decode_reply, encode_request, Position, Reply};
-use nng_discovery::{Client, Server, Stats};
+use nng_discovery::{Client, Server};
 
 /// A server on free loopback ports with a watch URL, the fast heartbeat,
 /// and the given keepalive.
@@ -126,18 +126,6 @@ fn anchor(server: &Server) -> Client {
     let client = Client::new(server.survey_url(), ANCHOR).expect("client");
     wait_for_list(&changes, &[ANCHOR]);
     client
-}
-
-/// Waits until the server's counters satisfy `want`.
-fn stats_until(server: &Server, what: &str, want: impl Fn(&Stats) -> bool) -> Stats {
-    wait_until(what, patience(), || {
-        let s = server.stats();
-        if want(&s) {
-            Ok(s)
-        } else {
-            Err(Box::new(s)) // boxed: Stats is too large for clippy's Err
-        }
-    })
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError};
-use nng_discovery::{Options, Server};
+use nng_discovery::{Options, Server, Stats};
 
 pub mod daemon;
 
@@ -212,6 +212,19 @@ pub fn wait_until<T, S: std::fmt::Debug>(
             Err(_) => std::thread::sleep(Duration::from_millis(5)),
         }
     }
+}
+
+/// Polls `server`'s counters (they have no channel) until `want` holds,
+/// within [`patience`]; returns them.
+pub fn stats_until(server: &Server, what: &str, want: impl Fn(&Stats) -> bool) -> Stats {
+    wait_until(what, patience(), || {
+        let s = server.stats();
+        if want(&s) {
+            Ok(s)
+        } else {
+            Err(Box::new(s)) // boxed: Stats is too large for clippy's Err
+        }
+    })
 }
 
 /// Asserts that nothing arrives on `rx` within `within`.
