@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::time::Duration;
 
 /// The service name peer `slot` answers with in generation `gen` (a churned
 /// peer that comes back under a new name moves to the next generation).
@@ -63,6 +64,63 @@ impl Line {
     /// The value of `key` parsed as a number (or anything `FromStr`).
     pub fn num<T: FromStr>(&self, key: &str) -> Option<T> {
         self.get(key)?.parse().ok()
+    }
+}
+
+/// A redialing connection's waits, as NNG's dialer (1.x) computes them for
+/// the library's clients: each wait is drawn uniformly from `[0, current)`
+/// (the jitter that spreads thousands of redials), after which `current`
+/// doubles up to `max`; a connection that completes its SP handshake
+/// starts again from `min`. The loadgen's `--redial` mode uses it with the
+/// library's defaults, [`Backoff::LIBRARY`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    current: Duration,
+}
+
+impl Backoff {
+    /// The library's default `reconnect_min` (100 ms) and `reconnect_max`
+    /// (1 s).
+    pub const LIBRARY: Backoff = Backoff {
+        min: Duration::from_millis(100),
+        max: Duration::from_secs(1),
+        current: Duration::from_millis(100),
+    };
+
+    /// Waits from `min` doubling to `max` (a `max` below `min` is taken
+    /// as `min`).
+    pub fn new(min: Duration, max: Duration) -> Backoff {
+        Backoff {
+            min,
+            max: max.max(min),
+            current: min,
+        }
+    }
+
+    /// The wait before the next dial, from a random number (any `u64`):
+    /// `random % current`, then `current` doubles (up to `max`).
+    pub fn next_wait(&mut self, random: u64) -> Duration {
+        let bound = self.current;
+        self.current = (self.current * 2).min(self.max);
+        let nanos = u64::try_from(bound.as_nanos()).unwrap_or(u64::MAX);
+        if nanos == 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_nanos(random % nanos)
+        }
+    }
+
+    /// A connection completed its handshake: the next wait starts from
+    /// `min` again.
+    pub fn reset(&mut self) {
+        self.current = self.min;
+    }
+
+    /// The bound of the next wait (it is drawn from `[0, bound)`).
+    pub fn bound(&self) -> Duration {
+        self.current
     }
 }
 
@@ -223,6 +281,51 @@ mod tests {
         }
         assert_eq!(peer_name(0x01_02_03, 0), "http://10.1.2.3:8080");
         assert_ne!(peer_name(5, 0), peer_name(5, 1));
+    }
+
+    #[test]
+    fn backoff_doubles_to_max_with_waits_below_the_bound() {
+        let ms = Duration::from_millis;
+        let mut b = Backoff::LIBRARY;
+        assert_eq!(b, Backoff::new(ms(100), ms(1000)));
+        let bounds: Vec<Duration> = (0..7)
+            .map(|i| {
+                let bound = b.bound();
+                // The largest and smallest random numbers stay below it.
+                let mut probe = b;
+                assert!(probe.next_wait(u64::MAX) < bound);
+                let mut probe = b;
+                assert_eq!(probe.next_wait(0), Duration::ZERO);
+                let w = b.next_wait(0x9e37_79b9_7f4a_7c15u64.wrapping_mul(i + 1));
+                assert!(w < bound, "wait {w:?} not below {bound:?}");
+                bound
+            })
+            .collect();
+        assert_eq!(
+            bounds,
+            [100, 200, 400, 800, 1000, 1000, 1000].map(ms).to_vec()
+        );
+        b.reset();
+        assert_eq!(b.bound(), ms(100));
+    }
+
+    #[test]
+    fn backoff_edge_cases() {
+        let ms = Duration::from_millis;
+        // max below min: min throughout.
+        let mut b = Backoff::new(ms(50), ms(10));
+        assert_eq!(b.bound(), ms(50));
+        b.next_wait(7);
+        assert_eq!(b.bound(), ms(50));
+        // Zero: redial at once, forever.
+        let mut z = Backoff::new(Duration::ZERO, Duration::ZERO);
+        assert_eq!(z.next_wait(u64::MAX), Duration::ZERO);
+        assert_eq!(z.next_wait(1), Duration::ZERO);
+        // Every random number gives a wait below the bound.
+        for r in (0..10_000u64).map(|i| i.wrapping_mul(0x2545_f491_4f6c_dd1d)) {
+            let mut b = Backoff::new(ms(100), ms(1000));
+            assert!(b.next_wait(r) < ms(100));
+        }
     }
 
     #[test]

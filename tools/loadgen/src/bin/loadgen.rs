@@ -7,7 +7,8 @@
 //!         [--churn 0] [--churn-names new|same] [--churn-burst]
 //!         [--churn-delay-ms 1000]
 //!         [--inflight 64] [--connect-rate 0] [--report-ms 1000]
-//!         [--duration-s 0] [--print-lists] [--track-joins] [--seed 1]
+//!         [--duration-s 0] [--print-lists] [--track-joins] [--redial]
+//!         [--seed 1]
 //! ```
 //!
 //! * `--peers N` respondents each answer every survey at once with their own
@@ -26,6 +27,14 @@
 //!   between `connect` and the server's SP header (NNG listens with a
 //!   backlog of 128), optionally also at most `--connect-rate` per second.
 //!   Only loopback TCP addresses and `ipc://` paths are accepted.
+//! * A connection that fails or that the server closes is dialed again
+//!   after 100 ms. With `--redial`, after a wait like the library's clients
+//!   (NNG's dialer with the default `reconnect_min` 100 ms and
+//!   `reconnect_max` 1 s): drawn at random from `[0, bound)`, the bound
+//!   doubling from 100 ms to 1 s with each failed dial and back to 100 ms
+//!   once a connection completes its SP handshake ([`Backoff`]). Every
+//!   peer and subscriber then redoes the handshake and answers (or
+//!   receives) again, as a server restarted under real clients sees them.
 //!
 //! Lines on standard input: `hang K` (K answering peers stop answering but
 //! keep their connection), `churn K` (K peers leave and rejoin now),
@@ -59,7 +68,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::{TcpStream, UnixStream};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
-use nng_discovery_loadgen::{peer_name, Args};
+use nng_discovery_loadgen::{peer_name, Args, Backoff};
 
 /// SP protocol numbers (RFC-style "SP over TCP" header, bytes 4-5).
 const SURVEYOR: u16 = 0x0062;
@@ -113,6 +122,7 @@ fn main() {
         },
         print_lists: args.str("print-lists").is_some(),
         track_joins: args.str("track-joins").is_some(),
+        redial: args.str("redial").is_some(),
         seed: args.get("seed", 1u64),
     };
     if let Err(e) = Gen::new(config).and_then(Gen::run) {
@@ -262,13 +272,27 @@ struct Slot {
     ready_at: Option<Instant>,
     /// Whether subscriber 0 has held a list naming it (`--track-joins`).
     listed: bool,
+    /// Its redial waits (`--redial`).
+    backoff: Backoff,
 }
 
-#[derive(Default)]
 struct SubState {
     conn: Option<usize>,
     ready: bool,
     full: bool,
+    /// Its redial waits (`--redial`).
+    backoff: Backoff,
+}
+
+impl Default for SubState {
+    fn default() -> SubState {
+        SubState {
+            conn: None,
+            ready: false,
+            full: false,
+            backoff: Backoff::LIBRARY,
+        }
+    }
 }
 
 /// A membership change waiting to reach every subscriber.
@@ -309,6 +333,8 @@ struct Config {
     duration: Option<Duration>,
     print_lists: bool,
     track_joins: bool,
+    /// Redial like the library's clients instead of after a fixed 100 ms.
+    redial: bool,
     seed: u64,
 }
 
@@ -404,6 +430,7 @@ impl Gen {
                 connected_at: None,
                 ready_at: None,
                 listed: false,
+                backoff: Backoff::LIBRARY,
             })
             .collect();
         let subs = (0..cfg.subs).map(|_| SubState::default()).collect();
@@ -463,13 +490,14 @@ impl Gen {
     fn run(mut self) -> io::Result<()> {
         let c = &self.cfg;
         let line = format!(
-            "start t=0 peers={} hung={} subs={} churn={} churn_burst={} churn_names={} transport={}",
+            "start t=0 peers={} hung={} subs={} churn={} churn_burst={} churn_names={} redial={} transport={}",
             c.peers,
             c.hung,
             c.subs,
             c.churn,
             c.churn_burst,
             if c.churn_same_names { "same" } else { "new" },
+            c.redial,
             match c.survey {
                 Endpoint::Tcp(_) => "tcp",
                 Endpoint::Ipc(_) => "ipc",
@@ -747,7 +775,8 @@ impl Gen {
                 Err(_) => {
                     // Refused, or a Unix socket's backlog is full: later.
                     self.totals.connect_failures += 1;
-                    self.retry.push((now + RETRY, role));
+                    let wait = self.retry_wait(role);
+                    self.retry.push((now + wait, role));
                     continue;
                 }
             };
@@ -758,7 +787,8 @@ impl Gen {
             if stream.register(self.poll.registry(), Token(idx)).is_err() {
                 self.free.push(idx);
                 self.totals.connect_failures += 1;
-                self.retry.push((now + RETRY, role));
+                let wait = self.retry_wait(role);
+                self.retry.push((now + wait, role));
                 continue;
             }
             self.conns[idx] = Some(Conn {
@@ -973,10 +1003,12 @@ impl Gen {
                 let slot = &mut self.slots[s as usize];
                 slot.ready = true;
                 slot.ready_at.get_or_insert_with(Instant::now);
+                slot.backoff.reset();
                 self.ready_peers += 1;
             }
             Role::Sub(s) => {
                 self.subs[s as usize].ready = true;
+                self.subs[s as usize].backoff.reset();
                 self.ready_subs += 1;
             }
         }
@@ -1206,6 +1238,19 @@ impl Gen {
         self.pending = kept;
     }
 
+    /// How long `role` waits before dialing again: [`RETRY`], or with
+    /// `--redial` its next [`Backoff`] wait.
+    fn retry_wait(&mut self, role: Role) -> Duration {
+        if !self.cfg.redial {
+            return RETRY;
+        }
+        let random = self.random();
+        match role {
+            Role::Peer(s) => self.slots[s as usize].backoff.next_wait(random),
+            Role::Sub(s) => self.subs[s as usize].backoff.next_wait(random),
+        }
+    }
+
     /// Closes connection `idx`; `reconnect` queues its role again after a
     /// short wait (set for failures and closes by the server, not for churn,
     /// which reconnects at once itself).
@@ -1250,7 +1295,8 @@ impl Gen {
             if was_ready {
                 self.totals.reconnects += 1;
             }
-            self.retry.push((Instant::now() + RETRY, conn.role));
+            let wait = self.retry_wait(conn.role);
+            self.retry.push((Instant::now() + wait, conn.role));
         }
     }
 }
