@@ -5,8 +5,9 @@
 //! ```text
 //! cargo bench --bench scale                 # everything, about 12 minutes
 //! cargo bench --bench scale -- quick        # small sizes, short windows
-//! cargo bench --bench scale -- only=churn   # sections: floor ours ipc mass churn clients stalls
+//! cargo bench --bench scale -- only=churn   # sections: floor ours ipc mass churn clients stalls restart
 //! cargo bench --bench scale -- only=mass    # just the mass-connect rows, about 1 minute
+//! cargo bench --bench scale -- only=restart # one server SIGKILLed and restarted under 2,000 redialing peers, 3 runs
 //! cargo bench --bench scale -- keep-logs    # every child's output, to a directory in /tmp
 //! ```
 //!
@@ -49,6 +50,7 @@ struct Plan {
     churn_subs: Vec<u32>,
     clients: u32,
     mass_runs: usize,
+    restart_runs: usize,
     sections: Vec<String>,
 }
 
@@ -61,9 +63,11 @@ impl Plan {
             .find_map(|a| a.strip_prefix("only="))
             .map(|s| s.split(',').map(String::from).collect())
             .unwrap_or_else(|| {
-                ["floor", "ours", "ipc", "mass", "churn", "clients", "stalls"]
-                    .map(String::from)
-                    .to_vec()
+                [
+                    "floor", "ours", "ipc", "mass", "churn", "clients", "stalls", "restart",
+                ]
+                .map(String::from)
+                .to_vec()
             });
         let s = Duration::from_secs;
         if quick {
@@ -79,6 +83,7 @@ impl Plan {
                 churn_subs: vec![10, 200],
                 clients: 200,
                 mass_runs: 1,
+                restart_runs: 1,
                 sections,
             }
         } else {
@@ -95,6 +100,7 @@ impl Plan {
                 churn_subs: vec![10, 1000],
                 clients: 1000,
                 mass_runs: 5,
+                restart_runs: 3,
                 sections,
             }
         }
@@ -639,6 +645,154 @@ fn mass_run(meter: &Meter, urls: &mut Urls, n: u32, poll: Poll) -> Result<MassCo
     })
 }
 
+/// Peers of the restart section (issue 17).
+const RESTART_PEERS: u32 = 2000;
+
+/// One restart under redialing peers: what a subscriber saw.
+struct Restart {
+    /// The smallest list received after the first full one.
+    min_after_full: usize,
+    /// Lists received from the restart until the full list again.
+    lists_after: usize,
+    /// From spawning the new server to the subscriber's first list.
+    first_list_s: f64,
+    /// The new server's own figure: from creating `Server` to its first
+    /// publish (`first_list` line of bench-server), and that list's size.
+    server_first_s: f64,
+    server_first_len: usize,
+    /// The first publish delay the server ran with.
+    delay_ms: u64,
+    /// From spawning the new server until every peer had redialed and
+    /// completed the handshake (the generator's 20 ms ticks).
+    peers_back_s: f64,
+    /// From spawning the new server until the subscriber held every name.
+    full_again_s: f64,
+}
+
+/// A server (bench-server, default options, so the default first publish
+/// delay) with `RESTART_PEERS` loadgen peers in `--redial` mode and one
+/// raw subscriber (another loadgen, also redialing) recording the size of
+/// every list; once the subscriber holds every name the server is killed
+/// with SIGKILL and started again on the same URLs, once every peer has
+/// seen its connection close and then `down` later (a long `down` lets
+/// every peer's redial wait grow to its longest, 1 s). `first_publish`
+/// is bench-server's `--first-publish-ms`: `default`, or `0` for the
+/// reference (the first list as soon as the first heartbeat round ends,
+/// as before issue 17).
+fn restart_run(down: Duration, first_publish: &str) -> Result<Restart, String> {
+    let server_args = |survey: &str, publish: &str| {
+        vec![
+            s("--survey"),
+            s(survey),
+            s("--publish"),
+            s(publish),
+            s("--first-publish-ms"),
+            s(first_publish),
+        ]
+    };
+    let mut server = Proc::spawn(
+        "bench-server",
+        SERVER,
+        &server_args("tcp://127.0.0.1:0", "tcp://127.0.0.1:0"),
+        Some(0),
+    );
+    let (_, ready) = server.wait_for("ready", |_| true, STEP_TIMEOUT)?;
+    let survey = ready.get("survey").unwrap_or_default().to_owned();
+    let publish = ready.get("publish").unwrap_or_default().to_owned();
+    let mut sub = Proc::spawn(
+        "loadgen-sub",
+        LOADGEN,
+        &[
+            s("--survey"),
+            survey.clone(),
+            s("--publish"),
+            publish.clone(),
+            s("--peers"),
+            s("0"),
+            s("--subs"),
+            s("1"),
+            s("--print-lists"),
+            s("--redial"),
+        ],
+        None,
+    );
+    let mut peers = Proc::spawn(
+        "loadgen",
+        LOADGEN,
+        &[
+            s("--survey"),
+            survey.clone(),
+            s("--peers"),
+            RESTART_PEERS.to_string(),
+            s("--report-ms"),
+            s("20"),
+            s("--redial"),
+        ],
+        Some(1),
+    );
+    let full = |l: &Line| l.num::<u32>("len") == Some(RESTART_PEERS);
+    let (t_full, _) = sub.wait_for("list", full, STEP_TIMEOUT)?;
+    // One second with the full list, then SIGKILL.
+    std::thread::sleep(Duration::from_secs(1));
+    server
+        .child
+        .kill()
+        .map_err(|e| format!("SIGKILL the server: {e}"))?;
+    let _ = server.child.wait();
+    let t_kill = Instant::now();
+    // Every peer notices (its connection closes) before the restart.
+    peers.skip_past();
+    peers.wait_for(
+        "tick",
+        |l| l.num::<u32>("peers_ready") == Some(0),
+        STEP_TIMEOUT,
+    )?;
+    std::thread::sleep(down);
+    let t_restart = Instant::now();
+    let mut server = Proc::spawn(
+        "bench-server",
+        SERVER,
+        &server_args(&survey, &publish),
+        Some(0),
+    );
+    let (_, ready) = server.wait_for("ready", |_| true, STEP_TIMEOUT)?;
+    let delay_ms = ready.num::<u64>("first_publish_ms").unwrap_or(0);
+    // The subscriber holds every name again, from the new server.
+    sub.skip_past();
+    let (t_back, _) = sub.wait_for("list", full, Duration::from_secs(60))?;
+    let (peers_back_at, _) = peers.wait_for(
+        "tick",
+        |l| l.num::<u32>("peers_ready") == Some(RESTART_PEERS),
+        STEP_TIMEOUT,
+    )?;
+    let (_, first) = server.wait_for("first_list", |_| true, STEP_TIMEOUT)?;
+    let after_full = sub.between("list", t_full, t_back);
+    let after_kill: Vec<Line> = sub.between("list", t_kill, t_back);
+    let (t_first, _) = sub
+        .lines
+        .iter()
+        .find(|(at, l)| l.kind == "list" && *at >= t_restart)
+        .cloned()
+        .ok_or("no list after the restart")?;
+    let len = |l: &Line| l.num::<usize>("len").unwrap_or(0);
+    let result = Restart {
+        min_after_full: after_full.iter().map(len).min().unwrap_or(0),
+        lists_after: after_kill.len(),
+        first_list_s: (t_first - t_restart).as_secs_f64(),
+        server_first_s: first.num::<f64>("t").unwrap_or(f64::NAN),
+        server_first_len: len(&first),
+        delay_ms,
+        peers_back_s: peers_back_at
+            .saturating_duration_since(t_restart)
+            .as_secs_f64(),
+        full_again_s: (t_back - t_restart).as_secs_f64(),
+    };
+    peers.stop();
+    sub.stop();
+    server.stop();
+    Ok(result)
+}
+
 struct Churn {
     /// p50 and p99 of leaves and of joins alone.
     leave: (f64, f64),
@@ -1038,6 +1192,7 @@ fn main() {
     );
     println!("# full s: from the server's start until a raw subscriber holds all N names (Clients: from the clients' start until the server, or every client, has all)");
     println!("# mass connect: N peers connect at once to a server up for one survey time, with one subscriber; full s from the first peer's connection; CPU % of the server from the generator's start to the full list");
+    println!("# restart: {RESTART_PEERS} loadgen --redial peers, a raw subscriber; the server (default options) SIGKILLed once the subscriber holds all, started again on the same URLs as soon as every peer saw its connection close (down +0s) or 3 s later (down +3s: every peer's redial wait at its longest, 1 s); reference rows: the same with --first-publish-ms 0; full s from the restart until the subscriber holds all again");
     println!("# answers/survey: min-max per heartbeat round (ours) or per survey (floor) in the window; lists/min: lists published in the window, per minute");
     println!();
     let mut table = Table { out: String::new() };
@@ -1256,6 +1411,78 @@ fn main() {
                 );
             }
         }
+    }
+
+    if plan.runs("restart") {
+        let mut dips = Vec::new();
+        let mut failed = false;
+        let mut reference = Vec::new();
+        let variants = [
+            (Duration::ZERO, "default"),
+            (Duration::from_secs(3), "default"),
+            (Duration::from_secs(3), "0"),
+        ];
+        for ((down, first_publish), run) in variants
+            .iter()
+            .flat_map(|v| (1..=plan.restart_runs).map(move |r| (*v, r)))
+        {
+            let reference_run = first_publish != "default";
+            let case = format!(
+                "restart{}, down +{}s ({run}/{})",
+                if reference_run { ", delay 0 (ref)" } else { "" },
+                down.as_secs(),
+                plan.restart_runs
+            );
+            match restart_run(down, first_publish) {
+                Ok(r) => {
+                    let dip = if r.min_after_full >= RESTART_PEERS as usize {
+                        "dip: none".to_owned()
+                    } else {
+                        format!("DIP: a list of {} names", r.min_after_full)
+                    };
+                    if reference_run {
+                        reference.push(r.min_after_full);
+                    } else {
+                        dips.push(r.min_after_full);
+                    }
+                    table.row(&[
+                        &case,
+                        "tcp",
+                        &RESTART_PEERS.to_string(),
+                        "-",
+                        "-",
+                        "-",
+                        "-",
+                        &f2(r.full_again_s),
+                        "-",
+                        "-",
+                        &format!(
+                            "{dip} (smallest list after the first full one: {}); first list {:.2} s after the restart ({} names; server: {:.2} s after Server::new, first_publish_delay {} ms); every peer redialed and handshaken {:.2} s after the restart; {} lists from the kill to the full list",
+                            r.min_after_full,
+                            r.first_list_s,
+                            r.server_first_len,
+                            r.server_first_s,
+                            r.delay_ms,
+                            r.peers_back_s,
+                            r.lists_after
+                        ),
+                    ]);
+                }
+                Err(e) => {
+                    failed |= !reference_run;
+                    table.fail(&case, "tcp", RESTART_PEERS, &e);
+                }
+            }
+        }
+        verdicts.check(
+            format!(
+                "restart under {RESTART_PEERS} redialing peers: the subscriber never holds fewer than {RESTART_PEERS} names (smallest per run: {dips:?})"
+            ),
+            !failed && dips.iter().all(|&d| d >= RESTART_PEERS as usize),
+        );
+        println!(
+            "# restart reference, first publish delay 0 (the first list when the first heartbeat round ends): smallest list per run {reference:?}"
+        );
     }
 
     if plan.runs("churn") {

@@ -10,9 +10,13 @@
 //!
 //! `--first-publish-ms` is the server's first publish delay: 0 (the first
 //! list when the first heartbeat round ends) unless given, so that the
-//! rows measured before the delay existed stay comparable.
+//! rows measured before the delay existed stay comparable; `default` leaves
+//! the library's default (2 × `reconnect_max` + `survey_time`).
 //!
-//! Prints `ready survey=URL publish=URL`; then, sampling the counters every
+//! Prints `ready survey=URL publish=URL first_publish_ms=D`; `first_list
+//! t=S len=N` when the server publishes its first list (`t` in seconds
+//! from just before the server was created, as its changes receiver sees
+//! it); then, sampling the counters every
 //! 100 ms, a `round n=.. answers=..` line for every heartbeat round that
 //! ended (`missed=K` if K rounds ended unseen between two samples) and a
 //! `stats` line with every counter once a second (`--stats-ms`). Stops at the end of
@@ -34,8 +38,13 @@ fn main() {
         .miss_threshold(args.get("threshold", 2))
         .republish_interval(ms("republish-ms", 30_000))
         .publish_gap(ms("gap-ms", 2))
-        .event_driven(args.get("event-driven", true))
-        .first_publish_delay(ms("first-publish-ms", 0));
+        .event_driven(args.get("event-driven", true));
+    let options = match args.str("first-publish-ms") {
+        Some("default") => options,
+        _ => options.first_publish_delay(ms("first-publish-ms", 0)),
+    };
+    let first_publish = options.get_first_publish_delay();
+    let created = Instant::now();
     let server = Server::new(
         args.str("survey").unwrap_or("tcp://127.0.0.1:0"),
         args.str("publish").unwrap_or("tcp://127.0.0.1:0"),
@@ -59,10 +68,19 @@ fn main() {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "ready survey={} publish={}",
+        "ready survey={} publish={} first_publish_ms={}",
         server.survey_url(),
-        server.publish_url()
+        server.publish_url(),
+        first_publish.as_millis()
     );
+    // The first list, timed where it arrives (the sampling loop prints it).
+    let (first_tx, first_list) = mpsc::channel::<(Instant, usize)>();
+    let changes = server.changes();
+    std::thread::spawn(move || {
+        if let Ok(list) = changes.recv() {
+            let _ = first_tx.send((Instant::now(), list.len()));
+        }
+    });
     let _ = out.flush();
 
     let start = Instant::now();
@@ -80,6 +98,13 @@ fn main() {
         next_sample += sample;
         let now = Instant::now();
         let t = now.duration_since(start).as_secs_f64();
+        if let Ok((at, len)) = first_list.try_recv() {
+            let _ = writeln!(
+                out,
+                "first_list t={:.3} len={len}",
+                at.duration_since(created).as_secs_f64()
+            );
+        }
         let s = server.stats();
         if s.rounds != last_rounds {
             let _ = writeln!(
