@@ -87,12 +87,10 @@ mod stats;
 mod subscriber;
 mod tls;
 mod transport;
-mod watch_server;
-// The watcher side: plugged into `Subscriber` once it is made of sources
-// (see `merge`); until then only its own tests drive it.
 mod urls;
-#[allow(dead_code)]
+mod watch_server;
 mod watch_source;
+mod watch_sources;
 pub mod watch_state;
 pub mod watch_wire;
 pub mod wire;
