@@ -225,7 +225,8 @@ impl FakeServer {
             nng::SocketAddr::Inet(a) => u16::from_be(a.port()),
             other => panic!("not an IPv4 address: {other:?}"),
         };
-        std::mem::forget(listener); // lives as long as the socket
+        // The listener (a handle) lives as long as the socket.
+        let _ = listener;
         FakeServer {
             socket,
             url: format!("tcp://127.0.0.1:{port}"),
