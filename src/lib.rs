@@ -16,7 +16,8 @@
 //! * with [`Options::watch_url`], the server also answers watchers over
 //!   REQ/REP (the watch protocol: [`watch_wire`], [`history`],
 //!   [`watch_state`]), sending each only what changed since the revision it
-//!   holds.
+//!   holds; [`Subscriber::watch`] and [`Client::with_watch`] follow it and
+//!   deliver the same lists as the publish URL.
 //!
 //! Clients and subscribers take one URL or several ([`Urls`]): with two or
 //! three redundant servers, a client answers them all and a subscriber
