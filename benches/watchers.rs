@@ -10,6 +10,13 @@
 //! `cargo bench --bench watchers` (N = 200 for both kinds, then 1,000 for
 //! the watch protocol only; `CLASSIC_MAX=1000` runs the classic 1,000 too,
 //! which takes minutes).
+//!
+//! Known problem (2026-12-02, not solved yet): in two of three runs a
+//! watch observer stopped receiving during heavy churn (its watcher
+//! redialed every 2 x keepalive and never got a reply again), so a run
+//! fails with "the empty list: Timeout" after 120 s. The N = 200 watch
+//! row came out (1.05 s listed, 2.64 s dropped; classic 4.20 s / 3.43 s)
+//! when it ran first.
 
 use std::time::{Duration, Instant};
 
@@ -68,7 +75,7 @@ fn run(kind: Kind, n: usize) -> (Duration, Duration) {
     drop(peers);
     drop(clients);
     while !changes
-        .recv_timeout(Duration::from_secs(600))
+        .recv_timeout(Duration::from_secs(120))
         .expect("the empty list")
         .is_empty()
     {}
@@ -89,8 +96,8 @@ fn main() {
     println!("| clients following the list | N | all listed | all dropped |");
     println!("|---|---|---|---|");
     for (kind, n) in [
-        (Kind::Classic, 200),
         (Kind::Watch, 200),
+        (Kind::Classic, 200),
         (Kind::Watch, 1000),
         (Kind::Classic, 1000),
     ] {
