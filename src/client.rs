@@ -18,6 +18,13 @@ use crate::wire;
 /// than this closes the connection (which is then dialed again).
 const MAX_SURVEY_BYTES: usize = 64 << 10;
 
+/// What a client follows besides answering surveys.
+enum Follow {
+    Nothing,
+    Publish(Vec<String>),
+    Watch(Vec<String>),
+}
+
 /// A service that announces itself to a discovery server, or to several
 /// redundant ones.
 ///
@@ -35,9 +42,11 @@ const MAX_SURVEY_BYTES: usize = 64 << 10;
 ///
 /// Made with [`with_subscription`](Client::with_subscription), it also
 /// receives the list of live services, like a [`Subscriber`] (the union of
-/// the servers' lists when given several publish URLs).
+/// the servers' lists when given several publish URLs); made with
+/// [`with_watch`](Client::with_watch), it receives the same lists through
+/// the servers' watch URLs, like [`Subscriber::watch`].
 ///
-/// Threads: one, two with a subscription, whatever the number of servers,
+/// Threads: one, two with a subscription (either kind), whatever the number of servers,
 /// plus NNG's shared pool.
 ///
 /// # Availability and draining
@@ -147,12 +156,11 @@ impl Client {
         service: &str,
         options: &Options,
     ) -> Result<Client> {
-        Client::open(
-            &survey_urls,
-            publish_url.map(|u| vec![u.to_owned()]),
-            service,
-            options,
-        )
+        let follow = match publish_url {
+            Some(url) => Follow::Publish(vec![url.to_owned()]),
+            None => Follow::Nothing,
+        };
+        Client::open(&survey_urls, follow, service, options)
     }
 
     /// [`with_options`](Client::with_options) with a subscription to one
@@ -166,12 +174,73 @@ impl Client {
         service: &str,
         options: &Options,
     ) -> Result<Client> {
-        Client::open(&survey_urls, Some(publish_urls.to_urls()), service, options)
+        Client::open(
+            &survey_urls,
+            Follow::Publish(publish_urls.to_urls()),
+            service,
+            options,
+        )
+    }
+
+    /// Like [`with_subscription`](Client::with_subscription), but follows
+    /// the list through the servers' watch URLs ([`Options::watch_url`]
+    /// on the server, `server --watch` in the daemon) instead of their
+    /// publish URLs, as [`Subscriber::watch`] does: each server sends this
+    /// client only what changed. The lists arrive on
+    /// [`peers`](Client::peers) just the same. When every service of a
+    /// large cluster follows the list, this is the form that scales.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nng_discovery::{Client, Options, Server};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let options = Options::default().watch_url("tcp://127.0.0.1:0");
+    /// let server = Server::new("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", options)?;
+    /// let watch_url = server.watch_url().expect("a watch URL was given");
+    /// let client = Client::with_watch(server.survey_url(), watch_url, "http://10.0.0.1:8080")?;
+    /// // The bound is generous for a busy or slow machine: about a second here.
+    /// let peers = client.peers()?;
+    /// while peers.recv_timeout(Duration::from_secs(30))? != ["http://10.0.0.1:8080"] {}
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`with_subscription`](Client::with_subscription), and the same
+    /// for `watch_urls`.
+    pub fn with_watch(
+        survey_urls: impl Urls,
+        watch_urls: impl Urls,
+        service: &str,
+    ) -> Result<Client> {
+        Client::with_watch_options(survey_urls, watch_urls, service, &Options::default())
+    }
+
+    /// [`with_watch`](Client::with_watch) with `options`: those of
+    /// [`with_options`](Client::with_options), and for the watch side those
+    /// of [`Subscriber::watch_with_options`] (its silence timeout is
+    /// 2 × [`Options::watch_keepalive`]).
+    ///
+    /// # Errors
+    /// As [`with_watch`](Client::with_watch), and
+    /// [`Error::InvalidOption`] for nonsense options.
+    pub fn with_watch_options(
+        survey_urls: impl Urls,
+        watch_urls: impl Urls,
+        service: &str,
+        options: &Options,
+    ) -> Result<Client> {
+        Client::open(
+            &survey_urls,
+            Follow::Watch(watch_urls.to_urls()),
+            service,
+            options,
+        )
     }
 
     fn open(
         survey_urls: &dyn Urls,
-        publish_urls: Option<Vec<String>>,
+        follow: Follow,
         service: &str,
         options: &Options,
     ) -> Result<Client> {
@@ -182,9 +251,10 @@ impl Client {
         })?;
         options.validate()?;
         let survey_urls = urls::checked(survey_urls)?;
-        let subscriber = match publish_urls {
-            Some(urls) => Some(Subscriber::with_options(urls, options)?),
-            None => None,
+        let subscriber = match follow {
+            Follow::Nothing => None,
+            Follow::Publish(urls) => Some(Subscriber::with_options(urls, options)?),
+            Follow::Watch(urls) => Some(Subscriber::watch_with_options(urls, options)?),
         };
         // Raw mode: NNG 1.4's cooked respondent can touch a freed connection
         // when one closes with a survey pending (NNG issue 1959; see
@@ -242,7 +312,7 @@ impl Client {
     ///
     /// # Errors
     /// [`Error::NoSubscription`] if the client was made with
-    /// [`new`](Client::new).
+    /// [`new`](Client::new) (or with no publish URL).
     pub fn peers(&self) -> Result<Receiver<Vec<String>>> {
         self.subscriber
             .as_ref()

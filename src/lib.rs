@@ -16,7 +16,8 @@
 //! * with [`Options::watch_url`], the server also answers watchers over
 //!   REQ/REP (the watch protocol: [`watch_wire`], [`history`],
 //!   [`watch_state`]), sending each only what changed since the revision it
-//!   holds.
+//!   holds; [`Subscriber::watch`] and [`Client::with_watch`] follow it and
+//!   deliver the same lists as the publish URL.
 //!
 //! Clients and subscribers take one URL or several ([`Urls`]): with two or
 //! three redundant servers, a client answers them all and a subscriber
@@ -87,12 +88,10 @@ mod stats;
 mod subscriber;
 mod tls;
 mod transport;
-mod watch_server;
-// The watcher side: plugged into `Subscriber` once it is made of sources
-// (see `merge`); until then only its own tests drive it.
 mod urls;
-#[allow(dead_code)]
+mod watch_server;
 mod watch_source;
+mod watch_sources;
 pub mod watch_state;
 pub mod watch_wire;
 pub mod wire;

@@ -11,15 +11,14 @@
 //! the union, silence timeouts and "latest wins" towards the application's
 //! [`Mailbox`].
 //!
-//! Today's source is the classic publish URL
+//! Two kinds of source exist: the classic publish URL
 //! ([`PublishSource`](crate::publish_source::PublishSource): one SUB
-//! socket per server, each with its own queue and dialer). A watch-protocol source (one REQ socket
-//! per server, each reply run through a
-//! [`WatchState`](crate::watch_state::WatchState)) is another
-//! implementation of the same trait: its descriptors are its sockets'
-//! receive descriptors, `take` turns replies into `List`/`Heard` and closed
-//! connections into `Gone`, and [`Source::deadline`] tells the loop when
-//! it must resend a request; nothing in the subscriber changes.
+//! socket per server, each with its own queue and dialer), and the watch
+//! protocol ([`WatchSources`](crate::watch_sources::WatchSources): one REQ
+//! socket per watch URL, each reply run through a
+//! [`WatchState`](crate::watch_state::WatchState)), whose replies are
+//! `List`/`Heard`, whose closed connections and silences are `Gone`, and
+//! whose [`Source::deadline`] tells the loop when to check for silence.
 
 use std::os::unix::io::RawFd;
 use std::thread::JoinHandle;
@@ -39,8 +38,7 @@ pub(crate) enum Report {
     List(Vec<String>),
     /// The server is alive and its list has not changed (a keepalive).
     /// The classic publish source never says it (each republish is a
-    /// `List`); the watch-protocol source will.
-    #[allow(dead_code)]
+    /// `List`); the watch-protocol source does.
     Heard,
     /// The connection to the server closed: it has no list until it
     /// reports one again.

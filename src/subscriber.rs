@@ -10,6 +10,7 @@ use crate::publish_source::PublishSource;
 use crate::receiver::Stopper;
 use crate::source::{self, Source};
 use crate::urls::{self, Urls};
+use crate::watch_sources::{self, WatchSources};
 use crate::wire::MAX_NAME_LEN;
 
 /// The largest published list a subscriber accepts: 16 MiB, room for more
@@ -46,7 +47,18 @@ const _: () = assert!(MAX_LIST_BYTES / (MAX_NAME_LEN + 1) > 10_000);
 /// or hangs changes nothing the application sees while another is up.
 ///
 /// Threads: one whatever the number of servers (it waits on one SUB
-/// socket per server), plus NNG's shared pool.
+/// socket per server, or one REQ socket per watch URL), plus NNG's shared
+/// pool.
+///
+/// # The watch protocol
+///
+/// [`Subscriber::watch`] follows servers' watch URLs
+/// ([`Options::watch_url`]) instead of their publish URLs: each server then
+/// sends this subscriber only what changed since the list it holds (a
+/// delta), one subscriber at a time, instead of the whole list to every
+/// subscriber at every change; it scales to thousands of peers that all
+/// follow the list. What [`changes`](Subscriber::changes) delivers is the
+/// same either way.
 ///
 /// ```no_run
 /// # fn main() -> Result<(), nng_discovery::Error> {
@@ -59,7 +71,9 @@ const _: () = assert!(MAX_LIST_BYTES / (MAX_NAME_LEN + 1) > 10_000);
 /// ```
 #[derive(Debug)]
 pub struct Subscriber {
-    publish_urls: Vec<String>,
+    /// The publish URLs, or the watch URLs when `watching`.
+    urls: Vec<String>,
+    watching: bool,
     stopper: Stopper,
     changes: Receiver<Vec<String>>,
     thread: Option<JoinHandle<Box<dyn Source>>>,
@@ -89,9 +103,79 @@ impl Subscriber {
         options.validate()?;
         let urls = urls::checked(&publish_urls)?;
         let source = PublishSource::open(urls.clone(), options)?;
-        let following = source::start(Box::new(source), options.get_silence_timeout())?;
+        Subscriber::start(urls, false, Box::new(source), options.get_silence_timeout())
+    }
+
+    /// Follows the servers' watch URLs ([`Options::watch_url`] on the
+    /// server, `server --watch` in the daemon): one URL, or several for
+    /// redundant servers (see [`Urls`]), with the default [`Options`]. See
+    /// [`watch_with_options`](Subscriber::watch_with_options).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nng_discovery::{Client, Options, Server, Subscriber};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let options = Options::default().watch_url("tcp://127.0.0.1:0");
+    /// let server = Server::new("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", options)?;
+    /// let watch_url = server.watch_url().expect("a watch URL was given");
+    /// let watcher = Subscriber::watch(watch_url)?;
+    /// let client = Client::new(server.survey_url(), "http://10.0.0.1:8080")?;
+    ///
+    /// // About a second here (the server's first list waits for its first
+    /// // survey to end); the bound is generous for a busy or slow machine.
+    /// let changes = watcher.changes();
+    /// let timeout = Duration::from_secs(30);
+    /// while changes.recv_timeout(timeout)? != ["http://10.0.0.1:8080"] {}
+    ///
+    /// client.shutdown(); // it leaves at once, and the watcher hears of it
+    /// while !changes.recv_timeout(timeout)?.is_empty() {}
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`new`](Subscriber::new).
+    pub fn watch(watch_urls: impl Urls) -> Result<Subscriber> {
+        Subscriber::watch_with_options(watch_urls, &Options::default())
+    }
+
+    /// Follows the servers' watch URLs, with the reconnect timing of
+    /// `options` ([`Options::reconnect_min`], [`Options::reconnect_max`])
+    /// and its [`Options::watch_keepalive`]: a server holds a current
+    /// request for at most its keepalive before it answers, so a server
+    /// that sends nothing for **2 × `watch_keepalive`** is taken as gone or
+    /// hung: it stops counting, and its connection is dialed again. That
+    /// is this subscriber's silence timeout ([`Options::silence_timeout`]
+    /// is not used here): make it with the servers' options, or at least
+    /// with their keepalive.
+    ///
+    /// Each server has its own REQ socket; one thread serves them all. A
+    /// server's first reply is the whole list (a snapshot), later replies
+    /// what changed; a reply that does not apply to what the subscriber
+    /// holds makes it ask for a snapshot, and is never delivered. A closed
+    /// connection stops counting at once, as with [`new`](Subscriber::new).
+    ///
+    /// # Errors
+    /// As [`with_options`](Subscriber::with_options).
+    pub fn watch_with_options(watch_urls: impl Urls, options: &Options) -> Result<Subscriber> {
+        options.validate()?;
+        let urls = urls::checked(&watch_urls)?;
+        let source = WatchSources::open(urls.clone(), options)?;
+        let silence = watch_sources::silence_timeout(options);
+        Subscriber::start(urls, true, Box::new(source), silence)
+    }
+
+    fn start(
+        urls: Vec<String>,
+        watching: bool,
+        source: Box<dyn Source>,
+        silence_timeout: std::time::Duration,
+    ) -> Result<Subscriber> {
+        // On an error the source is dropped, which closes its sockets.
+        let following = source::start(source, silence_timeout)?;
         Ok(Subscriber {
-            publish_urls: urls,
+            urls,
+            watching,
             stopper: following.stopper,
             changes: following.changes,
             thread: Some(following.thread),
@@ -106,14 +190,25 @@ impl Subscriber {
         self.changes.clone()
     }
 
-    /// The publish URL this subscriber dials: the first one given.
+    /// The URL this subscriber dials: the first one given (a watch URL
+    /// for a subscriber made with [`watch`](Subscriber::watch), see
+    /// [`is_watching`](Subscriber::is_watching)).
     pub fn publish_url(&self) -> &str {
-        &self.publish_urls[0]
+        &self.urls[0]
     }
 
-    /// Every publish URL this subscriber dials, in the order given.
+    /// Every URL this subscriber dials, in the order given (watch URLs for
+    /// a subscriber made with [`watch`](Subscriber::watch)).
     pub fn publish_urls(&self) -> &[String] {
-        &self.publish_urls
+        &self.urls
+    }
+
+    /// Whether this subscriber follows watch URLs (made with
+    /// [`watch`](Subscriber::watch) or
+    /// [`watch_with_options`](Subscriber::watch_with_options)) rather than
+    /// publish URLs.
+    pub fn is_watching(&self) -> bool {
+        self.watching
     }
 
     /// Closes the connections and stops the thread; the channel
@@ -130,7 +225,7 @@ impl Subscriber {
             match thread.join() {
                 Ok(source) => source.close(),
                 // Its socket was dropped (closed) as the thread unwound.
-                Err(_) => log::error!("subscriber thread for {:?} panicked", self.publish_urls),
+                Err(_) => log::error!("subscriber thread for {:?} panicked", self.urls),
             }
         }
     }

@@ -37,7 +37,7 @@ use nng::{Dialer, Message, Protocol, Socket};
 use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::subscriber::MAX_LIST_BYTES;
-use crate::transport;
+use crate::transport::{self, Link};
 use crate::watch_state::WatchState;
 use crate::watch_wire::{self, Position};
 
@@ -68,6 +68,9 @@ pub(crate) struct WatchSource {
     options: Options,
     socket: Socket,
     dialer: Option<Dialer>,
+    /// Which dialers have connected: a dialer that never did is given a
+    /// moment before it closes (an NNG 1.4 leak, see [`Link`]).
+    link: Arc<Link>,
     recv_fd: RawFd,
     wake: UnixStream,
     connections: Arc<Connections>,
@@ -92,9 +95,38 @@ impl WatchSource {
     /// # Errors
     /// [`Error::InvalidUrl`] for a malformed URL, [`Error::InvalidOption`]
     /// for nonsense options, [`Error::Setup`] if NNG refuses the socket.
+    #[cfg(test)]
     pub(crate) fn new(url: &str, options: &Options, now: Instant) -> Result<WatchSource> {
+        let mut source = WatchSource::prepare(url, options, now)?;
+        source.start()?;
+        Ok(source)
+    }
+
+    /// The socket for `url`, its URL checked, not dialing yet: a source of
+    /// several URLs checks them all before it dials any. [`start`] dials.
+    ///
+    /// [`start`]: WatchSource::start
+    ///
+    /// # Errors
+    /// As [`new`](WatchSource::new).
+    pub(crate) fn prepare(url: &str, options: &Options, now: Instant) -> Result<WatchSource> {
         options.validate()?;
         let socket = Socket::new(Protocol::Req0).map_err(Error::nng("open a REQ socket"))?;
+        match WatchSource::with_socket(socket.clone(), url, options, now) {
+            Ok(source) => Ok(source),
+            Err(e) => {
+                socket.close();
+                Err(e)
+            }
+        }
+    }
+
+    fn with_socket(
+        socket: Socket,
+        url: &str,
+        options: &Options,
+        now: Instant,
+    ) -> Result<WatchSource> {
         transport::limit(&socket, MAX_LIST_BYTES + watch_wire::REPLY_HEADER_LEN)?;
         let recv_fd = socket
             .get_opt::<RecvFd>()
@@ -104,23 +136,22 @@ impl WatchSource {
         notify.set_nonblocking(true).map_err(Error::spawn)?;
         let connections = Arc::new(Connections::default());
         let counters = Arc::clone(&connections);
-        socket
-            .pipe_notify(move |_, event| {
-                // Runs on NNG's threads: count, wake the owner, return.
-                match event {
-                    nng::PipeEvent::AddPost => counters.added.fetch_add(1, Ordering::SeqCst),
-                    nng::PipeEvent::RemovePost => counters.removed.fetch_add(1, Ordering::SeqCst),
-                    _ => return,
-                };
-                let _ = (&notify).write(&[1]);
-            })
-            .map_err(Error::nng("watch the watch connection"))?;
-        let dialer = transport::dial(&socket, url, options)?;
-        let mut source = WatchSource {
+        let link = Link::watch_with(&socket, &[url.to_owned()], move |_, event| {
+            // Runs on NNG's threads: count, wake the owner, return.
+            match event {
+                nng::PipeEvent::AddPost => counters.added.fetch_add(1, Ordering::SeqCst),
+                nng::PipeEvent::RemovePost => counters.removed.fetch_add(1, Ordering::SeqCst),
+                _ => return,
+            };
+            let _ = (&notify).write(&[1]);
+        })?;
+        transport::check_dial_url(&socket, url, options)?;
+        Ok(WatchSource {
             url: url.to_owned(),
             options: options.clone(),
             socket,
-            dialer: Some(dialer),
+            dialer: None,
+            link,
             recv_fd,
             wake,
             connections,
@@ -129,12 +160,24 @@ impl WatchSource {
             unsent: Some(Position::NOTHING),
             heard: now,
             gone: false,
-        };
-        source.try_send();
-        Ok(source)
+        })
+    }
+
+    /// Starts dialing (once; again does nothing) and queues the first
+    /// request.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`] for a URL NNG refuses to dial.
+    pub(crate) fn start(&mut self) -> Result<()> {
+        if self.dialer.is_none() {
+            self.dialer = Some(transport::dial(&self.socket, &self.url, &self.options)?);
+            self.try_send();
+        }
+        Ok(())
     }
 
     /// The watch URL.
+    #[cfg(test)]
     pub(crate) fn url(&self) -> &str {
         &self.url
     }
@@ -213,16 +256,13 @@ impl WatchSource {
     }
 
     fn stop(&mut self) {
-        if let Some(dialer) = self.dialer.take() {
-            dialer.close();
-        }
+        // Let a connection attempt in flight finish first (see Link).
+        self.link.close(self.dialer.take());
         self.socket.close();
     }
 
     fn redial(&mut self) {
-        if let Some(dialer) = self.dialer.take() {
-            dialer.close();
-        }
+        self.link.close(self.dialer.take());
         match transport::dial(&self.socket, &self.url, &self.options) {
             Ok(dialer) => self.dialer = Some(dialer),
             Err(e) => log::warn!("redialing {}: {e}", self.url),

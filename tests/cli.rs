@@ -12,7 +12,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use common::daemon::{
-    assert_exit, binary, exited_within, patience, run, server_args, slow_arg, start_server, Proc,
+    assert_exit, binary, exited_within, patience, run, server_args, slow_arg, start_server,
+    start_server_with, Proc,
 };
 use crossbeam_channel::unbounded;
 
@@ -57,13 +58,23 @@ fn help_for_every_command() {
         (
             &["join", "-h"],
             "nng-discovery join:",
-            &["--survey", "--name", "--publish", "--json", "SIGTERM"],
+            &[
+                "--survey",
+                "--name",
+                "--publish",
+                "--watch",
+                "--watch-keepalive",
+                "--json",
+                "SIGTERM",
+            ],
         ),
         (
             &["watch", "--help"],
             "nng-discovery watch:",
             &[
                 "--publish",
+                "--watch",
+                "--watch-keepalive",
                 "--json",
                 "--exec",
                 "NNG_DISCOVERY_PEERS",
@@ -129,6 +140,41 @@ fn usage_errors_exit_2_with_one_line_naming_the_flag() {
         (
             vec!["watch", "--publish", "tcp://127.0.0.1:1", "extra"],
             "unexpected argument \"extra\"",
+        ),
+        (vec!["watch"], "watch needs --publish URL or --watch URL"),
+        (
+            vec![
+                "watch",
+                "--publish",
+                "tcp://127.0.0.1:1",
+                "--watch",
+                "tcp://127.0.0.1:2",
+            ],
+            "--publish and --watch cannot be used together",
+        ),
+        (
+            vec![
+                "join",
+                "--survey",
+                "tcp://127.0.0.1:1",
+                "--name",
+                "n",
+                "--watch",
+                "tcp://127.0.0.1:2",
+                "--publish",
+                "tcp://127.0.0.1:3",
+            ],
+            "cannot be used together",
+        ),
+        (
+            vec![
+                "watch",
+                "--publish",
+                "tcp://127.0.0.1:1",
+                "--watch-keepalive",
+                "1s",
+            ],
+            "--watch-keepalive needs --watch URL",
         ),
     ];
     for (args, want) in cases {
@@ -254,6 +300,53 @@ fn server_join_watch_and_clean_signals() {
     let mut watch = watch;
     watch.signal(libc::SIGINT);
     assert_exit(watch.wait_exit(), 0, "watch after SIGINT");
+}
+
+/// `join --watch` and `watch --watch` follow a `server --watch`: the same
+/// lines as with --publish, and --once too.
+#[test]
+fn join_and_watch_follow_a_watch_url() {
+    let bin = binary_or_return!();
+    let (_server_a, survey_a, watch_a) = start_watch_server(bin);
+    let (_server_b, survey_b, watch_b) = start_watch_server(bin);
+    let watch = Proc::start(bin, &["watch", "--watch", &watch_a, "--watch", &watch_b]);
+    watch.expect("");
+    let join = Proc::start(
+        bin,
+        &[
+            "join", "--survey", &survey_a, "--name", "alpha", "--watch", &watch_a, "--json",
+        ],
+    );
+    watch.expect("alpha");
+    // The join's own lists, from server a's watch URL.
+    join.expect(r#"["alpha"]"#);
+    let mut beta = Proc::start(bin, &["join", "--survey", &survey_b, "--name", "beta"]);
+    watch.expect("alpha beta");
+    let (status, out, _) = run(
+        bin,
+        &[
+            "watch",
+            "--watch",
+            &watch_b,
+            "--watch-keepalive",
+            "10s",
+            "--once",
+            "--json",
+        ],
+    );
+    assert_exit(status, 0, "watch --watch --once");
+    assert_eq!(out, "[\"beta\"]\n");
+    beta.signal(libc::SIGTERM);
+    assert_exit(beta.wait_exit(), 0, "join after SIGTERM");
+    watch.expect("alpha");
+}
+
+/// A server with a watch URL on free loopback ports; returns it with its
+/// survey and watch URLs.
+fn start_watch_server(bin: &str) -> (Proc, String, String) {
+    let (server, survey, _publish) = start_server_with(bin, &["--watch", "tcp://127.0.0.1:0"]);
+    let watch = server.next_url("watch");
+    (server, survey, watch)
 }
 
 #[test]

@@ -39,26 +39,50 @@ fn urls(kind: usize) -> (String, String) {
     }
 }
 
-/// One server with a plain client, a client with a subscription and a
-/// subscriber, all connected (the lists prove it), then all dropped.
+/// Options with the fast heartbeat and a watch URL over transport number
+/// `kind`, like [`urls`].
+fn watch_options(kind: usize) -> nng_discovery::Options {
+    let watch = match kind % 3 {
+        0 => "tcp://127.0.0.1:0".to_owned(),
+        1 => ipc_url("res-w"),
+        _ => inproc_url("res-w"),
+    };
+    fast_options().watch_url(watch)
+}
+
+/// One server with a plain client, a client with a subscription, a
+/// subscriber, a client following the watch URL and a watcher, all
+/// connected (the lists prove it), then all dropped.
 /// Returns how many objects it made.
 fn connected_round(kind: usize, round: usize) -> usize {
     let (s, p) = urls(kind);
-    let server = Server::new(&s, &p, fast_options()).expect("server");
+    let server = Server::new(&s, &p, watch_options(kind)).expect("server");
+    let watch_url = server.watch_url().expect("a watch URL").to_owned();
     let plain_name = format!("plain-{round}");
     let sub_name = format!("sub-{round}");
     let plain = Client::new(server.survey_url(), &plain_name).expect("client");
     let with_sub = Client::with_subscription(server.survey_url(), server.publish_url(), &sub_name)
         .expect("client with subscription");
     let subscriber = Subscriber::new(server.publish_url()).expect("subscriber");
-    let mut want = vec![plain_name, sub_name];
+    let watch_name = format!("watch-{round}");
+    let with_watch = Client::with_watch(server.survey_url(), &watch_url, &watch_name)
+        .expect("client with watch");
+    let watcher = Subscriber::watch(&watch_url).expect("watcher");
+    let mut want = vec![plain_name, sub_name, watch_name];
     want.sort();
     wait_for(&subscriber.changes(), |l| l == want.as_slice(), patience());
+    wait_for(&watcher.changes(), |l| l == want.as_slice(), patience());
+    wait_for(
+        &with_watch.peers().expect("watch"),
+        |l| l == want.as_slice(),
+        patience(),
+    );
     wait_for(
         &with_sub.peers().expect("subscription"),
         |l| l == want.as_slice(),
         patience(),
     );
+    drop((watcher, with_watch));
     // Vary the order in which they go.
     match round % 3 {
         0 => {
@@ -80,7 +104,7 @@ fn connected_round(kind: usize, round: usize) -> usize {
             with_sub.shutdown();
         }
     }
-    4
+    6
 }
 
 /// Clients and subscribers made and dropped at once, while still dialing,
@@ -122,7 +146,20 @@ fn hasty_round(kind: usize, server: &Server) -> usize {
         Subscriber::new([nowhere_p.as_str(), server.publish_url()])
             .expect("subscriber of two servers"),
     );
-    8
+    // Watchers (issue 14), of the server and of nowhere (the publish URL
+    // of nowhere is as absent as a watch URL would be).
+    let watch_url = server.watch_url().expect("a watch URL");
+    drop(Subscriber::watch(watch_url).expect("watcher"));
+    drop(Subscriber::watch(&nowhere_p).expect("watcher of nothing"));
+    drop(
+        Client::with_watch(
+            [server.survey_url(), nowhere_s.as_str()],
+            [watch_url, nowhere_p.as_str()],
+            "multi-watch",
+        )
+        .expect("client watching two servers"),
+    );
+    11
 }
 
 fn warm_up() {
@@ -150,7 +187,7 @@ fn no_threads_or_descriptors_leak() {
             }
             for kind in 0..3 {
                 let (s, p) = urls(kind);
-                let server = Server::new(&s, &p, fast_options()).expect("server");
+                let server = Server::new(&s, &p, watch_options(kind)).expect("server");
                 let _keep = Client::new(server.survey_url(), "anchor").expect("client");
                 wait_for_list(&server.changes(), &["anchor"]);
                 for i in 0..15 {

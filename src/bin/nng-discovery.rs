@@ -174,11 +174,19 @@ fn log_stats(s: &nng_discovery::Stats) {
 fn join(a: JoinArgs) -> Outcome {
     // Unlisted until the health state says otherwise: with --check, the
     // first check runs before the first join.
-    let options = with_tls(Options::default().available(false), &a.tls)?;
-    let client = if a.publish.is_empty() {
-        Client::with_options(&a.survey, None, &a.name, &options)
-    } else {
+    let options = with_tls(
+        Options::default()
+            .available(false)
+            .watch_keepalive(a.watch_keepalive),
+        &a.tls,
+    )?;
+    // The parser lets at most one of --publish and --watch through.
+    let client = if !a.watch.is_empty() {
+        Client::with_watch_options(&a.survey, &a.watch, &a.name, &options)
+    } else if !a.publish.is_empty() {
         Client::with_subscription_options(&a.survey, &a.publish, &a.name, &options)
+    } else {
+        Client::with_options(&a.survey, None, &a.name, &options)
     }
     .map_err(|e| e.to_string())?;
     let signals = signals::forward().map_err(|e| format!("watching signals: {e}"))?;
@@ -334,14 +342,23 @@ impl Gate<'_> {
 }
 
 fn watch(a: WatchArgs) -> Outcome {
-    let options = with_tls(Options::default(), &a.tls)?;
-    let subscriber = Subscriber::with_options(&a.publish, &options).map_err(|e| e.to_string())?;
+    let options = with_tls(
+        Options::default().watch_keepalive(a.watch_keepalive),
+        &a.tls,
+    )?;
+    // The parser lets exactly one of --publish and --watch through.
+    let (subscriber, urls) = if a.watch.is_empty() {
+        (Subscriber::with_options(&a.publish, &options), &a.publish)
+    } else {
+        (Subscriber::watch_with_options(&a.watch, &options), &a.watch)
+    };
+    let subscriber = subscriber.map_err(|e| e.to_string())?;
     let signals = signals::forward().map_err(|e| format!("watching signals: {e}"))?;
     let lists = subscriber.changes();
     let mut exec = a.exec.map(exec::Exec::new);
     let no_exits: Receiver<u32> = never();
     let mut printer = Printer { json: a.json };
-    log::info!("watching {}", a.publish.join(" "));
+    log::info!("watching {}", urls.join(" "));
     let result = loop {
         let exits = exec.as_ref().map_or(&no_exits, |e| e.exited());
         select! {

@@ -68,7 +68,13 @@ pub struct JoinArgs {
     /// `--publish`, once per server: also print the lists (the union of
     /// the servers'); empty: no lists.
     pub publish: Vec<String>,
-    /// `--json` (only with `publish`).
+    /// `--watch`, once per server: also print the lists, followed through
+    /// the servers' watch URLs (never together with `publish`).
+    pub watch: Vec<String>,
+    /// `--watch-keepalive`: the servers' watch keepalive (the silence
+    /// timeout is twice this).
+    pub watch_keepalive: Duration,
+    /// `--json` (only with `publish` or `watch`).
     pub json: bool,
     /// `--check CMD`: list the name only while CMD passes.
     pub check: Option<String>,
@@ -93,8 +99,14 @@ pub struct JoinArgs {
 /// `watch`, checked.
 #[derive(Debug)]
 pub struct WatchArgs {
-    /// `--publish`, once per server (at least one, none twice).
+    /// `--publish`, once per server (none twice); empty with `watch`.
     pub publish: Vec<String>,
+    /// `--watch`, once per server (none twice); empty with `publish`. One
+    /// of the two is given.
+    pub watch: Vec<String>,
+    /// `--watch-keepalive`: the servers' watch keepalive (the silence
+    /// timeout is twice this).
+    pub watch_keepalive: Duration,
     /// `--json`: print lists as JSON arrays.
     pub json: bool,
     /// `--exec`: a non-blank shell command to run after each change.
@@ -207,6 +219,12 @@ Redundant servers: give --survey once per server (and --publish once per
 server); NAME answers every server, each dialed on its own, and the lists
 printed are the union of the servers' lists.
 
+--watch URL prints the same lists, followed through the servers' watch URLs
+(servers started with --watch) instead of their publish URLs: each server
+sends only what changed. Repeatable like --publish, but not together with
+it. Give --watch-keepalive the servers' value if it is not the default 10s
+(see 'nng-discovery watch --help').
+
 NAME: at most 1024 bytes, no '|', no control characters.
 
 Health checks: with --check CMD, NAME is listed only while CMD passes (exits
@@ -251,6 +269,15 @@ its connection closes, or when it has published nothing for 90s (three of
 the default 30s republishes: a hung server); when none counts, the last
 list stands.
 
+--watch URL follows a server's watch URL (a server started with --watch)
+instead of its publish URL: the same lines, but each server sends this
+watcher only what changed since the list it holds, which scales to
+thousands of watchers. Repeatable for redundant servers like --publish (the
+union again); --publish and --watch cannot be used together. A server that
+sends nothing for twice --watch-keepalive stops counting (a hung server)
+and is dialed again: give the servers' --watch-keepalive if it is not the
+default 10s.
+
 --exec CMD: after printing each list, CMD runs through 'sh -c', in its own
 process group, with stdout and stderr inherited, and receives the list in
 three forms:
@@ -272,6 +299,7 @@ list finds stdout closed; 1 on a runtime failure, 2 on a usage error.
 
 Examples:
   nng-discovery watch --publish tcp://10.0.0.5:40008 --json
+  nng-discovery watch --watch tcp://10.0.0.5:40009 --watch tcp://10.0.0.6:40009
   timeout 5 nng-discovery watch --publish tcp://10.0.0.5:40008 --once
   nng-discovery watch --publish tcp://10.0.0.5:40008 \\
       --exec 'cat > /etc/app/peers.new && mv /etc/app/peers.new /etc/app/peers'";
@@ -418,9 +446,15 @@ struct JoinCli {
     #[arg(long, value_name = "NAME", value_parser = name_arg)]
     name: String,
     /// Also print the lists (repeatable)
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", conflicts_with = "watch")]
     publish: Vec<String>,
-    /// With --publish, print lists as JSON arrays
+    /// Or print them via a watch URL (repeatable)
+    #[arg(long, value_name = "URL")]
+    watch: Vec<String>,
+    /// Servers' --watch-keepalive [default: 10s]
+    #[arg(long, value_name = "DURATION", value_parser = nonzero_duration_arg)]
+    watch_keepalive: Option<Duration>,
+    /// With --publish or --watch, print JSON arrays
     #[arg(long)]
     json: bool,
     /// List NAME only while 'sh -c CMD' passes
@@ -449,14 +483,21 @@ struct JoinCli {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("follow").required(true).args(["publish", "watch"])))]
 struct WatchCli {
     /// A server's publish URL (repeatable)
-    #[arg(long, value_name = "URL", required = true)]
+    #[arg(long, value_name = "URL", conflicts_with = "watch")]
     publish: Vec<String>,
+    /// A server's watch URL (repeatable)
+    #[arg(long, value_name = "URL")]
+    watch: Vec<String>,
+    /// Servers' --watch-keepalive [default: 10s]
+    #[arg(long, value_name = "DURATION", value_parser = nonzero_duration_arg)]
+    watch_keepalive: Option<Duration>,
     /// Print each list as a JSON array of strings
     #[arg(long)]
     json: bool,
-    /// Run CMD with 'sh -c' after each change (see below)
+    /// Run 'sh -c CMD' at each change (see below)
     #[arg(long, value_name = "CMD", value_parser = command_arg)]
     exec: Option<String>,
     /// Print the current list and exit 0
@@ -538,15 +579,21 @@ fn server(s: ServerCli) -> Result<Command, UsageError> {
 }
 
 fn join(j: JoinCli) -> Result<Command, UsageError> {
-    if j.json && j.publish.is_empty() {
-        return usage("--json needs --publish URL (join prints lists only with --publish)");
+    if j.json && j.publish.is_empty() && j.watch.is_empty() {
+        return usage(
+            "--json needs --publish URL or --watch URL (join prints lists only with one of them)",
+        );
     }
     once_each("--survey", &j.survey)?;
     once_each("--publish", &j.publish)?;
+    once_each("--watch", &j.watch)?;
+    let watch_keepalive = watch_keepalive(j.watch_keepalive, &j.watch, "join")?;
     Ok(Command::Join(JoinArgs {
         survey: j.survey,
         name: j.name,
         publish: j.publish,
+        watch: j.watch,
+        watch_keepalive,
         json: j.json,
         check: j.check,
         check_interval: j.check_interval,
@@ -561,13 +608,33 @@ fn join(j: JoinCli) -> Result<Command, UsageError> {
 
 fn watch(w: WatchCli) -> Result<Command, UsageError> {
     once_each("--publish", &w.publish)?;
+    once_each("--watch", &w.watch)?;
+    let watch_keepalive = watch_keepalive(w.watch_keepalive, &w.watch, "watch")?;
     Ok(Command::Watch(WatchArgs {
         publish: w.publish,
+        watch: w.watch,
+        watch_keepalive,
         json: w.json,
         exec: w.exec,
         once: w.once,
         tls: w.tls.files(),
     }))
+}
+
+/// The watch keepalive of `join` or `watch` (`command`): as given, which
+/// needs `--watch`, or the library's default.
+fn watch_keepalive(
+    given: Option<Duration>,
+    watch: &[String],
+    command: &str,
+) -> Result<Duration, UsageError> {
+    match given {
+        Some(_) if watch.is_empty() => usage(format!(
+            "--watch-keepalive needs --watch URL (see 'nng-discovery {command} --help')"
+        )),
+        Some(d) => Ok(d),
+        None => Ok(Options::default().get_watch_keepalive()),
+    }
 }
 
 /// Refuses a URL given twice to a repeatable `flag` (one per server: a
@@ -729,9 +796,11 @@ fn one_line(e: &clap::Error, args: &[String]) -> String {
             m
         }
         (ErrorKind::MissingRequiredArgument, ..) => {
+            // A required group, `<--publish <URL>|--watch <URL>>`, reads
+            // "--publish URL or --watch URL".
             let missing: Vec<String> = strings(ContextKind::InvalidArg)
                 .iter()
-                .map(|a| a.replace(['<', '>'], ""))
+                .map(|a| a.replace(['<', '>'], "").replace('|', " or "))
                 .collect();
             // A flag that only makes sense with --check names itself.
             let needs_check = ["--check-timeout", "--fall", "--rise"];
@@ -1291,6 +1360,91 @@ mod tests {
             "--publish a given twice (give each server once)"
         );
         assert!(err(&["join", "--name", "n"]).starts_with("join needs --survey URL"));
-        assert!(err(&["watch"]).starts_with("watch needs --publish URL"));
+        assert!(err(&["watch"]).starts_with("watch needs --publish URL or --watch URL"));
+    }
+
+    #[test]
+    fn join_and_watch_follow_watch_urls_and_never_both_kinds() {
+        let Command::Watch(w) = parse(&args(&["watch", "--watch", "w1", "--watch=w2"])).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(w.watch, ["w1", "w2"]);
+        assert!(w.publish.is_empty());
+        assert_eq!(w.watch_keepalive, Duration::from_secs(10));
+        let Command::Watch(w) = parse(&args(&[
+            "watch",
+            "--watch-keepalive",
+            "250ms",
+            "--watch",
+            "w",
+            "--json",
+        ]))
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (w.watch_keepalive, w.json),
+            (Duration::from_millis(250), true)
+        );
+        let Command::Join(j) = parse(&args(&[
+            "join", "--survey", "s", "--name", "n", "--watch", "w", "--json",
+        ]))
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (j.watch, j.publish.len(), j.json),
+            (vec!["w".to_string()], 0, true)
+        );
+        assert_eq!(j.watch_keepalive, Duration::from_secs(10));
+
+        for command in [
+            &["watch", "--publish", "p", "--watch", "w"][..],
+            &["watch", "--watch", "w", "--publish", "p"],
+            &[
+                "join",
+                "--survey",
+                "s",
+                "--name",
+                "n",
+                "--publish",
+                "p",
+                "--watch",
+                "w",
+            ],
+        ] {
+            let e = err(command);
+            assert!(
+                e.contains("--publish")
+                    && e.contains("--watch")
+                    && e.contains("cannot be used together"),
+                "{command:?}: {e}"
+            );
+        }
+        assert_eq!(
+            err(&["watch", "--watch", "w", "--watch", "w"]),
+            "--watch w given twice (give each server once)"
+        );
+        for command in [
+            &["watch", "--publish", "p", "--watch-keepalive", "1s"][..],
+            &[
+                "join",
+                "--survey",
+                "s",
+                "--name",
+                "n",
+                "--watch-keepalive",
+                "1s",
+            ],
+        ] {
+            assert!(
+                err(command).starts_with("--watch-keepalive needs --watch URL"),
+                "{command:?}: {}",
+                err(command)
+            );
+        }
+        assert!(err(&["watch", "--watch", "w", "--watch-keepalive", "0s"])
+            .starts_with("invalid --watch-keepalive \"0s\""));
     }
 }
