@@ -29,7 +29,7 @@ use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nng::options::{Options as _, RecvFd};
 use nng::{Dialer, Message, Protocol, Socket};
@@ -61,6 +61,10 @@ struct Connections {
     removed: AtomicU64,
 }
 
+/// How soon an unsent request is tried again when no connection event
+/// comes to retry it.
+const SEND_RETRY: Duration = Duration::from_millis(50);
+
 /// One watch URL, driven by its owner's poll loop; see the [module](self).
 #[derive(Debug)]
 pub(crate) struct WatchSource {
@@ -79,6 +83,10 @@ pub(crate) struct WatchSource {
     state: WatchState,
     /// The position whose request waits for a connection to go out.
     unsent: Option<Position>,
+    /// While a request is unsent: when to try sending it again, whatever
+    /// the connection events said (a connection reported added may not
+    /// take a request yet, and no further event would come).
+    retry_at: Option<Instant>,
     /// When the server was last heard from (or the source last started
     /// over): silence is measured from here.
     heard: Instant,
@@ -158,6 +166,7 @@ impl WatchSource {
             seen: (0, 0),
             state: WatchState::new(),
             unsent: Some(Position::NOTHING),
+            retry_at: None,
             heard: now,
             gone: false,
         })
@@ -192,6 +201,15 @@ impl WatchSource {
     /// When [`on_deadline`](WatchSource::on_deadline) is next due: two
     /// keepalive intervals after the server was last heard.
     pub(crate) fn next_deadline(&self) -> Instant {
+        let silence = self.silence_deadline();
+        match (self.unsent, self.retry_at) {
+            (Some(_), Some(retry)) => retry.min(silence),
+            _ => silence,
+        }
+    }
+
+    /// Two keepalive intervals after the server was last heard.
+    fn silence_deadline(&self) -> Instant {
         let silence = self.options.get_watch_keepalive().saturating_mul(2);
         self.heard.checked_add(silence).unwrap_or(self.heard)
     }
@@ -232,19 +250,29 @@ impl WatchSource {
     /// Checks for silence: after two keepalive intervals without a reply,
     /// logs it, redials and starts over (`Some(Gone)` the first time).
     pub(crate) fn on_deadline(&mut self, now: Instant) -> Option<WatchEvent> {
-        if now < self.next_deadline() {
+        if now < self.silence_deadline() {
+            if self.retry_at.is_some_and(|t| t <= now) {
+                self.try_send();
+            }
             return None;
         }
         let open = self.connections.added.load(Ordering::SeqCst)
             > self.connections.removed.load(Ordering::SeqCst);
+        let silent = now.saturating_duration_since(self.heard);
         if open {
             log::warn!(
-                "no reply from {} for {:?} (two keepalive intervals): redialing",
-                self.url,
-                now.saturating_duration_since(self.heard)
+                "no reply from {} for {silent:?} (two keepalive intervals): redialing",
+                self.url
             );
-            self.redial();
+        } else {
+            log::info!(
+                "no connection to {} for {silent:?}: dialing afresh",
+                self.url
+            );
         }
+        // Afresh in both cases: a dialer that never connects is replaced
+        // too, not trusted to recover on its own.
+        self.redial();
         let mut events = Vec::new();
         self.start_over(now, &mut events);
         events.pop()
@@ -314,10 +342,15 @@ impl WatchSource {
         let Some(position) = self.unsent else { return };
         let body = watch_wire::encode_request(position);
         match self.socket.try_send(Message::from(&body[..])) {
-            Ok(()) => self.unsent = None,
+            Ok(()) => {
+                self.unsent = None;
+                self.retry_at = None;
+                return;
+            }
             Err((_, nng::Error::TryAgain)) | Err((_, nng::Error::TimedOut)) => {}
             Err((_, e)) => log::warn!("sending a watch request to {}: {e}", self.url),
         }
+        self.retry_at = Some(Instant::now() + SEND_RETRY);
     }
 }
 
