@@ -272,10 +272,11 @@ fn a_server_resuming_after_a_stall_never_publishes_a_departed_client() {
     b.signal(libc::SIGKILL);
     b.wait_exit();
     // The scenario, not a synchronisation: stopped for a second (five
-    // republish intervals, ten survey times), so that a republish is
-    // overdue and the stall is unmistakable; every list published before
+    // republish intervals, ten survey times; ten seconds under qemu, where
+    // the republish interval is ten times longer too), so that a republish
+    // is overdue and the stall is unmistakable; every list published before
     // the stop has arrived by then.
-    std::thread::sleep(daemon::patience().min(Duration::from_secs(1)));
+    std::thread::sleep(slow(Duration::from_secs(1)));
     let resumed = Instant::now();
     server.signal(libc::SIGCONT);
 
