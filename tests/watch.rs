@@ -32,17 +32,7 @@ fn watch_url(server: &Server) -> &str {
 /// A cooked REQ socket dialed to the watch URL, whose receives give up
 /// after `patience()`.
 fn watcher(url: &str) -> Socket {
-    let socket = Socket::new(Protocol::Req0).expect("open a REQ socket");
-    socket
-        .set_opt::<RecvTimeout>(Some(patience()))
-        .expect("set RecvTimeout");
-    socket
-        .set_opt::<RecvMaxSize>(0)
-        .expect("no receive size limit");
-    socket
-        .dial(url)
-        .unwrap_or_else(|e| panic!("dial {url}: {e}"));
-    socket
+    dialed(Socket::new(Protocol::Req0).expect("open a REQ socket"), url)
 }
 
 /// A raw REQ socket dialed to the watch URL: it sends whatever header and
@@ -51,6 +41,12 @@ fn raw_watcher(url: &str) -> Socket {
     let socket = RawSocket::new(Protocol::Req0)
         .expect("open a raw REQ socket")
         .socket;
+    dialed(socket, url)
+}
+
+/// `socket` with receives that give up after `patience()`, no receive size
+/// limit, dialed to `url`.
+fn dialed(socket: Socket, url: &str) -> Socket {
     socket
         .set_opt::<RecvTimeout>(Some(patience()))
         .expect("set RecvTimeout");
