@@ -31,7 +31,10 @@ const _: () = assert!(MAX_LIST_BYTES / (MAX_NAME_LEN + 1) > 10_000);
 /// arrives as soon as a connection is made, even if it is empty.
 ///
 /// The channel is "latest wins": a reader that falls behind finds only the
-/// newest list waiting, never a backlog. When the subscriber shuts down the
+/// newest list waiting, never a backlog. "Differs" is measured against the
+/// last list the reader took: if, while it was not reading, the list changed
+/// and came back to exactly that one, nothing waits for it (the lists in
+/// between are superseded, and its view is current). When the subscriber shuts down the
 /// channel disconnects, so `for list in subscriber.changes()` ends.
 ///
 /// # Several servers
