@@ -184,25 +184,33 @@ impl<S: Ord + Clone> Merge<S> {
     /// Delivers the union of the counting sources if it changed; nothing
     /// when no source counts.
     fn settle(&mut self) -> Option<Vec<String>> {
-        let mut counting = self
-            .sources
-            .values()
-            .filter_map(|source| match source {
-                Source::Listed {
-                    list,
-                    silent: false,
-                    ..
-                } => Some(list),
-                _ => None,
-            })
-            .peekable();
-        counting.peek()?;
-        let union: Vec<String> = counting
-            .flatten()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .cloned()
-            .collect();
+        let mut counting = self.sources.values().filter_map(|source| match source {
+            Source::Listed {
+                list,
+                silent: false,
+                ..
+            } => Some(list),
+            _ => None,
+        });
+        let first = counting.next()?;
+        let union: Vec<String> = match counting.next() {
+            // One server (the common case): its list, kept sorted and
+            // unique by `report`, is the union. Compared before copying.
+            None => {
+                if self.delivered.as_ref() == Some(first) {
+                    return None;
+                }
+                first.clone()
+            }
+            Some(second) => [first, second]
+                .into_iter()
+                .chain(counting)
+                .flatten()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .cloned()
+                .collect(),
+        };
         if self.delivered.as_ref() == Some(&union) {
             return None;
         }

@@ -109,11 +109,16 @@ impl std::error::Error for NeedSnapshot {}
 pub struct WatchState {
     /// The position held, `NOTHING` when the state holds no trusted list.
     position: Position,
-    /// The list at `position` (meaningless when it is `NOTHING`).
+    /// The list at `position`. When the position is `NOTHING` after a
+    /// reply that did not apply, it still holds the last list returned
+    /// (a failed reply changes nothing), so the snapshot asked for next is
+    /// compared with it.
     names: BTreeSet<String>,
-    /// The last list `apply` returned, `None` before the first one (or
-    /// after [`forget`](WatchState::forget)).
-    delivered: Option<Vec<String>>,
+    /// Whether `apply` returned a list since the start (or the last
+    /// [`forget`](WatchState::forget)). When it has, `names` is that list:
+    /// each applied reply either returns the list or leaves it unchanged,
+    /// so no copy of it is kept.
+    delivered: bool,
 }
 
 impl WatchState {
@@ -154,29 +159,34 @@ impl WatchState {
     /// that the position is dropped, so [`request`](WatchState::request)
     /// asks for a snapshot. The last list delivered stays what it was.
     pub fn apply(&mut self, reply: &Reply) -> Result<Option<Vec<String>>, NeedSnapshot> {
-        let result = self.try_apply(reply);
-        if result.is_err() {
-            self.position = Position::NOTHING;
-            self.names.clear();
-        }
-        result?;
-        let list: Vec<String> = self.names.iter().cloned().collect();
-        if self.delivered.as_ref() == Some(&list) {
+        let changed = match self.try_apply(reply) {
+            Ok(changed) => changed,
+            Err(e) => {
+                // `names` is untouched: still the last list returned.
+                self.position = Position::NOTHING;
+                return Err(e);
+            }
+        };
+        if self.delivered && !changed {
             return Ok(None);
         }
-        self.delivered = Some(list.clone());
-        Ok(Some(list))
+        self.delivered = true;
+        Ok(Some(self.names.iter().cloned().collect()))
     }
 
-    fn try_apply(&mut self, reply: &Reply) -> Result<(), NeedSnapshot> {
+    /// Applies `reply` if it applies cleanly (changing nothing otherwise);
+    /// returns whether the list changed.
+    fn try_apply(&mut self, reply: &Reply) -> Result<bool, NeedSnapshot> {
         let held = self.position;
         let at = reply.at();
         match reply {
             Reply::Snapshot { names, .. } => {
                 // Self-contained: accepted whatever is held.
-                self.names = names.iter().cloned().collect();
+                let names: BTreeSet<String> = names.iter().cloned().collect();
+                let changed = names != self.names;
+                self.names = names;
                 self.position = at;
-                return Ok(());
+                return Ok(changed);
             }
             Reply::Delta { .. } | Reply::Keepalive { .. } => {}
         }
@@ -191,7 +201,7 @@ impl WatchState {
             if at.revision != held.revision {
                 return Err(NeedSnapshot::WrongRevision { held, at });
             }
-            return Ok(());
+            return Ok(false);
         };
         if at.revision <= held.revision {
             return Err(NeedSnapshot::WrongRevision { held, at });
@@ -214,7 +224,9 @@ impl WatchState {
         }
         self.names.extend(joined.iter().cloned());
         self.position = at;
-        Ok(())
+        // Checked above: each entry adds an absent name or removes a
+        // present one, so any entry changes the list.
+        Ok(!joined.is_empty() || !left.is_empty())
     }
 }
 
