@@ -9,7 +9,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::daemon::{binary, slow_arg, Proc};
+use common::daemon::{self, binary, slow_arg, Proc};
 use common::{patience, slow};
 use crossbeam_channel::Receiver;
 use nng_discovery::{Client, Options, Subscriber};
@@ -23,28 +23,8 @@ fn server_on(
     publish: &str,
     republish: Duration,
 ) -> (Proc, String, String) {
-    let poll = slow_arg(Duration::from_secs(1));
-    let survey_time = slow_arg(Duration::from_millis(100));
     let republish = slow_arg(republish);
-    let p = Proc::start(
-        bin,
-        &[
-            "server",
-            "--survey",
-            survey,
-            "--publish",
-            publish,
-            "--poll-interval",
-            &poll,
-            "--survey-time",
-            &survey_time,
-            "--republish-interval",
-            &republish,
-        ],
-    );
-    let survey = p.next_url("survey");
-    let publish = p.next_url("publish");
-    (p, survey, publish)
+    daemon::start_server_on(bin, survey, publish, &["--republish-interval", &republish])
 }
 
 /// Three servers on free ports.

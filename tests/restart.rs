@@ -127,23 +127,9 @@ fn a_server_killed_and_restarted_on_the_same_urls_gets_everyone_back() {
 /// arguments; the first publish delay is the default (2 x the default
 /// reconnect_max of 1 s + the survey time = 2.1 s).
 fn daemon_server(bin: &str, survey: &str, publish: &str, extra: &[&str]) -> daemon::Proc {
-    let poll = daemon::slow_arg(Duration::from_secs(1));
-    let survey_time = daemon::slow_arg(Duration::from_millis(100));
-    let mut args = vec![
-        "server",
-        "--survey",
-        survey,
-        "--publish",
-        publish,
-        "--poll-interval",
-        &poll,
-        "--survey-time",
-        &survey_time,
-    ];
-    args.extend_from_slice(extra);
-    let p = daemon::Proc::start(bin, &args);
-    p.expect(&format!("survey {survey}"));
-    p.expect(&format!("publish {publish}"));
+    let (p, bound_survey, bound_publish) = daemon::start_server_on(bin, survey, publish, extra);
+    assert_eq!(bound_survey, survey);
+    assert_eq!(bound_publish, publish);
     p
 }
 

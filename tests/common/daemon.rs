@@ -267,9 +267,30 @@ pub fn start_server(bin: &str) -> (Proc, String, String) {
 
 /// [`start_server`] with the arguments `extra` added.
 pub fn start_server_with(bin: &str, extra: &[&str]) -> (Proc, String, String) {
+    start_server_on(bin, "tcp://127.0.0.1:0", "tcp://127.0.0.1:0", extra)
+}
+
+/// [`start_server_with`] on the given survey and publish URLs (for
+/// instance the ports of a server that ran before).
+pub fn start_server_on(
+    bin: &str,
+    survey: &str,
+    publish: &str,
+    extra: &[&str],
+) -> (Proc, String, String) {
     let poll = slow_arg(Duration::from_secs(1));
     let survey_time = slow_arg(Duration::from_millis(100));
-    let mut args = server_args(&["--poll-interval", &poll, "--survey-time", &survey_time]);
+    let mut args = vec![
+        "server",
+        "--survey",
+        survey,
+        "--publish",
+        publish,
+        "--poll-interval",
+        &poll,
+        "--survey-time",
+        &survey_time,
+    ];
     args.extend_from_slice(extra);
     let server = Proc::start(bin, &args);
     let survey = server.expect_line("survey URL", |l| l.starts_with("survey "));
