@@ -377,6 +377,9 @@ impl Default for WatchSub {
 struct Change {
     at: Instant,
     name: Vec<u8>,
+    /// `name` interned in the watchers' decoder: a watcher holds it if its
+    /// bit is set.
+    id: u32,
     join: bool,
     /// Per follower (subscribers, then watchers): holds a list reflecting
     /// the change (or was not connected when it happened).
@@ -895,8 +898,10 @@ impl Gen {
             .map(|s| !s.ready)
             .chain(self.watchers.iter().map(|w| !w.ready))
             .collect();
+        let id = self.dec.names.intern(&name);
         self.pending.push(Change {
             at,
+            id,
             name,
             join,
             remaining: ready,
@@ -1082,6 +1087,12 @@ impl Gen {
             let (used, good) = self.frames(idx, &buf);
             ok = good;
             buf.drain(..used);
+        }
+        // A buffer that held a big frame (a list, a snapshot) gives its
+        // memory back once empty: thousands of connections each keeping
+        // 100 KB add up.
+        if buf.is_empty() && buf.capacity() > 1 << 16 {
+            buf = Vec::new();
         }
         if let Some(conn) = self.conns[idx].as_mut() {
             conn.rbuf = buf;
@@ -1317,8 +1328,8 @@ impl Gen {
                 payload.split(|&b| b == b'|').map(<[u8]>::to_vec).collect()
             }
         });
-        mark_changes(&mut self.pending, sub as usize, first_seen, |name| {
-            names.contains(name)
+        mark_changes(&mut self.pending, sub as usize, first_seen, |c| {
+            names.contains(&c.name)
         });
         self.finish_changes(now);
     }
@@ -1438,10 +1449,9 @@ impl Gen {
         self.count_full(was_full, full, now);
         if !self.pending.is_empty() {
             let f = self.subs.len() + w as usize;
-            let (held, dec) = (&self.watchers[w as usize].state, &self.dec);
-            mark_changes(&mut self.pending, f, now, |name| {
-                held.holds(name, &dec.names)
-            });
+            // A bit test per pending change: this runs for every reply.
+            let held = &self.watchers[w as usize].state.names;
+            mark_changes(&mut self.pending, f, now, |c| held.contains(c.id));
             self.finish_changes(now);
         }
         true
@@ -1601,19 +1611,19 @@ impl Gen {
 }
 
 /// Follower `f` (a subscriber index, or the number of subscribers plus a
-/// watcher's index) holds a list in which `holds(name)` tells whether a
-/// name is listed, received first at `first_seen`: marks the pending
-/// changes it reflects. Any earlier change of the same name this follower
+/// watcher's index) holds a list in which `holds(change)` tells whether a
+/// change's name is listed, received first at `first_seen`: marks the
+/// pending changes it reflects. Any earlier change of the same name this follower
 /// never saw was superseded by it.
 fn mark_changes(
     pending: &mut [Change],
     f: usize,
     first_seen: Instant,
-    holds: impl Fn(&[u8]) -> bool,
+    holds: impl Fn(&Change) -> bool,
 ) {
     for j in 0..pending.len() {
         let c = &pending[j];
-        if c.have[f] || first_seen < c.at || holds(&c.name) != c.join {
+        if c.have[f] || first_seen < c.at || holds(c) != c.join {
             continue;
         }
         let (earlier, rest) = pending.split_at_mut(j);
