@@ -907,10 +907,10 @@ fn wchar(pid: u32) -> Option<u64> {
 /// Issue 14's targets for one kind of follower: a server (default options,
 /// a watch URL) pinned to core 0 and one loadgen on core 1 playing `n`
 /// peers and `n` followers of kind `follow` (`--redial`). In order: every
-/// follower holds all `n`; an idle window; isolated joins; a churn window
-/// at 1% of the peers per second; a SIGKILL of the server and a restart on
-/// the same URLs (library default first publish delay, so its first list
-/// names every peer).
+/// follower holds all `n`; an idle window; isolated joins; a SIGKILL of
+/// the server and a restart on the same URLs (library default first
+/// publish delay, so its first list names every peer); last, as it may
+/// leave the server behind, a churn window at 1% of the peers per second.
 fn watch_run(meter: &Meter, plan: &WatchPlan, follow: Follow) -> Result<WatchRun, String> {
     let n = plan.peers;
     let server_args = |survey: &str, publish: &str, watch: &str, first: &str| {
@@ -1005,55 +1005,6 @@ fn watch_run(meter: &Meter, plan: &WatchPlan, follow: Follow) -> Result<WatchRun
     }
     let (join_p50, join_p99) = percentiles(join_ms.clone());
 
-    // Churn: 1% of the peers per second leave and rejoin.
-    let rate = (f64::from(n) / 100.0).max(1.0);
-    gen.command(&format!("rate {rate}"));
-    std::thread::sleep(Duration::from_secs(3));
-    gen.skip_past();
-    let w0 = wchar(server.pid());
-    let (t0, t1, cpu) = meter.window(&[&server, &gen], plan.churn_window);
-    let w1 = wchar(server.pid());
-    gen.command("rate 0");
-    // Let every change made in the window arrive (or be reported lost).
-    gen.wait_for(
-        "tick",
-        |l| l.num::<u32>("pending_changes") == Some(0),
-        Duration::from_secs(60),
-    )?;
-    std::thread::sleep(Duration::from_millis(1100));
-    let gen_started = gen.started;
-    let made_in_window = |l: &Line| -> bool {
-        match (l.num::<f64>("t"), l.num::<f64>("ms")) {
-            (Some(t), Some(ms)) => {
-                let made = gen_started + Duration::from_secs_f64((t - ms / 1e3).max(0.0));
-                made >= t0 && made <= t1
-            }
-            _ => false,
-        }
-    };
-    let now = Instant::now();
-    let done: Vec<Line> = gen
-        .between("change", t0, now)
-        .into_iter()
-        .filter(made_in_window)
-        .collect();
-    let churn_lost = gen.between("change_lost", t0, now).len();
-    let made = (rate * 2.0 * (t1 - t0).as_secs_f64()).round();
-    let changes = if follow == Follow::Nobody {
-        made
-    } else {
-        (done.len() + churn_lost) as f64
-    };
-    let (churn_p50, churn_p99) = percentiles(done.iter().filter_map(|l| l.num("ms")).collect());
-    let rx = tick(&mut gen, t1, follow.rx_key()) - tick(&mut gen, t0, follow.rx_key());
-    let published =
-        stat(&mut server, t1, "bytes_published") - stat(&mut server, t0, "bytes_published");
-    let wchar_per_change = match (w0, w1) {
-        (Some(a), Some(b)) => (b - a) as f64 / changes,
-        _ => f64::NAN,
-    };
-    let (churn_cpu, churn_gen_cpu) = (cpu[0], cpu[1]);
-
     // Restart: SIGKILL, then a new server on the same URLs as soon as
     // every connection has seen the close.
     let mut restart_full_s = f64::NAN;
@@ -1062,7 +1013,7 @@ fn watch_run(meter: &Meter, plan: &WatchPlan, follow: Follow) -> Result<WatchRun
     let mut restart_snapshots = f64::NAN;
     let mut restart_unasked = f64::NAN;
     if follow != Follow::Nobody {
-        // Every follower holds all n again (the churn has stopped).
+        // Every follower holds all n (the isolated joins are over).
         gen.skip_past();
         gen.wait_for(
             "tick",
@@ -1107,6 +1058,57 @@ fn watch_run(meter: &Meter, plan: &WatchPlan, follow: Follow) -> Result<WatchRun
         restart_snapshots = tick(&mut gen, after, "watch_snapshots") - snaps0;
         restart_unasked = tick(&mut gen, after, "watch_unasked") - unasked0;
     }
+
+    // Churn: 1% of the peers per second leave and rejoin.
+    let rate = (f64::from(n) / 100.0).max(1.0);
+    gen.command(&format!("rate {rate}"));
+    std::thread::sleep(Duration::from_secs(3));
+    gen.skip_past();
+    let w0 = wchar(server.pid());
+    let (t0, t1, cpu) = meter.window(&[&server, &gen], plan.churn_window);
+    let w1 = wchar(server.pid());
+    gen.command("rate 0");
+    // Let every change made in the window arrive (or be reported lost,
+    // 30 s after it was made).
+    let _ = gen.wait_for(
+        "tick",
+        |l| l.num::<u32>("pending_changes") == Some(0),
+        Duration::from_secs(40),
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    let gen_started = gen.started;
+    let made_in_window = |l: &Line| -> bool {
+        match (l.num::<f64>("t"), l.num::<f64>("ms")) {
+            (Some(t), Some(ms)) => {
+                let made = gen_started + Duration::from_secs_f64((t - ms / 1e3).max(0.0));
+                made >= t0 && made <= t1
+            }
+            _ => false,
+        }
+    };
+    let now = Instant::now();
+    let done: Vec<Line> = gen
+        .between("change", t0, now)
+        .into_iter()
+        .filter(made_in_window)
+        .collect();
+    let churn_lost = gen.between("change_lost", t0, now).len();
+    let made = (rate * 2.0 * (t1 - t0).as_secs_f64()).round();
+    let changes = if follow == Follow::Nobody {
+        made
+    } else {
+        (done.len() + churn_lost) as f64
+    };
+    let (churn_p50, churn_p99) = percentiles(done.iter().filter_map(|l| l.num("ms")).collect());
+    let rx = tick(&mut gen, t1, follow.rx_key()) - tick(&mut gen, t0, follow.rx_key());
+    let published =
+        stat(&mut server, t1, "bytes_published") - stat(&mut server, t0, "bytes_published");
+    let wchar_per_change = match (w0, w1) {
+        (Some(a), Some(b)) => (b - a) as f64 / changes,
+        _ => f64::NAN,
+    };
+    let (churn_cpu, churn_gen_cpu) = (cpu[0], cpu[1]);
+
     let end = Instant::now();
     let unasked = tick(&mut gen, end, "watch_unasked");
     let smaller = tick(&mut gen, end, "watch_smaller");
