@@ -3,7 +3,7 @@
 //! floor) measured in the same run.
 //!
 //! ```text
-//! cargo bench --bench scale                 # everything, about 12 minutes
+//! cargo bench --bench scale                 # everything, about 12 minutes plus 5 for watch
 //! cargo bench --bench scale -- quick        # small sizes, short windows
 //! cargo bench --bench scale -- only=churn   # sections: floor ours ipc mass churn clients stalls restart watch
 //! cargo bench --bench scale -- only=mass    # just the mass-connect rows, about 1 minute
