@@ -834,4 +834,110 @@ mod tests {
         assert!(c.contains(d.names.get(b"c").unwrap()));
         assert_eq!(d.snapshot(at(2), b"a|b"), a);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::BTreeSet;
+
+        /// Names from a small alphabet, so lists overlap.
+        fn lists() -> impl Strategy<Value = Vec<BTreeSet<String>>> {
+            prop::collection::vec(prop::collection::btree_set("[a-e]{1,3}", 0..12), 1..8)
+        }
+
+        fn snapshot_payload(names: &BTreeSet<String>) -> Vec<u8> {
+            names
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("|")
+                .into_bytes()
+        }
+
+        fn delta_payload(from: &BTreeSet<String>, to: &BTreeSet<String>) -> Vec<u8> {
+            let joined = to.difference(from).map(|n| format!("+{n}"));
+            let left = from.difference(to).map(|n| format!("-{n}"));
+            joined
+                .chain(left)
+                .collect::<Vec<_>>()
+                .join("|")
+                .into_bytes()
+        }
+
+        fn holds(w: &Watcher, d: &Decoder) -> BTreeSet<String> {
+            held(w, d).into_iter().collect()
+        }
+
+        proptest! {
+            /// A snapshot then the deltas between successive lists leave
+            /// the watcher holding exactly each list in turn, at each
+            /// revision, and its next request names that revision.
+            #[test]
+            fn deltas_follow_the_lists(lists in lists()) {
+                let (mut w, mut d) = (Watcher::default(), Decoder::default());
+                let first = apply(&mut w, &mut d, b'S', at(1), &snapshot_payload(&lists[0]));
+                prop_assert_eq!(first, Applied::Snapshot { why: Why::Asked });
+                prop_assert_eq!(&holds(&w, &d), &lists[0]);
+                for (i, pair) in lists.windows(2).enumerate() {
+                    let rev = i as u64 + 2;
+                    let out = apply(&mut w, &mut d, b'D', at(rev), &delta_payload(&pair[0], &pair[1]));
+                    let joined = pair[1].difference(&pair[0]).count();
+                    let left = pair[0].difference(&pair[1]).count();
+                    prop_assert_eq!(out, Applied::Delta { joined, left });
+                    prop_assert_eq!(&holds(&w, &d), &pair[1]);
+                    prop_assert_eq!(w.names.len(), pair[1].len());
+                    prop_assert_eq!(w.request(), at(rev));
+                }
+            }
+
+            /// Any delta payload at all either applies exactly (the held
+            /// set changes by its entries) or is refused, leaving the names
+            /// as they were and asking for a snapshot next.
+            #[test]
+            fn any_delta_applies_whole_or_not_at_all(
+                list in prop::collection::btree_set("[a-c]{1,2}", 0..6),
+                payload in "[-+|a-c]{0,16}",
+            ) {
+                let (mut w, mut d) = (Watcher::default(), Decoder::default());
+                apply(&mut w, &mut d, b'S', at(1), &snapshot_payload(&list));
+                let before = holds(&w, &d);
+                match apply(&mut w, &mut d, b'D', at(2), payload.as_bytes()) {
+                    Applied::Delta { joined, left } => {
+                        let after = holds(&w, &d);
+                        prop_assert_eq!(after.difference(&before).count(), joined);
+                        prop_assert_eq!(before.difference(&after).count(), left);
+                        prop_assert_eq!(w.request(), at(2));
+                    }
+                    Applied::Refused(_) => {
+                        prop_assert_eq!(holds(&w, &d), before);
+                        prop_assert_eq!(w.request(), Position::NOTHING);
+                    }
+                    other => prop_assert!(false, "a delta gave {:?}", other),
+                }
+            }
+
+            /// The reply framing round-trips any position and payload.
+            #[test]
+            fn replies_round_trip(
+                id in any::<u32>(),
+                epoch in 1..u64::MAX,
+                revision in 1..u64::MAX,
+                kind in prop::sample::select(vec![b'S', b'D']),
+                payload in prop::collection::vec(any::<u8>(), 0..64),
+            ) {
+                let id = id | 0x8000_0000;
+                let pos = Position { epoch, revision };
+                let m = msg(id, kind, pos, &payload);
+                let r = parse_reply(&m).unwrap();
+                prop_assert_eq!(r.id, id);
+                prop_assert_eq!(r.at, pos);
+                prop_assert_eq!(r.payload, &payload[..]);
+                let mut req = Vec::new();
+                encode_request(id, pos, &mut req);
+                prop_assert_eq!(&req[..4], &id.to_be_bytes());
+                prop_assert_eq!(&req[4..12], &epoch.to_be_bytes());
+                prop_assert_eq!(&req[12..], &revision.to_be_bytes());
+            }
+        }
+    }
 }
