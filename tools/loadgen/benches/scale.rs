@@ -3,11 +3,12 @@
 //! floor) measured in the same run.
 //!
 //! ```text
-//! cargo bench --bench scale                 # everything, about 12 minutes
+//! cargo bench --bench scale                 # everything, about 12 minutes plus 5 for watch
 //! cargo bench --bench scale -- quick        # small sizes, short windows
-//! cargo bench --bench scale -- only=churn   # sections: floor ours ipc mass churn clients stalls restart
+//! cargo bench --bench scale -- only=churn   # sections: floor ours ipc mass churn clients stalls restart watch
 //! cargo bench --bench scale -- only=mass    # just the mass-connect rows, about 1 minute
 //! cargo bench --bench scale -- only=restart # one server SIGKILLed and restarted under 2,000 redialing peers, 3 runs
+//! cargo bench --bench scale -- only=watch   # issue 14: 5,000 watchers against 5,000 raw subscribers, about 5 minutes
 //! cargo bench --bench scale -- keep-logs    # every child's output, to a directory in /tmp
 //! ```
 //!
@@ -51,7 +52,16 @@ struct Plan {
     clients: u32,
     mass_runs: usize,
     restart_runs: usize,
+    watch: WatchPlan,
     sections: Vec<String>,
+}
+
+/// Sizes and windows of the `watch` section (issue 14).
+struct WatchPlan {
+    peers: u32,
+    idle_window: Duration,
+    churn_window: Duration,
+    joins: usize,
 }
 
 impl Plan {
@@ -65,6 +75,7 @@ impl Plan {
             .unwrap_or_else(|| {
                 [
                     "floor", "ours", "ipc", "mass", "churn", "clients", "stalls", "restart",
+                    "watch",
                 ]
                 .map(String::from)
                 .to_vec()
@@ -84,6 +95,12 @@ impl Plan {
                 clients: 200,
                 mass_runs: 1,
                 restart_runs: 1,
+                watch: WatchPlan {
+                    peers: 500,
+                    idle_window: s(6),
+                    churn_window: s(6),
+                    joins: 5,
+                },
                 sections,
             }
         } else {
@@ -101,6 +118,14 @@ impl Plan {
                 clients: 1000,
                 mass_runs: 5,
                 restart_runs: 3,
+                watch: WatchPlan {
+                    peers: 5000,
+                    // 30 s holds one classic republish (every 30 s by
+                    // default) and three watch keepalives per watcher.
+                    idle_window: s(30),
+                    churn_window: s(30),
+                    joins: 20,
+                },
                 sections,
             }
         }
@@ -793,6 +818,338 @@ fn restart_run(down: Duration, first_publish: &str) -> Result<Restart, String> {
     Ok(result)
 }
 
+/// How the followers of the `watch` section follow the list.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Follow {
+    /// No followers: the peers' own cost (heartbeat, joins, leaves).
+    Nobody,
+    /// Watchers on the watch URL (`loadgen --watchers`).
+    Watch,
+    /// Raw SUB connections on the publish URL (`loadgen --subs`).
+    Classic,
+}
+
+impl Follow {
+    fn name(self) -> &'static str {
+        match self {
+            Follow::Nobody => "peers only",
+            Follow::Watch => "watch",
+            Follow::Classic => "classic",
+        }
+    }
+
+    /// The loadgen counter of bytes the server wrote to these followers.
+    fn rx_key(self) -> &'static str {
+        match self {
+            Follow::Nobody => "rx_peer_bytes",
+            Follow::Watch => "rx_watch_bytes",
+            Follow::Classic => "rx_sub_bytes",
+        }
+    }
+}
+
+/// What one kind of follower cost and saw in the `watch` section; NaN
+/// where not measured.
+#[derive(Clone)]
+struct WatchRun {
+    /// From `all_full` (every follower holds all N) after the start.
+    full_s: f64,
+    /// Server CPU % of a core while nothing changes (keepalives, the
+    /// heartbeat, a republish), and the generator's.
+    idle_cpu: f64,
+    idle_gen_cpu: f64,
+    /// Isolated joins (`churn 1`, one at a time): from the join until
+    /// every follower holds a list naming it.
+    join_p50: f64,
+    join_p99: f64,
+    joins: usize,
+    /// Under churn (1% of the peers per second leave and rejoin).
+    churn_cpu: f64,
+    churn_gen_cpu: f64,
+    churn_p50: f64,
+    churn_p99: f64,
+    churn_changes: usize,
+    churn_lost: usize,
+    /// Bytes the followers received in the churn window (what the server
+    /// wrote to them, SP framing included) per change made in it.
+    bytes_per_change: f64,
+    /// The server's own `bytes_published` per change (classic only).
+    published_per_change: f64,
+    /// `wchar` of /proc/PID/io per change (NNG sends with sendmsg(2),
+    /// which `wchar` does not count: kept to show it).
+    wchar_per_change: f64,
+    /// Restart: from spawning the new server, and from its first publish
+    /// (the end of its first publish delay), until every follower holds
+    /// all N again; and when its changes receiver saw that first list.
+    restart_full_s: f64,
+    restart_after_publish_s: f64,
+    restart_first_publish_s: f64,
+    /// Snapshots sent to watchers during the restart, and those not asked
+    /// for (and not smaller than the delta).
+    restart_snapshots: f64,
+    restart_unasked: f64,
+    /// Over the whole run.
+    unasked: f64,
+    smaller: f64,
+    refused: f64,
+    /// Watch replies by kind in the idle window.
+    idle_keepalives: f64,
+    idle_snapshots: f64,
+}
+
+fn wchar(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("wchar:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Issue 14's targets for one kind of follower: a server (default options,
+/// a watch URL) pinned to core 0 and one loadgen on core 1 playing `n`
+/// peers and `n` followers of kind `follow` (`--redial`). In order: every
+/// follower holds all `n`; an idle window; isolated joins; a SIGKILL of
+/// the server and a restart on the same URLs (library default first
+/// publish delay, so its first list names every peer); last, as it may
+/// leave the server behind, a churn window at 1% of the peers per second.
+fn watch_run(meter: &Meter, plan: &WatchPlan, follow: Follow) -> Result<WatchRun, String> {
+    let n = plan.peers;
+    let server_args = |survey: &str, publish: &str, watch: &str, first: &str| {
+        vec![
+            s("--survey"),
+            s(survey),
+            s("--publish"),
+            s(publish),
+            s("--watch"),
+            s(watch),
+            s("--first-publish-ms"),
+            s(first),
+        ]
+    };
+    let any = "tcp://127.0.0.1:0";
+    let mut server = Proc::spawn(
+        "bench-server",
+        SERVER,
+        &server_args(any, any, any, "0"),
+        Some(0),
+    );
+    let (_, ready) = server.wait_for("ready", |_| true, STEP_TIMEOUT)?;
+    let url = |k: &str| ready.get(k).unwrap_or_default().to_owned();
+    let (survey, publish, watch) = (url("survey"), url("publish"), url("watch"));
+    let mut args = vec![
+        s("--survey"),
+        survey.clone(),
+        s("--publish"),
+        publish.clone(),
+        s("--watch"),
+        watch.clone(),
+        s("--peers"),
+        n.to_string(),
+        s("--report-ms"),
+        s("100"),
+        s("--redial"),
+    ];
+    match follow {
+        Follow::Nobody => {}
+        Follow::Watch => args.extend([s("--watchers"), n.to_string()]),
+        Follow::Classic => args.extend([s("--subs"), n.to_string()]),
+    }
+    let mut gen = Proc::spawn("loadgen", LOADGEN, &args, Some(1));
+    let full_s = if follow == Follow::Nobody {
+        let (at, _) =
+            server.wait_for("round", |l| l.num::<u32>("peers") == Some(n), STEP_TIMEOUT)?;
+        (at - gen.started).as_secs_f64()
+    } else {
+        let (at, _) = gen.wait_for("all_full", |_| true, STEP_TIMEOUT)?;
+        (at - gen.started).as_secs_f64()
+    };
+    let tick = |p: &mut Proc, at: Instant, key: &str| -> f64 {
+        p.last_before("tick", at)
+            .and_then(|l| l.num::<f64>(key))
+            .unwrap_or(f64::NAN)
+    };
+    let stat = |p: &mut Proc, at: Instant, key: &str| -> f64 {
+        p.last_before("stats", at)
+            .and_then(|l| l.num::<f64>(key))
+            .unwrap_or(f64::NAN)
+    };
+
+    // Idle: nothing changes.
+    std::thread::sleep(Duration::from_secs(2));
+    let (t0, t1, cpu) = meter.window(&[&server, &gen], plan.idle_window);
+    std::thread::sleep(Duration::from_millis(1100));
+    let idle_keepalives =
+        stat(&mut server, t1, "watch_keepalives") - stat(&mut server, t0, "watch_keepalives");
+    let idle_snapshots =
+        stat(&mut server, t1, "watch_snapshots") - stat(&mut server, t0, "watch_snapshots");
+    let (idle_cpu, idle_gen_cpu) = (cpu[0], cpu[1]);
+
+    let percentiles = |mut v: Vec<f64>| -> (f64, f64) {
+        v.sort_by(f64::total_cmp);
+        (percentile(&v, 0.50), percentile(&v, 0.99))
+    };
+    // Isolated joins: one peer leaves and rejoins under a new name; the
+    // next only once both changes reached every follower.
+    let mut join_ms = Vec::new();
+    if follow != Follow::Nobody {
+        gen.skip_past();
+        for _ in 0..plan.joins {
+            gen.command("churn 1");
+            for _ in 0..2 {
+                let (_, l) = gen.wait_for("change", |_| true, Duration::from_secs(60))?;
+                if l.get("kind") == Some("join") {
+                    join_ms.extend(l.num::<f64>("ms"));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let (join_p50, join_p99) = percentiles(join_ms.clone());
+
+    // Restart: SIGKILL, then a new server on the same URLs as soon as
+    // every connection has seen the close.
+    let mut restart_full_s = f64::NAN;
+    let mut restart_after_publish_s = f64::NAN;
+    let mut restart_first_publish_s = f64::NAN;
+    let mut restart_snapshots = f64::NAN;
+    let mut restart_unasked = f64::NAN;
+    if follow != Follow::Nobody {
+        // Every follower holds all n (the isolated joins are over).
+        gen.skip_past();
+        gen.wait_for(
+            "tick",
+            |l| l.num::<u32>("full") == Some(n),
+            Duration::from_secs(60),
+        )?;
+        std::thread::sleep(Duration::from_millis(500));
+        let before = Instant::now();
+        let snaps0 = tick(&mut gen, before, "watch_snapshots");
+        let unasked0 = tick(&mut gen, before, "watch_unasked");
+        server
+            .child
+            .kill()
+            .map_err(|e| format!("SIGKILL the server: {e}"))?;
+        let _ = server.child.wait();
+        gen.skip_past();
+        gen.wait_for(
+            "tick",
+            |l| {
+                l.num::<u32>("peers_ready") == Some(0)
+                    && l.num::<u32>("subs_ready") == Some(0)
+                    && l.num::<u32>("watchers_ready") == Some(0)
+            },
+            STEP_TIMEOUT,
+        )?;
+        let t_restart = Instant::now();
+        server = Proc::spawn(
+            "bench-server",
+            SERVER,
+            &server_args(&survey, &publish, &watch, "default"),
+            Some(0),
+        );
+        let (_, ready) = server.wait_for("ready", |_| true, STEP_TIMEOUT)?;
+        let delay_s = ready.num::<f64>("first_publish_ms").unwrap_or(f64::NAN) / 1e3;
+        let (t_full, _) = gen.wait_for("all_full", |_| true, Duration::from_secs(60))?;
+        let (_, first) = server.wait_for("first_list", |_| true, STEP_TIMEOUT)?;
+        let first_s = first.num::<f64>("t").unwrap_or(f64::NAN);
+        restart_full_s = (t_full - t_restart).as_secs_f64();
+        restart_first_publish_s = first_s;
+        // The first publish goes out when the first publish delay ends
+        // (its list names every peer: they are back within about 1 s).
+        // `first_list` is when the server's changes receiver saw it, which
+        // with a watch URL comes after the watchers' replies were sent.
+        restart_after_publish_s = restart_full_s - delay_s.min(first_s);
+        std::thread::sleep(Duration::from_millis(300));
+        let after = Instant::now();
+        restart_snapshots = tick(&mut gen, after, "watch_snapshots") - snaps0;
+        restart_unasked = tick(&mut gen, after, "watch_unasked") - unasked0;
+    }
+
+    // Churn: 1% of the peers per second leave and rejoin.
+    let rate = (f64::from(n) / 100.0).max(1.0);
+    gen.command(&format!("rate {rate}"));
+    std::thread::sleep(Duration::from_secs(3));
+    gen.skip_past();
+    let w0 = wchar(server.pid());
+    let (t0, t1, cpu) = meter.window(&[&server, &gen], plan.churn_window);
+    let w1 = wchar(server.pid());
+    gen.command("rate 0");
+    // Let every change made in the window arrive (or be reported lost,
+    // 30 s after it was made).
+    let _ = gen.wait_for(
+        "tick",
+        |l| l.num::<u32>("pending_changes") == Some(0),
+        Duration::from_secs(40),
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    let gen_started = gen.started;
+    let made_in_window = |l: &Line| -> bool {
+        match (l.num::<f64>("t"), l.num::<f64>("ms")) {
+            (Some(t), Some(ms)) => {
+                let made = gen_started + Duration::from_secs_f64((t - ms / 1e3).max(0.0));
+                made >= t0 && made <= t1
+            }
+            _ => false,
+        }
+    };
+    let now = Instant::now();
+    let done: Vec<Line> = gen
+        .between("change", t0, now)
+        .into_iter()
+        .filter(made_in_window)
+        .collect();
+    let churn_lost = gen.between("change_lost", t0, now).len();
+    let made = (rate * 2.0 * (t1 - t0).as_secs_f64()).round();
+    let changes = if follow == Follow::Nobody {
+        made
+    } else {
+        (done.len() + churn_lost) as f64
+    };
+    let (churn_p50, churn_p99) = percentiles(done.iter().filter_map(|l| l.num("ms")).collect());
+    let rx = tick(&mut gen, t1, follow.rx_key()) - tick(&mut gen, t0, follow.rx_key());
+    let published =
+        stat(&mut server, t1, "bytes_published") - stat(&mut server, t0, "bytes_published");
+    let wchar_per_change = match (w0, w1) {
+        (Some(a), Some(b)) => (b - a) as f64 / changes,
+        _ => f64::NAN,
+    };
+    let (churn_cpu, churn_gen_cpu) = (cpu[0], cpu[1]);
+
+    let end = Instant::now();
+    let unasked = tick(&mut gen, end, "watch_unasked");
+    let smaller = tick(&mut gen, end, "watch_smaller");
+    let refused = tick(&mut gen, end, "watch_refused");
+    gen.stop();
+    server.stop();
+    Ok(WatchRun {
+        full_s,
+        idle_cpu,
+        idle_gen_cpu,
+        join_p50,
+        join_p99,
+        joins: join_ms.len(),
+        churn_cpu,
+        churn_gen_cpu,
+        churn_p50,
+        churn_p99,
+        churn_changes: done.len(),
+        churn_lost,
+        bytes_per_change: rx / changes,
+        published_per_change: published / changes,
+        wchar_per_change,
+        restart_full_s,
+        restart_after_publish_s,
+        restart_first_publish_s,
+        restart_snapshots,
+        restart_unasked,
+        unasked,
+        smaller,
+        refused,
+        idle_keepalives,
+        idle_snapshots,
+    })
+}
+
 struct Churn {
     /// p50 and p99 of leaves and of joins alone.
     leave: (f64, f64),
@@ -1033,6 +1390,197 @@ fn stall_run(meter: &Meter, urls: &mut Urls, n: u32, window: Duration) -> Result
         answers_min: answers_range(&answers).0,
         burst_ms,
     })
+}
+
+/// The `watch` section: peers only, then watchers, then raw subscribers,
+/// each against its own server; one table with the ratios.
+fn watch_section(meter: &Meter, plan: &WatchPlan, verdicts: &mut Verdicts) {
+    let n = plan.peers;
+    println!();
+    println!(
+        "# watch (issue 14): {n} peers, and {n} watchers or {n} raw subscribers, default options, loadgen --redial; load average {}",
+        loadavg()
+    );
+    let mut runs: Vec<(Follow, Result<WatchRun, String>)> = Vec::new();
+    for follow in [Follow::Nobody, Follow::Watch, Follow::Classic] {
+        let run = watch_run(meter, plan, follow);
+        match &run {
+            Ok(r) => println!(
+                "# {}: all full after {:.2} s; loadgen CPU idle {:.1}%, churn {:.1}%; {} isolated joins; churn: {} changes delivered, {} lost; watch replies in the idle window: {} keepalives, {} snapshots; whole run: {} unasked snapshots, {} smaller than the delta, {} refused replies; server bytes_published/change {:.0}; wchar/change {:.0}; restart: first list seen by the server's changes receiver {:.2} s after Server::new, {} snapshots to watchers; load average {}",
+                follow.name(),
+                r.full_s,
+                r.idle_gen_cpu,
+                r.churn_gen_cpu,
+                r.joins,
+                r.churn_changes,
+                r.churn_lost,
+                r.idle_keepalives,
+                r.idle_snapshots,
+                r.unasked,
+                r.smaller,
+                r.refused,
+                r.published_per_change,
+                r.wchar_per_change,
+                r.restart_first_publish_s,
+                r.restart_snapshots,
+                loadavg()
+            ),
+            Err(e) => println!("# {}: FAILED: {e}", follow.name()),
+        }
+        runs.push((follow, run));
+    }
+    let get = |f: Follow| {
+        runs.iter()
+            .find(|(k, _)| *k == f)
+            .and_then(|(_, r)| r.as_ref().ok())
+            .cloned()
+    };
+    let (base, w, c) = (
+        get(Follow::Nobody),
+        get(Follow::Watch),
+        get(Follow::Classic),
+    );
+    let v = |r: &Option<WatchRun>, f: &dyn Fn(&WatchRun) -> f64| r.as_ref().map_or(f64::NAN, f);
+    let fmt = |x: f64, digits: usize| {
+        if x.is_nan() {
+            "-".to_owned()
+        } else {
+            format!("{x:.digits$}")
+        }
+    };
+    let ratio = |a: f64, b: f64| {
+        if a.is_nan() || b.is_nan() || a == 0.0 {
+            "-".to_owned()
+        } else {
+            format!("{:.1}x", b / a)
+        }
+    };
+    println!();
+    println!("| measure | watch | classic | classic / watch | peers only | target (watch) |");
+    println!("|---|---|---|---|---|---|");
+    type Pick = fn(&WatchRun) -> f64;
+    let rows: [(&str, Pick, usize, &str); 10] = [
+        (
+            "one join reaches every follower, p50 ms",
+            |r| r.join_p50,
+            1,
+            "",
+        ),
+        (
+            "one join reaches every follower, p99 ms",
+            |r| r.join_p99,
+            1,
+            "< 50 ms",
+        ),
+        (
+            "churn 1%/s: change reaches every follower, p50 ms",
+            |r| r.churn_p50,
+            1,
+            "",
+        ),
+        (
+            "churn 1%/s: change reaches every follower, p99 ms",
+            |r| r.churn_p99,
+            1,
+            "",
+        ),
+        (
+            "churn 1%/s: bytes written to the followers per change",
+            |r| r.bytes_per_change,
+            0,
+            ">= 500x fewer than classic",
+        ),
+        (
+            "churn 1%/s: server CPU % of a core",
+            |r| r.churn_cpu,
+            1,
+            "< 20%",
+        ),
+        (
+            "restart: every follower full, s after the first publish (delay 3 s)",
+            |r| r.restart_after_publish_s,
+            2,
+            "< 2 s",
+        ),
+        (
+            "restart: every follower full, s after the restart",
+            |r| r.restart_full_s,
+            2,
+            "",
+        ),
+        (
+            "restart: snapshots not asked for",
+            |r| r.restart_unasked,
+            0,
+            "0",
+        ),
+        ("idle: server CPU % of a core", |r| r.idle_cpu, 2, "< 1%"),
+    ];
+    for (label, pick, digits, target) in rows {
+        let (a, b, z) = (v(&w, &pick), v(&c, &pick), v(&base, &pick));
+        let r = if label.contains("not asked") {
+            "-".to_owned()
+        } else {
+            ratio(a, b)
+        };
+        println!(
+            "| {label} | {} | {} | {r} | {} | {target} |",
+            fmt(a, digits),
+            fmt(b, digits),
+            fmt(z, digits)
+        );
+    }
+    println!();
+    let Some(w) = w else {
+        verdicts.check("watch: the watch run completed".into(), false);
+        return;
+    };
+    verdicts.check(
+        format!(
+            "watch, {n} watchers: one join reaches every watcher, p99 < 50 ms ({:.1} ms)",
+            w.join_p99
+        ),
+        w.join_p99 < 50.0,
+    );
+    if let Some(c) = &c {
+        let fewer = c.bytes_per_change / w.bytes_per_change;
+        verdicts.check(
+            format!(
+                "watch, {n} watchers: >= 500x fewer bytes per change than {n} raw subscribers ({:.0} vs {:.0} bytes: {fewer:.0}x)",
+                w.bytes_per_change, c.bytes_per_change
+            ),
+            fewer >= 500.0,
+        );
+    }
+    verdicts.check(
+        format!(
+            "watch, {n} watchers, 1% churn/s: server < 20% of a core ({:.1}%)",
+            w.churn_cpu
+        ),
+        w.churn_cpu < 20.0 && w.churn_lost == 0,
+    );
+    verdicts.check(
+        format!(
+            "watch, {n} watchers: every watcher full within 2 s of the restarted server's first publish ({:.2} s; {:.2} s after the restart)",
+            w.restart_after_publish_s, w.restart_full_s
+        ),
+        w.restart_after_publish_s < 2.0,
+    );
+    verdicts.check(
+        format!(
+            "watch: no snapshot a watcher did not ask for (restart {}, whole run {}; {} smaller than the delta)",
+            w.restart_unasked, w.unasked, w.smaller
+        ),
+        w.restart_unasked == 0.0 && w.unasked == 0.0,
+    );
+    verdicts.check(
+        format!(
+            "watch, {n} watchers, idle: server < 1% of a core ({:.2}%; peers only {:.2}%)",
+            w.idle_cpu,
+            v(&base, &|r| r.idle_cpu)
+        ),
+        w.idle_cpu < 1.0,
+    );
 }
 
 fn machine() -> String {
@@ -1483,6 +2031,10 @@ fn main() {
         println!(
             "# restart reference, first publish delay 0 (the first list when the first heartbeat round ends): smallest list per run {reference:?}"
         );
+    }
+
+    if plan.runs("watch") {
+        watch_section(&meter, &plan.watch, &mut verdicts);
     }
 
     if plan.runs("churn") {

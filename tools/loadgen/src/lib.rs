@@ -1,6 +1,7 @@
 //! Helpers shared by the load generator's binaries, its benchmark and its
 //! tests: peer names, the `key=value` line format every binary prints, a
-//! tiny argument parser and readers for `/proc`.
+//! tiny argument parser, readers for `/proc` and the watch protocol's
+//! framing and watcher state ([`watch`]).
 //!
 //! Nothing here touches the network, and nothing here comes from
 //! `nng_discovery`: the `loadgen` binary is an independent implementation of
@@ -268,6 +269,8 @@ pub mod procfs {
         Some((total - idle, total))
     }
 }
+
+pub mod watch;
 
 #[cfg(test)]
 mod tests {

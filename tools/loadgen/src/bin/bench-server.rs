@@ -6,21 +6,29 @@
 //!              [--poll-ms 5000] [--survey-ms 1000] [--threshold 2]
 //!              [--republish-ms 30000] [--gap-ms 2] [--event-driven true]
 //!              [--sample-ms 100] [--stats-ms 1000] [--first-publish-ms 0]
+//!              [--watch tcp://127.0.0.1:0] [--watch-keepalive-ms 10000]
 //! ```
+//!
+//! `--watch URL` also serves the watch protocol there (`Options::watch_url`),
+//! with `--watch-keepalive-ms` as `Options::watch_keepalive` (the library's
+//! default, 10 s, unless given).
 //!
 //! `--first-publish-ms` is the server's first publish delay: 0 (the first
 //! list when the first heartbeat round ends) unless given, so that the
 //! rows measured before the delay existed stay comparable; `default` leaves
 //! the library's default (2 × `reconnect_max` + `survey_time`).
 //!
-//! Prints `ready survey=URL publish=URL first_publish_ms=D`; `first_list
+//! Prints `ready survey=URL publish=URL first_publish_ms=D` (and
+//! `watch=URL`, the bound watch URL, with `--watch`); `first_list
 //! t=S len=N` when the server publishes its first list (`t` in seconds
 //! from just before the server was created, as its changes receiver sees
 //! it); then, sampling the counters every
 //! 100 ms, a `round n=.. answers=..` line for every heartbeat round that
 //! ended (`missed=K` if K rounds ended unseen between two samples) and a
-//! `stats` line with every counter once a second (`--stats-ms`). Stops at the end of
-//! standard input.
+//! `stats` line with every counter once a second (`--stats-ms`; the
+//! library's `Stats` line, watch counters included: `watchers`,
+//! `watch_held`, `watch_requests`, `watch_snapshots`, `watch_deltas`,
+//! `watch_keepalives`). Stops at the end of standard input.
 
 use std::io::{BufRead, Write};
 use std::sync::mpsc;
@@ -42,6 +50,14 @@ fn main() {
     let options = match args.str("first-publish-ms") {
         Some("default") => options,
         _ => options.first_publish_delay(ms("first-publish-ms", 0)),
+    };
+    let options = match args.str("watch") {
+        Some(url) => options.watch_url(url),
+        None => options,
+    };
+    let options = match args.str("watch-keepalive-ms") {
+        Some(_) => options.watch_keepalive(ms("watch-keepalive-ms", 10_000)),
+        None => options,
     };
     let first_publish = options.get_first_publish_delay();
     let created = Instant::now();
@@ -66,9 +82,12 @@ fn main() {
     });
 
     let mut out = std::io::stdout().lock();
+    let watch = server
+        .watch_url()
+        .map_or(String::new(), |url| format!(" watch={url}"));
     let _ = writeln!(
         out,
-        "ready survey={} publish={} first_publish_ms={}",
+        "ready survey={} publish={} first_publish_ms={}{watch}",
         server.survey_url(),
         server.publish_url(),
         first_publish.as_millis()

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! loadgen --survey tcp://127.0.0.1:PORT [--publish tcp://127.0.0.1:PORT]
+//!         [--watch tcp://127.0.0.1:PORT] [--watchers 0]
 //!         [--peers 1000] [--hung 0] [--subs 0]
 //!         [--churn 0] [--churn-names new|same] [--churn-burst]
 //!         [--churn-delay-ms 1000]
@@ -15,7 +16,20 @@
 //!   name ([`peer_name`]`(slot, generation)`); `--hung H` more connect, read
 //!   the surveys and never answer.
 //! * `--subs M` raw SUB connections record each list's arrival and length.
-//! * `--churn K`: once every subscriber holds the full list, K answering
+//! * `--watchers W` REQ connections to the server's watch URL (`--watch`)
+//!   play watchers of the watch protocol (README, "Watch protocol";
+//!   [`nng_discovery_loadgen::watch`]): each keeps its own position (epoch,
+//!   revision) and set of names, asks with `(0, 0)` first, sends its next
+//!   request as soon as a reply arrives, applies snapshots (`S`), deltas
+//!   (`D`) and keepalives (`K`); a delta or keepalive that does not apply
+//!   is counted (`watch_refused`) and the next request asks for a snapshot
+//!   with `(0, 0)`. A watcher keeps its position across a reconnection (a
+//!   restarted server, whose epoch differs, answers it with a snapshot). It
+//!   does not time out a silent server: only a closed connection redials.
+//!   Watchers count in the same outcome lines as subscribers (`full`,
+//!   `all_full`, `change`, `change_lost`; see below), so one generator
+//!   measures either kind, or both at once.
+//! * `--churn K`: once every subscriber and watcher holds the full list, K answering
 //!   peers per second close their connection and reconnect at once, under a
 //!   new name (`--churn-names new`, the default) or the same one; spread
 //!   evenly over each second, or all K at once with `--churn-burst`.
@@ -38,17 +52,24 @@
 //!
 //! Lines on standard input: `hang K` (K answering peers stop answering but
 //! keep their connection), `churn K` (K peers leave and rejoin now),
-//! `quit`. End of input quits too, unless `--duration-s` is set.
+//! `rate R` (from now on R peers per second leave and rejoin, as `--churn`;
+//! `rate 0` stops), `tick` (a `tick` line now), `quit`. End of input quits
+//! too, unless `--duration-s` is set.
 //!
 //! Output, one line per event, `kind key=value ...`, `t` in seconds since
 //! start:
-//! * `start`, then `connected` once every peer and subscriber is connected;
-//! * `full sub=I len=N` the first time subscriber I holds a list naming every
-//!   answering peer, and `all_full` once all of them have;
+//! * `start`, then `connected` once every peer, subscriber and watcher is
+//!   connected;
+//! * `full sub=I len=N` (`full watcher=I len=N`) the first time subscriber
+//!   (watcher) I holds a list naming every answering peer, and `all_full
+//!   subs=M watchers=W n=K` each time all of them hold such a list again
+//!   (`n` counts these times; the first starts `--churn`). A connection
+//!   that closes no longer counts as holding it until its next list;
 //! * `churn_start`, then per change (a peer's leave or join) once every
-//!   subscriber connected at the time holds a list reflecting it:
-//!   `change kind=leave|join ms=LATENCY subs=M superseded=0|1`; a change
-//!   not delivered within 30 s is reported as `change_lost`;
+//!   subscriber and watcher connected at the time holds a list reflecting
+//!   it: `change kind=leave|join ms=LATENCY subs=M watchers=W
+//!   superseded=0|1`; a change not delivered within 30 s is reported as
+//!   `change_lost`;
 //! * `joins n=N p50_ms=.. p99_ms=.. max_ms=.. hs_p50_ms=.. hs_p99_ms=..
 //!   hs_max_ms=.. first_connect=T last_connect=T` with `--track-joins`, once
 //!   subscriber 0 has listed every answering peer (times in seconds since
@@ -56,8 +77,20 @@
 //!   its TCP connect completing, and `hs_` from the server's SP header
 //!   arriving, i.e. from when NNG had accepted the connection);
 //! * `hung names=A,B,...` after a `hang` command;
-//! * `list sub=I len=N bytes=B` per list received, with `--print-lists`;
-//! * `tick` every `--report-ms` with running totals, `end` at exit.
+//! * `list sub=I len=N bytes=B` per list received, and `watch_reply
+//!   watcher=I kind=S|D|K len=N` per watch reply, with `--print-lists`;
+//! * `tick` every `--report-ms` with running totals, `end` at exit. Both
+//!   carry the watch counters: `watch_snapshots`, `watch_deltas`,
+//!   `watch_keepalives` (replies applied by kind), `watch_refused` (deltas
+//!   or keepalives that did not apply), `watch_smaller` (snapshots not
+//!   asked for, sent because the delta would have been larger than the
+//!   whole list, as the server's rule says), `watch_unasked` (snapshots
+//!   neither asked for, with `(0, 0)`, another epoch or a future
+//!   revision, nor smaller than the delta: only a watcher further behind
+//!   than the server's history should get one), `watch_stale` (replies to a request no longer waited for),
+//!   and the bytes received per kind of connection (`rx_peer_bytes`,
+//!   `rx_sub_bytes`, `rx_watch_bytes`: everything the server wrote to
+//!   them, SP framing included).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, BufRead, BufWriter, Read, Stdout, Write};
@@ -68,6 +101,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::{TcpStream, UnixStream};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use nng_discovery_loadgen::watch::{self, Applied, Decoder, Kind, Watcher, Why};
 use nng_discovery_loadgen::{peer_name, Args, Backoff};
 
 /// SP protocol numbers (RFC-style "SP over TCP" header, bytes 4-5).
@@ -96,9 +130,17 @@ fn main() {
         eprintln!("--subs needs --publish");
         std::process::exit(2);
     }
+    let watch = args.str("watch").map(parse_url);
+    let watchers: u32 = args.get("watchers", 0);
+    if watchers > 0 && watch.is_none() {
+        eprintln!("--watchers needs --watch (the server's watch URL)");
+        std::process::exit(2);
+    }
     let config = Config {
         survey,
         publish,
+        watch,
+        watchers,
         peers: args.get("peers", 1000),
         hung: args.get("hung", 0),
         subs,
@@ -239,6 +281,7 @@ impl Stream {
 enum Role {
     Peer(u32),
     Sub(u32),
+    Watch(u32),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,7 +322,10 @@ struct Slot {
 struct SubState {
     conn: Option<usize>,
     ready: bool,
+    /// Holds a list naming every answering peer now.
     full: bool,
+    /// Whether its `full` line was printed.
+    announced: bool,
     /// Its redial waits (`--redial`).
     backoff: Backoff,
 }
@@ -290,21 +336,57 @@ impl Default for SubState {
             conn: None,
             ready: false,
             full: false,
+            announced: false,
             backoff: Backoff::LIBRARY,
         }
     }
 }
 
-/// A membership change waiting to reach every subscriber.
+/// One watcher of the watch protocol.
+struct WatchSub {
+    conn: Option<usize>,
+    ready: bool,
+    full: bool,
+    /// Whether its `full` line was printed.
+    announced: bool,
+    /// Its redial waits (`--redial`).
+    backoff: Backoff,
+    /// Position and names held (kept across reconnections).
+    state: Watcher,
+    /// The id of the request it waits for a reply to, if any.
+    waiting: Option<u32>,
+    last_id: u32,
+}
+
+impl Default for WatchSub {
+    fn default() -> WatchSub {
+        WatchSub {
+            conn: None,
+            ready: false,
+            full: false,
+            announced: false,
+            backoff: Backoff::LIBRARY,
+            state: Watcher::default(),
+            waiting: None,
+            last_id: 0,
+        }
+    }
+}
+
+/// A membership change waiting to reach every subscriber and watcher.
 struct Change {
     at: Instant,
     name: Vec<u8>,
+    /// `name` interned in the watchers' decoder: a watcher holds it if its
+    /// bit is set.
+    id: u32,
     join: bool,
-    /// Per subscriber: holds a list reflecting the change (or was not
-    /// connected when it happened).
+    /// Per follower (subscribers, then watchers): holds a list reflecting
+    /// the change (or was not connected when it happened).
     have: Vec<bool>,
     remaining: usize,
     subs: usize,
+    watchers: usize,
     superseded: bool,
 }
 
@@ -320,6 +402,8 @@ struct Body {
 struct Config {
     survey: Endpoint,
     publish: Option<Endpoint>,
+    watch: Option<Endpoint>,
+    watchers: u32,
     peers: u32,
     hung: u32,
     subs: u32,
@@ -348,6 +432,16 @@ struct Totals {
     connect_failures: u64,
     changes_done: u64,
     changes_lost: u64,
+    watch_snapshots: u64,
+    watch_deltas: u64,
+    watch_keepalives: u64,
+    watch_refused: u64,
+    watch_smaller: u64,
+    watch_unasked: u64,
+    watch_stale: u64,
+    rx_peer_bytes: u64,
+    rx_sub_bytes: u64,
+    rx_watch_bytes: u64,
 }
 
 struct Gen {
@@ -362,6 +456,9 @@ struct Gen {
     free: Vec<usize>,
     slots: Vec<Slot>,
     subs: Vec<SubState>,
+    watchers: Vec<WatchSub>,
+    /// Interned names and the last snapshot decoded, for every watcher.
+    dec: Decoder,
     queue: VecDeque<Role>,
     retry: Vec<(Instant, Role)>,
     inflight: usize,
@@ -369,9 +466,14 @@ struct Gen {
 
     ready_peers: usize,
     ready_subs: usize,
-    full_subs: usize,
+    ready_watchers: usize,
+    /// Subscribers and watchers that hold a full list now.
+    full_now: usize,
     announced_connected: bool,
-    announced_all_full: bool,
+    /// Whether every follower held a full list at the last count.
+    all_full: bool,
+    /// How many times every follower came to hold a full list.
+    all_full_times: u64,
     /// Peers that answer (not hung).
     answering: usize,
 
@@ -434,6 +536,7 @@ impl Gen {
             })
             .collect();
         let subs = (0..cfg.subs).map(|_| SubState::default()).collect();
+        let watchers = (0..cfg.watchers).map(|_| WatchSub::default()).collect();
         let name_slot = if cfg.track_joins {
             (0..cfg.peers)
                 .map(|slot| (peer_name(slot, 0).into_bytes(), slot))
@@ -441,9 +544,11 @@ impl Gen {
         } else {
             HashMap::new()
         };
-        // Subscribers first, so they watch the list grow; then the peers.
+        // Subscribers and watchers first, so they see the list grow; then
+        // the peers.
         let queue = (0..cfg.subs)
             .map(Role::Sub)
+            .chain((0..cfg.watchers).map(Role::Watch))
             .chain((0..total_peers).map(Role::Peer))
             .collect();
         Ok(Gen {
@@ -459,15 +564,19 @@ impl Gen {
             free: Vec::new(),
             slots,
             subs,
+            watchers,
+            dec: Decoder::default(),
             queue,
             retry: Vec::new(),
             inflight: 0,
             next_connect: start,
             ready_peers: 0,
             ready_subs: 0,
-            full_subs: 0,
+            ready_watchers: 0,
+            full_now: 0,
             announced_connected: false,
-            announced_all_full: false,
+            all_full: false,
+            all_full_times: 0,
             churn_next: None,
             churn_started: false,
             pending: Vec::new(),
@@ -490,10 +599,11 @@ impl Gen {
     fn run(mut self) -> io::Result<()> {
         let c = &self.cfg;
         let line = format!(
-            "start t=0 peers={} hung={} subs={} churn={} churn_burst={} churn_names={} redial={} transport={}",
+            "start t=0 peers={} hung={} subs={} watchers={} churn={} churn_burst={} churn_names={} redial={} transport={}",
             c.peers,
             c.hung,
             c.subs,
+            c.watchers,
             c.churn,
             c.churn_burst,
             if c.churn_same_names { "same" } else { "new" },
@@ -537,7 +647,7 @@ impl Gen {
     fn end(&mut self) -> io::Result<()> {
         let now = Instant::now();
         let line = format!(
-            "end t={:.6} surveys={} answers={} lists={} list_bytes={} changes_done={} changes_lost={} reconnects={}",
+            "end t={:.6} surveys={} answers={} lists={} list_bytes={} changes_done={} changes_lost={} reconnects={} {}",
             self.t(now),
             self.totals.surveys,
             self.totals.answers,
@@ -546,6 +656,7 @@ impl Gen {
             self.totals.changes_done,
             self.totals.changes_lost,
             self.totals.reconnects,
+            self.watch_fields(),
         );
         writeln!(self.out, "{line}")?;
         self.out.flush()
@@ -636,12 +747,14 @@ impl Gen {
     fn tick(&mut self, now: Instant) -> io::Result<()> {
         let hung = self.slots.len() - self.answering;
         let line = format!(
-            "tick t={:.6} peers_ready={} answering={} hung={} subs_ready={} surveys={} answers={} lists={} list_bytes={} pending_changes={} reconnects={} connect_failures={}",
+            "tick t={:.6} peers_ready={} answering={} hung={} subs_ready={} watchers_ready={} full={} surveys={} answers={} lists={} list_bytes={} pending_changes={} reconnects={} connect_failures={} {}",
             self.t(now),
             self.ready_peers,
             self.answering,
             hung,
             self.ready_subs,
+            self.ready_watchers,
+            self.full_now,
             self.totals.surveys,
             self.totals.answers,
             self.totals.lists,
@@ -649,8 +762,27 @@ impl Gen {
             self.pending.len(),
             self.totals.reconnects,
             self.totals.connect_failures,
+            self.watch_fields(),
         );
         writeln!(self.out, "{line}")
+    }
+
+    /// The watch counters and received bytes, for `tick` and `end`.
+    fn watch_fields(&self) -> String {
+        let t = &self.totals;
+        format!(
+            "watch_snapshots={} watch_deltas={} watch_keepalives={} watch_refused={} watch_smaller={} watch_unasked={} watch_stale={} rx_peer_bytes={} rx_sub_bytes={} rx_watch_bytes={}",
+            t.watch_snapshots,
+            t.watch_deltas,
+            t.watch_keepalives,
+            t.watch_refused,
+            t.watch_smaller,
+            t.watch_unasked,
+            t.watch_stale,
+            t.rx_peer_bytes,
+            t.rx_sub_bytes,
+            t.rx_watch_bytes,
+        )
     }
 
     /// Handles lines from standard input; returns true on `quit`.
@@ -669,6 +801,20 @@ impl Gen {
                     }
                 }
                 "tick" => self.tick(Instant::now())?,
+                "rate" => {
+                    let rate: f64 = line
+                        .split_ascii_whitespace()
+                        .nth(1)
+                        .and_then(|w| w.parse().ok())
+                        .filter(|r: &f64| r.is_finite() && *r >= 0.0)
+                        .unwrap_or(0.0);
+                    let now = Instant::now();
+                    self.cfg.churn = rate;
+                    self.churn_started = true;
+                    self.churn_next = (rate > 0.0).then_some(now);
+                    let line = format!("churn_rate t={:.6} rate={rate}", self.t(now));
+                    writeln!(self.out, "{line}")?;
+                }
                 "" => {}
                 other => eprintln!("loadgen: unknown command {other:?}"),
             }
@@ -742,16 +888,25 @@ impl Gen {
     }
 
     fn record_change(&mut self, name: Vec<u8>, join: bool, at: Instant) {
-        if self.ready_subs == 0 {
+        let ready = self.ready_subs + self.ready_watchers;
+        if ready == 0 {
             return;
         }
-        let have: Vec<bool> = self.subs.iter().map(|s| !s.ready).collect();
+        let have: Vec<bool> = self
+            .subs
+            .iter()
+            .map(|s| !s.ready)
+            .chain(self.watchers.iter().map(|w| !w.ready))
+            .collect();
+        let id = self.dec.names.intern(&name);
         self.pending.push(Change {
             at,
+            id,
             name,
             join,
-            remaining: self.ready_subs,
+            remaining: ready,
             subs: self.ready_subs,
+            watchers: self.ready_watchers,
             have,
             superseded: false,
         });
@@ -769,6 +924,7 @@ impl Gen {
             let endpoint = match role {
                 Role::Peer(_) => &self.cfg.survey,
                 Role::Sub(_) => self.cfg.publish.as_ref().expect("subs need --publish"),
+                Role::Watch(_) => self.cfg.watch.as_ref().expect("watchers need --watch"),
             };
             let mut stream = match endpoint.connect() {
                 Ok(s) => s,
@@ -801,6 +957,7 @@ impl Gen {
             match role {
                 Role::Peer(s) => self.slots[s as usize].conn = Some(idx),
                 Role::Sub(s) => self.subs[s as usize].conn = Some(idx),
+                Role::Watch(w) => self.watchers[w as usize].conn = Some(idx),
             }
             self.inflight += 1;
         }
@@ -822,6 +979,7 @@ impl Gen {
                     let proto = match conn.role {
                         Role::Peer(_) => RESPONDENT,
                         Role::Sub(_) => SUB,
+                        Role::Watch(_) => watch::REQ,
                     };
                     let [hi, lo] = proto.to_be_bytes();
                     if self.send(idx, &[0, b'S', b'P', 0, hi, lo, 0, 0]).is_err() {
@@ -891,6 +1049,12 @@ impl Gen {
                     break;
                 }
                 Ok(n) => {
+                    let counter = match conn.role {
+                        Role::Peer(_) => &mut self.totals.rx_peer_bytes,
+                        Role::Sub(_) => &mut self.totals.rx_sub_bytes,
+                        Role::Watch(_) => &mut self.totals.rx_watch_bytes,
+                    };
+                    *counter += n as u64;
                     if !self.ingest(idx, &scratch[..n]) {
                         self.close(idx, true);
                         break;
@@ -924,6 +1088,12 @@ impl Gen {
             ok = good;
             buf.drain(..used);
         }
+        // A buffer that held a big frame (a list, a snapshot) gives its
+        // memory back once empty: thousands of connections each keeping
+        // 100 KB add up.
+        if buf.is_empty() && buf.capacity() > 1 << 16 {
+            buf = Vec::new();
+        }
         if let Some(conn) = self.conns[idx].as_mut() {
             conn.rbuf = buf;
         }
@@ -945,6 +1115,7 @@ impl Gen {
             let want = match role {
                 Role::Peer(_) => SURVEYOR,
                 Role::Sub(_) => PUB,
+                Role::Watch(_) => watch::REP,
             };
             let [hi, lo] = want.to_be_bytes();
             if src[..8] != [0, b'S', b'P', 0, hi, lo, 0, 0] {
@@ -957,10 +1128,16 @@ impl Gen {
             conn.phase = Phase::Ready;
             pos = 8;
             self.on_ready(role);
+            if let Role::Watch(w) = role {
+                if self.send_watch_request(idx, w).is_err() {
+                    return (pos, false);
+                }
+            }
         }
         let hl = match role {
             Role::Peer(_) => self.cfg.survey.frame_header(),
             Role::Sub(_) => self.cfg.publish.as_ref().map_or(8, Endpoint::frame_header),
+            Role::Watch(_) => self.cfg.watch.as_ref().map_or(8, Endpoint::frame_header),
         };
         loop {
             let avail = src.len() - pos;
@@ -987,6 +1164,7 @@ impl Gen {
                     self.on_list(sub, payload);
                     true
                 }
+                Role::Watch(w) => self.on_watch_reply(idx, w, payload),
             };
             if !ok {
                 return (pos, false);
@@ -1011,21 +1189,29 @@ impl Gen {
                 self.subs[s as usize].backoff.reset();
                 self.ready_subs += 1;
             }
+            Role::Watch(w) => {
+                let state = &mut self.watchers[w as usize];
+                state.ready = true;
+                state.backoff.reset();
+                self.ready_watchers += 1;
+            }
         }
         if !self.announced_connected
             && self.ready_peers == self.slots.len()
             && self.ready_subs == self.subs.len()
+            && self.ready_watchers == self.watchers.len()
         {
             self.announced_connected = true;
             let now = Instant::now();
             let line = format!(
-                "connected t={:.6} peers={} subs={}",
+                "connected t={:.6} peers={} subs={} watchers={}",
                 self.t(now),
                 self.ready_peers,
-                self.ready_subs
+                self.ready_subs,
+                self.ready_watchers
             );
             let _ = writeln!(self.out, "{line}");
-            if self.subs.is_empty() {
+            if self.subs.is_empty() && self.watchers.is_empty() {
                 self.start_churn(now);
             }
         }
@@ -1120,17 +1306,14 @@ impl Gen {
                 payload.len()
             );
         }
+        let full = count == self.answering;
         let state = &mut self.subs[sub as usize];
-        if !state.full && count == self.answering {
-            state.full = true;
-            self.full_subs += 1;
+        let was_full = std::mem::replace(&mut state.full, full);
+        let announce = full && !std::mem::replace(&mut state.announced, true);
+        if announce {
             let _ = writeln!(self.out, "full t={t:.6} sub={sub} len={count}");
-            if self.full_subs == self.subs.len() && !self.announced_all_full {
-                self.announced_all_full = true;
-                let _ = writeln!(self.out, "all_full t={t:.6} subs={}", self.full_subs);
-                self.start_churn(now);
-            }
         }
+        self.count_full(was_full, full, now);
         if sub == 0 && !known && self.cfg.track_joins && !self.joins_reported {
             self.track_joins(payload, now);
         }
@@ -1145,28 +1328,133 @@ impl Gen {
                 payload.split(|&b| b == b'|').map(<[u8]>::to_vec).collect()
             }
         });
-        let s = sub as usize;
-        for j in 0..self.pending.len() {
-            let c = &self.pending[j];
-            if c.have[s] || first_seen < c.at || names.contains(&c.name) != c.join {
-                continue;
-            }
-            // This list reflects change j; any earlier change of the same
-            // name this subscriber never saw was superseded by it.
-            let (earlier, rest) = self.pending.split_at_mut(j);
-            let c = &mut rest[0];
-            c.have[s] = true;
-            c.remaining -= 1;
-            for e in earlier
-                .iter_mut()
-                .filter(|e| !e.have[s] && e.name == c.name)
-            {
-                e.have[s] = true;
-                e.remaining -= 1;
-                e.superseded = true;
-            }
-        }
+        mark_changes(&mut self.pending, sub as usize, first_seen, |c| {
+            names.contains(&c.name)
+        });
         self.finish_changes(now);
+    }
+
+    /// One follower's fullness moved from `was` to `now_full`: keeps the
+    /// count and prints `all_full` each time every follower holds a full
+    /// list (the first time also starts `--churn`).
+    fn count_full(&mut self, was: bool, now_full: bool, now: Instant) {
+        match (was, now_full) {
+            (false, true) => self.full_now += 1,
+            (true, false) => self.full_now -= 1,
+            _ => {}
+        }
+        let all = self.full_now == self.subs.len() + self.watchers.len();
+        if all && !self.all_full {
+            self.all_full_times += 1;
+            let line = format!(
+                "all_full t={:.6} subs={} watchers={} n={}",
+                self.t(now),
+                self.subs.len(),
+                self.watchers.len(),
+                self.all_full_times
+            );
+            let _ = writeln!(self.out, "{line}");
+            self.start_churn(now);
+        }
+        self.all_full = all;
+    }
+
+    /// Sends watcher `w`'s next request (its position) on connection
+    /// `idx`, with a new request id.
+    fn send_watch_request(&mut self, idx: usize, w: u32) -> io::Result<()> {
+        let hl = self.cfg.watch.as_ref().map_or(8, Endpoint::frame_header);
+        let state = &mut self.watchers[w as usize];
+        let id = watch::next_request_id(state.last_id);
+        state.last_id = id;
+        state.waiting = Some(id);
+        let mut frame = Vec::with_capacity(9 + 4 + watch::REQUEST_BODY);
+        if hl == 9 {
+            frame.push(1);
+        }
+        frame.extend_from_slice(&((4 + watch::REQUEST_BODY) as u64).to_be_bytes());
+        watch::encode_request(id, state.state.request(), &mut frame);
+        self.send(idx, &frame)
+    }
+
+    /// A reply on watcher `w`'s connection `idx`: applies it, asks again at
+    /// once, and books fullness and changes. False closes the connection
+    /// (a reply that is not one).
+    fn on_watch_reply(&mut self, idx: usize, w: u32, payload: &[u8]) -> bool {
+        let now = Instant::now();
+        let reply = match watch::parse_reply(payload) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("loadgen: watcher {w}: {e}");
+                return false;
+            }
+        };
+        let state = &mut self.watchers[w as usize];
+        if state.waiting != Some(reply.id) {
+            // A reply to a request it no longer waits for: a REQ socket
+            // drops it.
+            self.totals.watch_stale += 1;
+            return true;
+        }
+        state.waiting = None;
+        let applied = state.state.apply(&reply, &mut self.dec);
+        let count = state.state.names.len();
+        let changed = match applied {
+            Applied::Snapshot { why } => {
+                self.totals.watch_snapshots += 1;
+                match why {
+                    Why::Asked => {}
+                    Why::Smaller => self.totals.watch_smaller += 1,
+                    Why::Unasked => self.totals.watch_unasked += 1,
+                }
+                true
+            }
+            Applied::Delta { .. } => {
+                self.totals.watch_deltas += 1;
+                true
+            }
+            Applied::Keepalive => {
+                self.totals.watch_keepalives += 1;
+                false
+            }
+            Applied::Refused(_) => {
+                self.totals.watch_refused += 1;
+                false
+            }
+        };
+        if self.send_watch_request(idx, w).is_err() {
+            return false;
+        }
+        let t = self.t(now);
+        if self.cfg.print_lists {
+            let kind = match reply.kind {
+                Kind::Snapshot => 'S',
+                Kind::Delta => 'D',
+                Kind::Keepalive => 'K',
+            };
+            let _ = writeln!(
+                self.out,
+                "watch_reply t={t:.6} watcher={w} kind={kind} len={count} revision={}",
+                reply.at.revision
+            );
+        }
+        if !changed {
+            return true;
+        }
+        let full = count == self.answering;
+        let state = &mut self.watchers[w as usize];
+        let was_full = std::mem::replace(&mut state.full, full);
+        if full && !std::mem::replace(&mut state.announced, true) {
+            let _ = writeln!(self.out, "full t={t:.6} watcher={w} len={count}");
+        }
+        self.count_full(was_full, full, now);
+        if !self.pending.is_empty() {
+            let f = self.subs.len() + w as usize;
+            // A bit test per pending change: this runs for every reply.
+            let held = &self.watchers[w as usize].state.names;
+            mark_changes(&mut self.pending, f, now, |c| held.contains(c.id));
+            self.finish_changes(now);
+        }
+        true
     }
 
     /// `--track-joins`: books the peers that `list` (a list body not seen
@@ -1227,15 +1515,30 @@ impl Gen {
             self.totals.changes_done += 1;
             let _ = writeln!(
                 self.out,
-                "change t={t:.6} kind={} ms={:.3} subs={} superseded={} name={}",
+                "change t={t:.6} kind={} ms={:.3} subs={} watchers={} superseded={} name={}",
                 if c.join { "join" } else { "leave" },
                 (now - c.at).as_secs_f64() * 1e3,
                 c.subs,
+                c.watchers,
                 u8::from(c.superseded),
                 String::from_utf8_lossy(&c.name),
             );
         }
         self.pending = kept;
+    }
+
+    /// Follower `f`'s connection closed: it no longer holds a full list
+    /// (until its next one) nor holds changes up.
+    fn follower_gone(&mut self, f: usize, was_full: bool) {
+        let now = Instant::now();
+        self.count_full(was_full, false, now);
+        for c in &mut self.pending {
+            if !c.have[f] {
+                c.have[f] = true;
+                c.remaining -= 1;
+            }
+        }
+        self.finish_changes(now);
     }
 
     /// How long `role` waits before dialing again: [`RETRY`], or with
@@ -1248,6 +1551,7 @@ impl Gen {
         match role {
             Role::Peer(s) => self.slots[s as usize].backoff.next_wait(random),
             Role::Sub(s) => self.subs[s as usize].backoff.next_wait(random),
+            Role::Watch(w) => self.watchers[w as usize].backoff.next_wait(random),
         }
     }
 
@@ -1277,18 +1581,23 @@ impl Gen {
             Role::Sub(s) => {
                 let state = &mut self.subs[s as usize];
                 state.conn = None;
+                let was_full = std::mem::replace(&mut state.full, false);
                 if was_ready {
                     state.ready = false;
                     self.ready_subs -= 1;
                 }
-                // A subscriber that is gone no longer holds changes up.
-                for c in &mut self.pending {
-                    if !c.have[s as usize] {
-                        c.have[s as usize] = true;
-                        c.remaining -= 1;
-                    }
+                self.follower_gone(s as usize, was_full);
+            }
+            Role::Watch(w) => {
+                let state = &mut self.watchers[w as usize];
+                state.conn = None;
+                state.waiting = None;
+                let was_full = std::mem::replace(&mut state.full, false);
+                if was_ready {
+                    state.ready = false;
+                    self.ready_watchers -= 1;
                 }
-                self.finish_changes(Instant::now());
+                self.follower_gone(self.subs.len() + w as usize, was_full);
             }
         }
         if reconnect {
@@ -1297,6 +1606,37 @@ impl Gen {
             }
             let wait = self.retry_wait(conn.role);
             self.retry.push((Instant::now() + wait, conn.role));
+        }
+    }
+}
+
+/// Follower `f` (a subscriber index, or the number of subscribers plus a
+/// watcher's index) holds a list in which `holds(change)` tells whether a
+/// change's name is listed, received first at `first_seen`: marks the
+/// pending changes it reflects. Any earlier change of the same name this follower
+/// never saw was superseded by it.
+fn mark_changes(
+    pending: &mut [Change],
+    f: usize,
+    first_seen: Instant,
+    holds: impl Fn(&Change) -> bool,
+) {
+    for j in 0..pending.len() {
+        let c = &pending[j];
+        if c.have[f] || first_seen < c.at || holds(c) != c.join {
+            continue;
+        }
+        let (earlier, rest) = pending.split_at_mut(j);
+        let c = &mut rest[0];
+        c.have[f] = true;
+        c.remaining -= 1;
+        for e in earlier
+            .iter_mut()
+            .filter(|e| !e.have[f] && e.name == c.name)
+        {
+            e.have[f] = true;
+            e.remaining -= 1;
+            e.superseded = true;
         }
     }
 }
