@@ -369,7 +369,7 @@ fn a_watcher_that_never_reads_costs_bounded_memory_and_stalls_no_one() {
     let names: Vec<String> = (0..NAMES)
         .map(|i| format!("{i:02}{}", "x".repeat(998)))
         .collect();
-    let clients: Vec<Client> = names
+    let mut clients: Vec<Client> = names
         .iter()
         .map(|n| Client::new(server.survey_url(), n).expect("client"))
         .collect();
@@ -390,7 +390,8 @@ fn a_watcher_that_never_reads_costs_bounded_memory_and_stalls_no_one() {
     // The others are still served: a held request gets its delta.
     send(&w, &encode_request(at));
     stats_until(&server, "the request is held", |s| s.watch_held == 1);
-    drop(clients.into_iter().next());
+    // Only the first leaves; the others stay until the end of the test.
+    drop(clients.remove(0));
     match receive(&w) {
         Reply::Delta { left, .. } => assert_eq!(left, [names[0].clone()]),
         other => panic!("expected a delta, got {other:?}"),
@@ -406,6 +407,7 @@ fn a_watcher_that_never_reads_costs_bounded_memory_and_stalls_no_one() {
         grown >> 20
     );
     drop(deaf);
+    drop(clients);
 }
 
 #[test]
