@@ -5,13 +5,13 @@
 //! `miss_threshold` rounds, and keeps listing the rest.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use nng_discovery::{Options, Server, Stats};
-use nng_discovery_loadgen::{peer_name, Line};
+use nng_discovery_loadgen::peer_name;
+
+mod common;
+use common::Generator;
 
 const PEERS: u32 = 500;
 const NEVER_ANSWER: u32 = 3;
@@ -30,78 +30,21 @@ const DEADLINE: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(1000);
 const SURVEY: Duration = Duration::from_millis(800);
 
-struct Generator {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<Line>,
-}
-
-impl Generator {
-    fn start(server: &Server) -> Generator {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-            .args(["--survey", server.survey_url()])
-            .args(["--publish", server.publish_url()])
-            .args(["--peers", &PEERS.to_string()])
-            .args(["--hung", &NEVER_ANSWER.to_string()])
-            .args(["--subs", &SUBS.to_string()])
-            .arg("--print-lists")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start loadgen");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(Line::parse(&line)).is_err() {
-                    break;
-                }
-            }
-        });
-        let stdin = child.stdin.take();
-        Generator {
-            child,
-            stdin,
-            lines,
-        }
-    }
-
-    /// The next line of kind `kind` satisfying `ok`, or a panic at the
-    /// deadline.
-    fn expect(&self, kind: &str, ok: impl Fn(&Line) -> bool) -> Line {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.kind == kind && ok(&line) => return line,
-                Ok(_) => {}
-                Err(e) => panic!("loadgen printed no matching `{kind}` line: {e}"),
-            }
-        }
-    }
-
-    fn command(&mut self, text: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{text}").expect("write to loadgen");
-        stdin.flush().expect("flush loadgen's stdin");
-    }
-
-    /// Closes its standard input (it quits) and waits for its `end` line.
-    fn finish(mut self) -> Line {
-        drop(self.stdin.take());
-        let end = self.expect("end", |_| true);
-        let status = self.child.wait().expect("wait for loadgen");
-        assert!(status.success(), "loadgen exited with {status}");
-        end
-    }
-}
-
-impl Drop for Generator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start_generator(server: &Server) -> Generator {
+    let args = [
+        "--survey",
+        server.survey_url(),
+        "--publish",
+        server.publish_url(),
+        "--peers",
+        &PEERS.to_string(),
+        "--hung",
+        &NEVER_ANSWER.to_string(),
+        "--subs",
+        &SUBS.to_string(),
+        "--print-lists",
+    ];
+    Generator::start(&args, DEADLINE)
 }
 
 fn names(range: std::ops::Range<u32>) -> BTreeSet<String> {
@@ -110,26 +53,7 @@ fn names(range: std::ops::Range<u32>) -> BTreeSet<String> {
 
 /// Waits for the server to publish exactly `want`.
 fn wait_for_list(server: &Server, want: &BTreeSet<String>) {
-    let changes = server.changes();
-    let deadline = Instant::now() + DEADLINE;
-    let mut last;
-    loop {
-        let list: BTreeSet<String> = server.peers().into_iter().collect();
-        if &list == want {
-            return;
-        }
-        last = list.len();
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        // Wakes at each published change (or re-checks every 50 ms).
-        let _ = changes.recv_timeout(left.min(Duration::from_millis(50)));
-    }
-    panic!(
-        "the server never listed the {} expected names (last list: {last} names)",
-        want.len()
-    );
+    common::wait_for_list(server, want, DEADLINE);
 }
 
 /// Watches `rounds` consecutive heartbeat rounds and checks each one: the
@@ -178,7 +102,7 @@ fn the_server_lists_every_answering_peer_round_after_round() {
         .survey_time(SURVEY)
         .miss_threshold(THRESHOLD);
     let server = Server::new("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", options).expect("server");
-    let mut gen = Generator::start(&server);
+    let mut gen = start_generator(&server);
 
     // Every answering peer is listed; the never-answering ones are not.
     let all = names(0..PEERS);

@@ -5,13 +5,13 @@
 //! only the connection-triggered surveys can list the peers.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nng_discovery::{Options, Server};
-use nng_discovery_loadgen::{peer_name, Line};
+use nng_discovery_loadgen::peer_name;
+
+mod common;
+use common::Generator;
 
 /// Enough that connections arrive while earlier surveys are under way and
 /// must share them, few enough for a debug build on a busy machine (at
@@ -21,32 +21,6 @@ const PEERS: u32 = 1500;
 /// Listing them all normally takes about a second on a 2-core machine;
 /// this bound is 60 times that (busy CI machines are slow).
 const DEADLINE: Duration = Duration::from_secs(60);
-
-struct Generator {
-    child: Child,
-    lines: Receiver<Line>,
-}
-
-impl Generator {
-    fn expect(&self, kind: &str) -> Line {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.kind == kind => return line,
-                Ok(_) => {}
-                Err(e) => panic!("loadgen printed no `{kind}` line: {e}"),
-            }
-        }
-    }
-}
-
-impl Drop for Generator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn a_mass_connect_is_listed_without_a_heartbeat() {
@@ -62,48 +36,26 @@ fn a_mass_connect_is_listed_without_a_heartbeat() {
         .expect("the first (empty) list");
     assert!(first.is_empty(), "{first:?}");
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["--survey", server.survey_url()])
-        .args(["--publish", server.publish_url()])
-        .args(["--peers", &PEERS.to_string()])
-        .args(["--subs", "1", "--track-joins"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start loadgen");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(Line::parse(&line)).is_err() {
-                break;
-            }
-        }
-    });
-    let gen = Generator { child, lines };
+    let peers = PEERS.to_string();
+    let args = [
+        "--survey",
+        server.survey_url(),
+        "--publish",
+        server.publish_url(),
+        "--peers",
+        &peers,
+        "--subs",
+        "1",
+        "--track-joins",
+    ];
+    let gen = Generator::start(&args, DEADLINE);
 
     // Every peer is listed by the server...
     let want: BTreeSet<String> = (0..PEERS).map(|i| peer_name(i, 0)).collect();
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let list: BTreeSet<String> = server.peers().into_iter().collect();
-        if list == want {
-            break;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(
-            !left.is_zero(),
-            "only {} of {PEERS} peers listed within {DEADLINE:?} ({})",
-            list.len(),
-            server.stats()
-        );
-        // Wakes at each published change (or re-checks every 50 ms).
-        let _ = changes.recv_timeout(left.min(Duration::from_millis(50)));
-    }
+    common::wait_for_list(&server, &want, DEADLINE);
     // ...and reaches the generator's own subscriber, each peer's name in
     // a list (`joins` is printed once every peer has been).
-    let joins = gen.expect("joins");
+    let joins = gen.expect("joins", |_| true);
     assert_eq!(joins.num::<u32>("n"), Some(PEERS));
 
     // No heartbeat did it: only the first round (before any peer) ended.

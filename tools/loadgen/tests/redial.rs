@@ -5,13 +5,13 @@
 //! subscriber receives that list.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nng_discovery::{Options, Server};
-use nng_discovery_loadgen::{peer_name, Line};
+use nng_discovery_loadgen::peer_name;
+
+mod common;
+use common::Generator;
 
 const PEERS: u32 = 200;
 /// Every wait is bounded by this. The slowest step, the restarted server's
@@ -20,80 +20,28 @@ const PEERS: u32 = 200;
 /// wait), so this is over 10x what it normally takes.
 const DEADLINE: Duration = Duration::from_secs(60);
 
-struct Generator {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<Line>,
-}
-
-impl Generator {
-    fn start(survey: &str, publish: &str) -> Generator {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-            .args(["--survey", survey, "--publish", publish])
-            .args(["--peers", &PEERS.to_string(), "--subs", "1"])
-            .args(["--report-ms", "50", "--print-lists", "--redial"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start loadgen");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(Line::parse(&line)).is_err() {
-                    break;
-                }
-            }
-        });
-        Generator {
-            stdin: child.stdin.take(),
-            child,
-            lines,
-        }
-    }
-
-    /// The next line of kind `kind` satisfying `ok`, or a panic at the
-    /// deadline.
-    fn expect(&self, kind: &str, ok: impl Fn(&Line) -> bool) -> Line {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.kind == kind && ok(&line) => return line,
-                Ok(_) => {}
-                Err(e) => panic!("loadgen printed no matching `{kind}` line: {e}"),
-            }
-        }
-    }
-}
-
-impl Drop for Generator {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start_generator(survey: &str, publish: &str) -> Generator {
+    let peers = PEERS.to_string();
+    let args = [
+        "--survey",
+        survey,
+        "--publish",
+        publish,
+        "--peers",
+        &peers,
+        "--subs",
+        "1",
+        "--report-ms",
+        "50",
+        "--print-lists",
+        "--redial",
+    ];
+    Generator::start(&args, DEADLINE)
 }
 
 /// Waits until the server lists exactly `want` (woken by each change).
 fn wait_for_list(server: &Server, want: &BTreeSet<String>) {
-    let changes = server.changes();
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let list: BTreeSet<String> = server.peers().into_iter().collect();
-        if &list == want {
-            return;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(
-            !left.is_zero(),
-            "the server never listed the {} peers (last list: {} names)",
-            want.len(),
-            list.len()
-        );
-        let _ = changes.recv_timeout(left.min(Duration::from_millis(50)));
-    }
+    common::wait_for_list(server, want, DEADLINE);
 }
 
 #[test]
@@ -106,7 +54,7 @@ fn redialing_peers_come_back_to_a_restarted_server() {
         server.survey_url().to_owned(),
         server.publish_url().to_owned(),
     );
-    let gen = Generator::start(&survey, &publish);
+    let gen = start_generator(&survey, &publish);
     gen.expect("full", |l| l.num::<u32>("len") == Some(PEERS));
     wait_for_list(&server, &all);
 

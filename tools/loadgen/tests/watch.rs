@@ -4,13 +4,12 @@
 //! follows a leave and a join by deltas; no reply fails to apply and no
 //! snapshot arrives that a watcher did not ask for.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nng_discovery::{Options, Server};
-use nng_discovery_loadgen::Line;
+
+mod common;
+use common::Generator;
 
 const PEERS: u32 = 100;
 const WATCHERS: u32 = 20;
@@ -20,68 +19,21 @@ const WATCHERS: u32 = 20;
 /// busy machine or qemu.
 const DEADLINE: Duration = Duration::from_secs(60);
 
-struct Generator {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<Line>,
-}
-
-impl Generator {
-    fn start(server: &Server) -> Generator {
-        let watch = server.watch_url().expect("the server has a watch URL");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-            .args(["--survey", server.survey_url(), "--watch", watch])
-            .args(["--peers", &PEERS.to_string()])
-            .args(["--watchers", &WATCHERS.to_string()])
-            .args(["--report-ms", "50"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start loadgen");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(Line::parse(&line)).is_err() {
-                    break;
-                }
-            }
-        });
-        Generator {
-            stdin: child.stdin.take(),
-            child,
-            lines,
-        }
-    }
-
-    fn command(&mut self, text: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{text}").expect("write to loadgen");
-        stdin.flush().expect("flush loadgen's stdin");
-    }
-
-    /// The next line of kind `kind` satisfying `ok`, or a panic at the
-    /// deadline.
-    fn expect(&self, kind: &str, ok: impl Fn(&Line) -> bool) -> Line {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.kind == kind && ok(&line) => return line,
-                Ok(_) => {}
-                Err(e) => panic!("loadgen printed no matching `{kind}` line: {e}"),
-            }
-        }
-    }
-}
-
-impl Drop for Generator {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start_generator(server: &Server) -> Generator {
+    let watch = server.watch_url().expect("the server has a watch URL");
+    let args = [
+        "--survey",
+        server.survey_url(),
+        "--watch",
+        watch,
+        "--peers",
+        &PEERS.to_string(),
+        "--watchers",
+        &WATCHERS.to_string(),
+        "--report-ms",
+        "50",
+    ];
+    Generator::start(&args, DEADLINE)
 }
 
 #[test]
@@ -89,7 +41,7 @@ fn watchers_get_the_full_list_and_follow_a_leave_and_a_join() {
     let options = Options::default().watch_url("tcp://127.0.0.1:0");
     let server =
         Server::new("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", options).expect("start server");
-    let mut gen = Generator::start(&server);
+    let mut gen = start_generator(&server);
 
     // Every watcher holds all the peers' names.
     let all = gen.expect("all_full", |_| true);
