@@ -153,9 +153,76 @@ fn dial_error(url: &str, e: nng::Error) -> Error {
     })
 }
 
-/// The longest a dialing object's shutdown waits for a connection attempt
-/// in flight to finish (see [`Link`]).
+/// The least a dialing object's shutdown waits for a connection attempt
+/// in flight to finish (see [`Link`]); more where connections in this
+/// process are slow ([`settle_time`]).
 const SETTLE_MAX: Duration = Duration::from_millis(30);
+
+/// How many times the typical time to a first connection in this process a
+/// shutdown waits for one ([`settle_time`]).
+const SETTLE_FACTOR: u32 = 8;
+
+/// The longest a shutdown waits for a connection attempt, however slow the
+/// connections in this process (unless the URL's own least wait is longer,
+/// as for TLS).
+const SETTLE_CAP: Duration = Duration::from_secs(1);
+
+/// A first connection that took longer than this was waiting for its server
+/// to be there, not connecting: it says nothing of how long a connection
+/// attempt takes, and is not counted in [`ConnectTimes`].
+const CONNECT_SAMPLE_MAX: Duration = Duration::from_secs(2);
+
+/// The typical time from a watched socket's creation to a dialer's first
+/// connection, in this process: a moving average (each new sample weighs
+/// 1/8) of the times up to [`CONNECT_SAMPLE_MAX`], in microseconds; 0
+/// before the first. A process that runs slowly (a loaded machine, an
+/// emulator: code runs 10-50x slower under qemu-user) connects slowly, and
+/// its shutdowns wait longer for an attempt in flight ([`settle_time`]).
+#[derive(Debug)]
+struct ConnectTimes(std::sync::atomic::AtomicU64);
+
+static CONNECT_TIMES: ConnectTimes = ConnectTimes(std::sync::atomic::AtomicU64::new(0));
+
+impl ConnectTimes {
+    /// Counts a first connection that took `took`.
+    fn record(&self, took: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let _ = self.0.fetch_update(Relaxed, Relaxed, |typical| {
+            Some(next_typical(typical, took))
+        });
+    }
+
+    /// The typical time to a first connection so far (zero before any).
+    fn typical(&self) -> Duration {
+        Duration::from_micros(self.0.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+/// The moving average `typical` (microseconds, 0 for none yet) after a
+/// first connection that took `took`; samples over [`CONNECT_SAMPLE_MAX`]
+/// leave it as it is.
+fn next_typical(typical: u64, took: Duration) -> u64 {
+    if took > CONNECT_SAMPLE_MAX {
+        return typical;
+    }
+    let sample = took.as_micros() as u64; // at most 2 s: fits
+    if typical == 0 {
+        sample.max(1)
+    } else {
+        ((typical * 7 + sample) / 8).max(1)
+    }
+}
+
+/// How long a shutdown waits for a dialer's connection attempt in flight:
+/// [`SETTLE_FACTOR`] times the `typical` first connection, at least `least`
+/// (the URL's own least wait: [`SETTLE_MAX`], or [`SETTLE_MAX_TLS`]) and at
+/// most [`SETTLE_CAP`] (or `least`, if longer). On a normal machine a
+/// loopback connection takes a millisecond or two, and the wait is `least`.
+fn settle_time(typical: Duration, least: Duration) -> Duration {
+    typical
+        .saturating_mul(SETTLE_FACTOR)
+        .clamp(least, SETTLE_CAP.max(least))
+}
 
 /// The same for a `tls+tcp://` dialer: NNG 1.4 is worse off there. A TLS
 /// dialer closed during its handshake leaves the process unable to
@@ -188,8 +255,12 @@ pub(crate) struct Link {
     /// The dialers that have made a connection, until closed.
     connected: Mutex<HashSet<Dialer>>,
     changed: Condvar,
-    /// [`SETTLE_MAX`], or [`SETTLE_MAX_TLS`] for a `tls+tcp://` URL.
+    /// [`SETTLE_MAX`], or [`SETTLE_MAX_TLS`] for a `tls+tcp://` URL: the
+    /// least a shutdown waits (see [`settle_time`]).
     settle_max: Duration,
+    /// When it started watching: its dialers' first connections are timed
+    /// from here ([`ConnectTimes`]).
+    created: Instant,
 }
 
 impl Link {
@@ -217,13 +288,16 @@ impl Link {
             connected: Mutex::new(HashSet::new()),
             changed: Condvar::new(),
             settle_max,
+            created: Instant::now(),
         });
         let watched = Arc::clone(&link);
         socket
             .pipe_notify(move |pipe, event| {
                 if event == PipeEvent::AddPost {
                     if let Some(dialer) = pipe.dialer() {
-                        watched.connected.lock().insert(dialer);
+                        if watched.connected.lock().insert(dialer) {
+                            CONNECT_TIMES.record(watched.created.elapsed());
+                        }
                         watched.changed.notify_all();
                     }
                 }
@@ -234,11 +308,12 @@ impl Link {
     }
 
     /// Closes `dialers`, first waiting until each of them has connected
-    /// once, or its settle time has passed ([`SETTLE_MAX`], [`SETTLE_MAX_TLS`] for
-    /// `tls+tcp://`; one wait for all of them).
+    /// once, or its settle time has passed ([`settle_time`]: at least
+    /// [`SETTLE_MAX`], [`SETTLE_MAX_TLS`] for `tls+tcp://`, longer where
+    /// connections in this process are slow; one wait for all of them).
     pub(crate) fn close(&self, dialers: impl IntoIterator<Item = Dialer>) {
         let dialers: Vec<Dialer> = dialers.into_iter().collect();
-        let deadline = Instant::now() + self.settle_max;
+        let deadline = Instant::now() + settle_time(CONNECT_TIMES.typical(), self.settle_max);
         let mut connected = self.connected.lock();
         while !dialers.iter().all(|d| connected.contains(d)) {
             if self
@@ -293,7 +368,48 @@ pub(crate) const ERROR_BACKOFF: Duration = Duration::from_millis(10);
 
 #[cfg(test)]
 mod tests {
-    use super::check_tcp_port;
+    use std::time::Duration;
+
+    use super::{
+        check_tcp_port, next_typical, settle_time, CONNECT_SAMPLE_MAX, SETTLE_CAP, SETTLE_MAX,
+        SETTLE_MAX_TLS,
+    };
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn the_typical_connection_time_is_a_moving_average_of_plausible_samples() {
+        // The first sample is taken as it is.
+        assert_eq!(next_typical(0, 2 * MS), 2_000);
+        // Then each weighs an eighth.
+        assert_eq!(next_typical(2_000, 10 * MS), 3_000);
+        assert_eq!(next_typical(8_000, Duration::ZERO), 7_000);
+        // Never back to "none yet", even after instant connections.
+        assert_eq!(next_typical(0, Duration::ZERO), 1);
+        assert_eq!(next_typical(1, Duration::ZERO), 1);
+        // A wait for an absent server is not a connection time.
+        assert_eq!(next_typical(2_000, CONNECT_SAMPLE_MAX + MS), 2_000);
+        assert_eq!(next_typical(0, Duration::from_secs(60)), 0);
+        assert_eq!(next_typical(2_000, CONNECT_SAMPLE_MAX), 251_750);
+        // A run of slow samples moves it most of the way in 16.
+        let slow = (0..16).fold(1_000, |t, _| next_typical(t, 100 * MS));
+        assert!((85_000..100_000).contains(&slow), "{slow}");
+    }
+
+    #[test]
+    fn the_settle_time_follows_slow_connections_within_bounds() {
+        // A normal machine: the least wait.
+        assert_eq!(settle_time(Duration::ZERO, SETTLE_MAX), SETTLE_MAX);
+        assert_eq!(settle_time(2 * MS, SETTLE_MAX), SETTLE_MAX);
+        // A slow process (qemu, a loaded machine): eight typical connections.
+        assert_eq!(settle_time(20 * MS, SETTLE_MAX), 160 * MS);
+        // Never past the cap, whatever the samples said.
+        assert_eq!(settle_time(500 * MS, SETTLE_MAX), SETTLE_CAP);
+        assert_eq!(settle_time(Duration::MAX, SETTLE_MAX), SETTLE_CAP);
+        // TLS keeps its own, longer, least wait.
+        assert_eq!(settle_time(MS, SETTLE_MAX_TLS), SETTLE_MAX_TLS);
+        assert_eq!(settle_time(Duration::MAX, SETTLE_MAX_TLS), SETTLE_MAX_TLS);
+    }
 
     #[test]
     fn tcp_ports_must_fit_in_16_bits() {
