@@ -233,6 +233,55 @@ fn settle_time(typical: Duration, least: Duration) -> Duration {
 /// its first handshake up to this long.
 const SETTLE_MAX_TLS: Duration = Duration::from_secs(2);
 
+/// The wait of [`Link::close`] for a connection attempt in flight, counted
+/// in time the process was running: it sleeps in slices of at most
+/// [`SETTLE_SLICE`], and a slice it wakes from late (the process was
+/// descheduled: a loaded machine, qemu-user) counts only for its planned
+/// length, because NNG's threads, which finish the attempt, were most
+/// likely stalled too. The whole wait ends at the latest
+/// [`SETTLE_STALLS_MAX`] past its budget, however many stalls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Settle {
+    /// Running time still to wait.
+    left: Duration,
+    /// When the wait ends in any case.
+    until: Instant,
+}
+
+/// The longest slice of a [`Settle`] wait.
+const SETTLE_SLICE: Duration = Duration::from_millis(5);
+
+/// How much longer than its budget a [`Settle`] wait may last in all, for
+/// the stalls it does not count.
+const SETTLE_STALLS_MAX: Duration = Duration::from_secs(1);
+
+impl Settle {
+    /// A wait of `budget` running time, from `now`.
+    fn new(now: Instant, budget: Duration) -> Settle {
+        Settle {
+            left: budget,
+            until: now + budget + SETTLE_STALLS_MAX,
+        }
+    }
+
+    /// When to wake next, asked at `now`; `None` once the wait is over.
+    fn next_wake(&self, now: Instant) -> Option<Instant> {
+        if self.left.is_zero() || now >= self.until {
+            return None;
+        }
+        Some((now + self.left.min(SETTLE_SLICE)).min(self.until))
+    }
+
+    /// Woken at `now` from a sleep that began at `since` and was to end at
+    /// `wake` (earlier if a connection came): counts the time slept, but
+    /// not past `wake`.
+    fn woke(&mut self, since: Instant, wake: Instant, now: Instant) {
+        let slept = now.saturating_duration_since(since);
+        let planned = wake.saturating_duration_since(since);
+        self.left = self.left.saturating_sub(slept.min(planned));
+    }
+}
+
 /// Which of a socket's dialers have ever connected, kept from its pipe
 /// events.
 ///
@@ -313,16 +362,16 @@ impl Link {
     /// connections in this process are slow; one wait for all of them).
     pub(crate) fn close(&self, dialers: impl IntoIterator<Item = Dialer>) {
         let dialers: Vec<Dialer> = dialers.into_iter().collect();
-        let deadline = Instant::now() + settle_time(CONNECT_TIMES.typical(), self.settle_max);
+        let budget = settle_time(CONNECT_TIMES.typical(), self.settle_max);
+        let mut settle = Settle::new(Instant::now(), budget);
         let mut connected = self.connected.lock();
         while !dialers.iter().all(|d| connected.contains(d)) {
-            if self
-                .changed
-                .wait_until(&mut connected, deadline)
-                .timed_out()
-            {
+            let since = Instant::now();
+            let Some(wake) = settle.next_wake(since) else {
                 break;
-            }
+            };
+            self.changed.wait_until(&mut connected, wake);
+            settle.woke(since, wake, Instant::now());
         }
         for dialer in &dialers {
             connected.remove(dialer);
@@ -371,11 +420,79 @@ mod tests {
     use std::time::Duration;
 
     use super::{
-        check_tcp_port, next_typical, settle_time, CONNECT_SAMPLE_MAX, SETTLE_CAP, SETTLE_MAX,
-        SETTLE_MAX_TLS,
+        check_tcp_port, next_typical, settle_time, Settle, CONNECT_SAMPLE_MAX, SETTLE_CAP,
+        SETTLE_MAX, SETTLE_MAX_TLS, SETTLE_SLICE, SETTLE_STALLS_MAX,
     };
 
     const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_settle_wait_on_time_lasts_its_budget_in_slices() {
+        let t0 = std::time::Instant::now();
+        let mut settle = Settle::new(t0, 12 * MS);
+        let mut now = t0;
+        let mut wakes = Vec::new();
+        while let Some(wake) = settle.next_wake(now) {
+            wakes.push(wake - t0);
+            settle.woke(now, wake, wake);
+            now = wake;
+        }
+        assert_eq!(wakes, [5 * MS, 10 * MS, 12 * MS]);
+        assert_eq!(now - t0, 12 * MS);
+    }
+
+    #[test]
+    fn a_settle_wait_does_not_count_stalls() {
+        let t0 = std::time::Instant::now();
+        let mut settle = Settle::new(t0, 30 * MS);
+        // Woken 200 ms late: only the planned slice counts.
+        let wake = settle.next_wake(t0).expect("a slice");
+        assert_eq!(wake - t0, SETTLE_SLICE);
+        let late = t0 + 200 * MS;
+        settle.woke(t0, wake, late);
+        assert_eq!(settle.left, 25 * MS);
+        // Woken early (a connection came): the time slept counts.
+        let wake = settle.next_wake(late).expect("a slice");
+        settle.woke(late, wake, late + 2 * MS);
+        assert_eq!(settle.left, 23 * MS);
+        // Every slice woken 100 ms late: the 23 ms left take five slices
+        // (5, 5, 5, 5, 3 ms), each counted for its planned length.
+        let mut now = late + 2 * MS;
+        let mut slices = 0;
+        while let Some(wake) = settle.next_wake(now) {
+            let woke = wake + 100 * MS;
+            settle.woke(now, wake, woke);
+            now = woke;
+            slices += 1;
+        }
+        assert_eq!(slices, 5);
+        assert_eq!(now - t0, 202 * MS + 23 * MS + 5 * 100 * MS);
+        assert_eq!(settle.left, Duration::ZERO);
+    }
+
+    #[test]
+    fn a_settle_wait_ends_at_its_budget_plus_the_stall_allowance() {
+        let t0 = std::time::Instant::now();
+        let mut settle = Settle::new(t0, 30 * MS);
+        // Every slice woken 400 ms late: over once past 30 ms + 1 s.
+        let mut now = t0;
+        let mut slices = 0;
+        while let Some(wake) = settle.next_wake(now) {
+            let woke = wake + 400 * MS;
+            settle.woke(now, wake, woke);
+            now = woke;
+            slices += 1;
+        }
+        assert_eq!(slices, 3);
+        assert!(now - t0 >= 30 * MS + SETTLE_STALLS_MAX, "{:?}", now - t0);
+        assert_eq!(settle.left, 15 * MS, "running time still owed");
+    }
+
+    #[test]
+    fn a_zero_settle_wait_does_not_sleep() {
+        let t0 = std::time::Instant::now();
+        assert_eq!(Settle::new(t0, Duration::ZERO).next_wake(t0), None);
+    }
 
     #[test]
     fn the_typical_connection_time_is_a_moving_average_of_plausible_samples() {
