@@ -587,6 +587,11 @@ impl Core {
                 // The watchers' revision moves with each published change.
                 watch.record(&list, Instant::now());
             }
+            // The counters first: whoever sees the new list in `peers()`
+            // or on a channel then finds `stats()` at least as new.
+            self.stats.peers = self.membership.len();
+            self.stats.connections = self.membership.pipe_count();
+            *self.shared_stats.lock() = self.stats;
             *self.peers.lock() = list.clone();
             self.mailbox.offer(list);
         }
