@@ -241,6 +241,10 @@ pub(crate) struct Schedule {
     stall_after: Duration,
     /// How late the thread was at the last stall, until taken.
     stalled: Option<Duration>,
+    /// The wake-up (the `now` given to [`Schedule::due`]) whose lateness
+    /// has been judged: only its first call judges it, against the
+    /// schedule as it stood before any of its actions.
+    judged: Option<Instant>,
 }
 
 impl Schedule {
@@ -271,6 +275,7 @@ impl Schedule {
             a_round_ended: false,
             stall_after: options.get_survey_time().min(STALL),
             stalled: None,
+            judged: None,
         }
     }
 
@@ -383,8 +388,19 @@ impl Schedule {
     /// still on their way from NNG: the heartbeat round under way is
     /// dropped uncounted (its answers may not have been read), a new one
     /// starts at once, and nothing is published until it has ended.
+    /// Lateness is judged once a wake-up, on the first call with a new
+    /// `now`: an action taken at `now` can move the reference earlier (the
+    /// end of the first round releases a first list held for it), and
+    /// that does not make the thread late.
     pub(crate) fn due(&mut self, now: Instant) -> Option<Action> {
-        if let Some(late) = now.checked_duration_since(self.stall_reference()) {
+        let new_wakeup = !matches!(self.judged, Some(j) if now <= j);
+        if new_wakeup {
+            self.judged = Some(now);
+        }
+        let late = now
+            .checked_duration_since(self.stall_reference())
+            .filter(|_| new_wakeup);
+        if let Some(late) = late {
             if late > self.stall_after {
                 self.stalled = Some(late);
                 self.round_end = None;
@@ -596,6 +612,32 @@ mod tests {
         assert_eq!(drain(&mut s, t0 + ms(1700)), [Action::StartRound]);
         assert!(s.take_stall().is_some());
         assert_eq!(drain(&mut s, t0 + ms(1900)), [Action::EndRound]);
+    }
+
+    /// Found by `nothing_is_published_early_or_right_after_a_stall` in CI
+    /// (qemu-aarch64): the first list waits for the first round's end; once
+    /// that round has ended at 466 ms, the list's own time (200 ms) was
+    /// taken for the reference, and the same wake-up counted as 266 ms
+    /// late: a stall after the EndRound, a needless re-survey and a
+    /// held-back list.
+    #[test]
+    fn ending_the_first_round_does_not_make_the_same_wakeup_late() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(&options().first_publish_delay(ms(100)), t0);
+        // The first round starts late, at 134 ms (within the stall bound):
+        // it ends at 334, and the first list waits for it.
+        assert_eq!(drain(&mut s, t0 + ms(134)), [Action::StartRound]);
+        assert_eq!(s.take_stall(), None);
+        // Woken at 466: 132 ms after the round's end, within the bound.
+        assert_eq!(
+            drain(&mut s, t0 + ms(466)),
+            [Action::EndRound, Action::Publish]
+        );
+        assert_eq!(s.take_stall(), None);
+        // A later wake-up is judged afresh: 1,000 ms was the next round,
+        // and 1,201 is a stall.
+        assert_eq!(drain(&mut s, t0 + ms(1201)), [Action::StartRound]);
+        assert_eq!(s.take_stall(), Some(ms(201)));
     }
 
     #[test]
