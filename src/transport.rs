@@ -156,7 +156,7 @@ fn dial_error(url: &str, e: nng::Error) -> Error {
 /// The least a dialing object's shutdown waits for a connection attempt
 /// in flight to finish (see [`Link`]); more where connections in this
 /// process are slow ([`settle_time`]).
-const SETTLE_MAX: Duration = Duration::from_millis(30);
+const SETTLE_LEAST: Duration = Duration::from_millis(30);
 
 /// A dialing object younger than this, shut down before its dialer has
 /// connected, waits for the attempt until it is this old (counted in
@@ -224,7 +224,7 @@ fn next_typical(typical: u64, took: Duration) -> u64 {
 
 /// How long a shutdown waits for a dialer's connection attempt in flight:
 /// [`SETTLE_FACTOR`] times the `typical` first connection, at least `least`
-/// (the URL's own least wait: [`SETTLE_MAX`], or [`SETTLE_MAX_TLS`]) and at
+/// (the URL's own least wait: [`SETTLE_LEAST`], or [`SETTLE_LEAST_TLS`]) and at
 /// most [`SETTLE_CAP`] (or `least`, if longer). On a normal machine a
 /// loopback connection takes a millisecond or two, and the wait is `least`.
 fn settle_time(typical: Duration, least: Duration) -> Duration {
@@ -240,7 +240,7 @@ fn settle_time(typical: Duration, least: Duration) -> Duration {
 /// mutual handshake takes tens of milliseconds (38 ms p50, 114 ms max on
 /// a loaded loopback). So a TLS object that has never connected waits for
 /// its first handshake up to this long.
-const SETTLE_MAX_TLS: Duration = Duration::from_secs(2);
+const SETTLE_LEAST_TLS: Duration = Duration::from_secs(2);
 
 /// The wait of [`Link::close`] for a connection attempt in flight, counted
 /// in time the process was running: it sleeps in slices of at most
@@ -313,9 +313,9 @@ pub(crate) struct Link {
     /// The dialers that have made a connection, until closed.
     connected: Mutex<HashSet<Dialer>>,
     changed: Condvar,
-    /// [`SETTLE_MAX`], or [`SETTLE_MAX_TLS`] for a `tls+tcp://` URL: the
+    /// [`SETTLE_LEAST`], or [`SETTLE_LEAST_TLS`] for a `tls+tcp://` URL: the
     /// least a shutdown waits (see [`settle_time`]).
-    settle_max: Duration,
+    settle_least: Duration,
     /// When it started watching: its dialers' first connections are timed
     /// from here ([`ConnectTimes`]).
     created: Instant,
@@ -337,15 +337,15 @@ impl Link {
         urls: &[String],
         also: impl Fn(Pipe, PipeEvent) + Send + Sync + 'static,
     ) -> Result<Arc<Link>> {
-        let settle_max = if urls.iter().any(|u| crate::tls::is_tls_url(u)) {
-            SETTLE_MAX_TLS
+        let settle_least = if urls.iter().any(|u| crate::tls::is_tls_url(u)) {
+            SETTLE_LEAST_TLS
         } else {
-            SETTLE_MAX
+            SETTLE_LEAST
         };
         let link = Arc::new(Link {
             connected: Mutex::new(HashSet::new()),
             changed: Condvar::new(),
-            settle_max,
+            settle_least,
             created: Instant::now(),
         });
         let watched = Arc::clone(&link);
@@ -367,12 +367,12 @@ impl Link {
 
     /// Closes `dialers`, first waiting until each of them has connected
     /// once, or its settle time has passed ([`settle_time`]: at least
-    /// [`SETTLE_MAX`], [`SETTLE_MAX_TLS`] for `tls+tcp://`, longer where
+    /// [`SETTLE_LEAST`], [`SETTLE_LEAST_TLS`] for `tls+tcp://`, longer where
     /// connections in this process are slow; until it is [`YOUNG`] old, if
     /// longer; one wait for all of them).
     pub(crate) fn close(&self, dialers: impl IntoIterator<Item = Dialer>) {
         let dialers: Vec<Dialer> = dialers.into_iter().collect();
-        let budget = settle_time(CONNECT_TIMES.typical(), self.settle_max)
+        let budget = settle_time(CONNECT_TIMES.typical(), self.settle_least)
             .max(YOUNG.saturating_sub(self.created.elapsed()));
         let mut settle = Settle::new(Instant::now(), budget);
         let mut connected = self.connected.lock();
@@ -432,7 +432,7 @@ mod tests {
 
     use super::{
         check_tcp_port, next_typical, settle_time, Settle, CONNECT_SAMPLE_MAX, SETTLE_CAP,
-        SETTLE_MAX, SETTLE_MAX_TLS, SETTLE_SLICE, SETTLE_STALLS_MAX,
+        SETTLE_LEAST, SETTLE_LEAST_TLS, SETTLE_SLICE, SETTLE_STALLS_MAX,
     };
 
     const MS: Duration = Duration::from_millis(1);
@@ -527,16 +527,19 @@ mod tests {
     #[test]
     fn the_settle_time_follows_slow_connections_within_bounds() {
         // A normal machine: the least wait.
-        assert_eq!(settle_time(Duration::ZERO, SETTLE_MAX), SETTLE_MAX);
-        assert_eq!(settle_time(2 * MS, SETTLE_MAX), SETTLE_MAX);
+        assert_eq!(settle_time(Duration::ZERO, SETTLE_LEAST), SETTLE_LEAST);
+        assert_eq!(settle_time(2 * MS, SETTLE_LEAST), SETTLE_LEAST);
         // A slow process (qemu, a loaded machine): eight typical connections.
-        assert_eq!(settle_time(20 * MS, SETTLE_MAX), 160 * MS);
+        assert_eq!(settle_time(20 * MS, SETTLE_LEAST), 160 * MS);
         // Never past the cap, whatever the samples said.
-        assert_eq!(settle_time(500 * MS, SETTLE_MAX), SETTLE_CAP);
-        assert_eq!(settle_time(Duration::MAX, SETTLE_MAX), SETTLE_CAP);
+        assert_eq!(settle_time(500 * MS, SETTLE_LEAST), SETTLE_CAP);
+        assert_eq!(settle_time(Duration::MAX, SETTLE_LEAST), SETTLE_CAP);
         // TLS keeps its own, longer, least wait.
-        assert_eq!(settle_time(MS, SETTLE_MAX_TLS), SETTLE_MAX_TLS);
-        assert_eq!(settle_time(Duration::MAX, SETTLE_MAX_TLS), SETTLE_MAX_TLS);
+        assert_eq!(settle_time(MS, SETTLE_LEAST_TLS), SETTLE_LEAST_TLS);
+        assert_eq!(
+            settle_time(Duration::MAX, SETTLE_LEAST_TLS),
+            SETTLE_LEAST_TLS
+        );
     }
 
     #[test]
