@@ -7,10 +7,10 @@ use nng::{Protocol, RawSocket, Socket};
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
+use crate::nng::receiver::{self, Receiver as NngReceiver, Stopper};
+use crate::nng::transport;
 use crate::options::Options;
-use crate::receiver::{self, Receiver as NngReceiver, Stopper};
 use crate::subscriber::Subscriber;
-use crate::transport;
 use crate::urls::{self, Urls};
 use crate::wire;
 

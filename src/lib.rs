@@ -70,37 +70,29 @@
 
 #![warn(missing_docs)]
 
-pub mod admission;
 mod client;
 mod error;
-pub mod held_requests;
-pub mod history;
-mod mailbox;
-pub mod membership;
-pub mod merge;
+mod nng;
 mod options;
-mod publish_source;
-mod receiver;
-mod schedule;
 mod server;
-mod source;
-mod stats;
 mod subscriber;
-mod tls;
-mod transport;
 mod urls;
-mod watch_server;
-mod watch_source;
-mod watch_sources;
-pub mod watch_state;
-pub mod watch_wire;
+mod watch;
 pub mod wire;
+
+pub use server::admission;
+pub use server::membership;
+pub use subscriber::merge;
+pub use watch::held_requests;
+pub use watch::history;
+pub use watch::state as watch_state;
+pub use watch::wire as watch_wire;
 
 pub use client::Client;
 pub use error::{Error, Result, SetupError};
+pub use nng::tls::Tls;
 pub use options::{default_max_connections, Options};
+pub use server::stats::Stats;
 pub use server::Server;
-pub use stats::Stats;
 pub use subscriber::{Subscriber, MAX_LIST_BYTES};
-pub use tls::Tls;
 pub use urls::Urls;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::history::HistoryLimits;
+use crate::watch::history::HistoryLimits;
 
 /// Settings for a [`Server`](crate::Server), built with chained setters.
 ///
@@ -491,7 +491,7 @@ impl Options {
                 );
             }
         }
-        crate::admission::parse_networks(&self.allow_from)?;
+        crate::server::admission::parse_networks(&self.allow_from)?;
         if self.reconnect_min.is_zero() {
             return bad("reconnect_min", "must be greater than zero".into());
         }

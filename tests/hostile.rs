@@ -50,7 +50,7 @@ impl HostilePeer {
             .expect("pipe_notify");
         socket.dial_async(survey_url).expect("dial the survey URL");
         // NNG 1.4 must not close a socket while a thread may be entering a
-        // receive on it (see src/receiver.rs): the thread wakes every 20 ms
+        // receive on it (see src/nng/receiver.rs): the thread wakes every 20 ms
         // to look at `stop`, and Drop closes the socket only after joining it.
         socket
             .set_opt::<nng::options::RecvTimeout>(Some(Duration::from_millis(20)))

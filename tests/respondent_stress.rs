@@ -8,7 +8,7 @@
 //! list. And NNG cannot close a socket while a thread is entering a receive
 //! on it (a receive queued on the closed queue hangs forever, or touches it
 //! after it is freed); our threads wait in poll and the sockets close only
-//! after them (src/receiver.rs). This test drives both patterns hard: a
+//! after them (src/nng/receiver.rs). This test drives both patterns hard: a
 //! server surveying every millisecond, closed and restarted on the same URL
 //! a fixed number of times, under clients and subscribers that come and go;
 //! then a last, ordinary server must list every client and reach every

@@ -7,23 +7,13 @@
 //! function owns its server, client or subscriber and shuts it down (sockets
 //! closed, threads joined) before `main` returns the exit status.
 
-// The modules live in src/bin/nng-discovery/ (a crate root's `mod` looks
-// beside the root file, hence the paths).
-#[path = "nng-discovery/args.rs"]
 mod args;
-#[path = "nng-discovery/check.rs"]
 mod check;
-#[path = "nng-discovery/duration.rs"]
 mod duration;
-#[path = "nng-discovery/exec.rs"]
 mod exec;
-#[path = "nng-discovery/health.rs"]
 mod health;
-#[path = "nng-discovery/metrics.rs"]
 mod metrics;
-#[path = "nng-discovery/output.rs"]
 mod output;
-#[path = "nng-discovery/signals.rs"]
 mod signals;
 
 use std::io::{self, Write as _};

@@ -35,11 +35,11 @@ use nng::options::{Options as _, RecvFd};
 use nng::{Dialer, Message, Protocol, Socket};
 
 use crate::error::{Error, Result};
+use crate::nng::transport::{self, Link};
 use crate::options::Options;
 use crate::subscriber::MAX_LIST_BYTES;
-use crate::transport::{self, Link};
-use crate::watch_state::WatchState;
-use crate::watch_wire::{self, Position};
+use crate::watch::state::WatchState;
+use crate::watch::wire::{self as watch_wire, Position};
 
 /// What a [`WatchSource`] reports.
 #[derive(Debug, Clone, PartialEq, Eq)]

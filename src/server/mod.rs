@@ -1,5 +1,11 @@
 //! The discovery server: surveys the clients, publishes the list.
 
+pub mod admission;
+pub mod membership;
+pub(crate) mod schedule;
+pub(crate) mod stats;
+pub(crate) mod watch_server;
+
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -9,17 +15,17 @@ use nng::options::{Options as _, RecvBufferSize};
 use nng::{Message, Pipe, PipeEvent, Protocol, RawSocket, Socket};
 use parking_lot::Mutex;
 
-use crate::admission::{self, Gate, Origin, SharedGate};
 use crate::error::{Error, Result};
-use crate::mailbox::Mailbox;
-use crate::membership::{AnswerOutcome, Membership};
+use crate::nng::receiver::{self, Receiver as NngReceiver, Stopper};
+use crate::nng::transport;
 use crate::options::Options;
-use crate::receiver::{self, Receiver as NngReceiver, Stopper};
-use crate::schedule::{Action, Schedule};
-use crate::stats::Stats;
-use crate::transport;
-use crate::watch_server::{self, WatchCore, WatchHandle};
+use crate::server::membership::{AnswerOutcome, Membership};
+use crate::server::schedule::{Action, Schedule};
+use crate::server::stats::Stats;
+use crate::subscriber::mailbox::Mailbox;
 use crate::wire::{self, MAX_NAME_LEN};
+use admission::{Gate, Origin, SharedGate};
+use watch_server::{WatchCore, WatchHandle};
 
 /// The largest answer the server reads. Names up to this size are read and
 /// refused with a warning; anything larger closes that peer's connection

@@ -26,11 +26,11 @@
 //! * classic publish URL: every list received is a report, a republish of
 //!   the same list included (the republish is the heartbeat, so the silence
 //!   timeout is a few republish intervals); a closed connection is `gone`;
-//! * watch URL, with a [`WatchState`](crate::watch_state::WatchState) per
+//! * watch URL, with a [`WatchState`](crate::watch::state::WatchState) per
 //!   source: `apply` returning `Ok(Some(list))` is a report, `Ok(None)` is
 //!   `heard`, `Err` is neither (its next request asks for a snapshot); a
 //!   closed connection is `gone` **and** the watch state's
-//!   [`forget`](crate::watch_state::WatchState::forget), so that the first
+//!   [`forget`](crate::watch::state::WatchState::forget), so that the first
 //!   list after reconnecting is reported even if it equals the last one
 //!   (otherwise it would come back as `Ok(None)` and the source would stay
 //!   gone). `tests/merge_properties.rs` runs this glue against three

@@ -3,7 +3,7 @@
 //!
 //! [`History`] holds the server's epoch, its current revision and list,
 //! and a bounded queue of the changes that led there. Given the position a
-//! watcher says it holds ([`crate::watch_wire::decode_request`]),
+//! watcher says it holds ([`crate::watch::wire::decode_request`]),
 //! [`History::answer`] decides what to send:
 //!
 //! * a request from another epoch, for revision 0 (a watcher that holds
@@ -33,7 +33,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::num::NonZeroU64;
 
-use crate::watch_wire::{self, Position, Reply};
+use crate::watch::wire::{self as watch_wire, Position, Reply};
 
 /// How much past the current list a [`History`] remembers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::Result;
 use crate::options::Options;
-use crate::source::{Report, Source};
-use crate::watch_source::{WatchEvent, WatchSource};
+use crate::subscriber::source::{Report, Source};
+use crate::subscriber::watch_source::{WatchEvent, WatchSource};
 
 /// What a watch event tells the merge; see the [module](self).
 pub(crate) fn report(event: WatchEvent) -> Report {

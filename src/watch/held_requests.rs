@@ -1,10 +1,10 @@
 //! The watch server's held requests, with no sockets and no clock reads.
 //!
-//! A request that is current ([`crate::history::Answer::Hold`]) waits here
+//! A request that is current ([`crate::watch::history::Answer::Hold`]) waits here
 //! until the list changes ([`HeldRequests::take_all`]: answer each with
-//! [`History::answer`](crate::history::History::answer), now a delta) or its
+//! [`History::answer`](crate::watch::history::History::answer), now a delta) or its
 //! keepalive interval passes ([`HeldRequests::take_due`]: answer each with
-//! [`History::expire`](crate::history::History::expire)).
+//! [`History::expire`](crate::watch::history::History::expire)).
 //!
 //! Memory is bounded per connection: a connection (pipe) has at most one
 //! held request. A REQ peer has one request outstanding at a time and drops
@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
-use crate::watch_wire::Position;
+use crate::watch::wire::Position;
 
 /// A request taken out of [`HeldRequests`], to be answered now.
 #[derive(Debug, Clone, PartialEq, Eq)]

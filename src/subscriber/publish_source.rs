@@ -26,11 +26,11 @@ use nng::options::{protocol::pubsub::Subscribe, Options as _};
 use nng::{Dialer, Pipe, PipeEvent, Protocol, Socket};
 
 use crate::error::{Error, Result};
+use crate::nng::receiver;
+use crate::nng::transport::{self, Link};
 use crate::options::Options;
-use crate::receiver;
-use crate::source::{Report, Source};
+use crate::subscriber::source::{Report, Source};
 use crate::subscriber::MAX_LIST_BYTES;
-use crate::transport::{self, Link};
 use crate::wire;
 
 /// A connection to server `.0` opened or closed.

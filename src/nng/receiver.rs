@@ -21,7 +21,7 @@ use nng::options::{Options as _, RecvFd};
 use nng::{Message, Socket};
 
 use crate::error::{Error, Result};
-use crate::transport::ERROR_BACKOFF;
+use crate::nng::transport::ERROR_BACKOFF;
 
 /// The owner's handle: tells the receiving thread to stop. Dropping it does
 /// the same.

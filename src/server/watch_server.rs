@@ -1,9 +1,9 @@
 //! The server side of the watch protocol: the watch socket, its reading
 //! thread, and the state the server thread keeps for it.
 //!
-//! The wire format is [`crate::watch_wire`], what to answer is
-//! [`crate::history`], and the requests waiting for a change are
-//! [`crate::held_requests`]; this module only moves messages between them
+//! The wire format is [`crate::watch::wire`], what to answer is
+//! [`crate::watch::history`], and the requests waiting for a change are
+//! [`crate::watch::held_requests`]; this module only moves messages between them
 //! and the socket. [`start`] opens a REP v0 socket in **raw** mode (so that
 //! many requests can wait at once and each be answered later, in any
 //! order), listens on the watch URL and starts one thread that reads
@@ -36,15 +36,15 @@ use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use nng::options::{Options as _, RecvBufferSize, SendBufferSize};
 use nng::{Message, Pipe, PipeEvent, Protocol, RawSocket, Socket};
 
-use crate::admission::{self, SharedGate};
 use crate::error::{Error, Result};
-use crate::held_requests::{HeldRequests, Released};
-use crate::history::{Answer, History, HistoryLimits};
+use crate::nng::receiver::{self, Receiver as NngReceiver, Stopper};
+use crate::nng::transport;
 use crate::options::Options;
-use crate::receiver::{self, Receiver as NngReceiver, Stopper};
-use crate::stats::Stats;
-use crate::transport;
-use crate::watch_wire::{self, Position};
+use crate::server::admission::{self, SharedGate};
+use crate::server::stats::Stats;
+use crate::watch::held_requests::{HeldRequests, Released};
+use crate::watch::history::{Answer, History, HistoryLimits};
+use crate::watch::wire::{self as watch_wire, Position};
 
 /// The largest request read, backtrace included (a request is 16 bytes
 /// plus 4 per hop, at most 8 hops). A larger one closes its connection

@@ -39,7 +39,7 @@ pub(crate) fn listen(
     peer_protocol: u16,
     options: &crate::Options,
 ) -> Result<(Listener, String)> {
-    crate::tls::check_url(url, options.get_tls())?;
+    crate::nng::tls::check_url(url, options.get_tls())?;
     if ipc_in_use(url, peer_protocol) {
         return Err(Error::AddressInUse {
             url: url.to_owned(),
@@ -57,7 +57,7 @@ pub(crate) fn listen(
     let builder = nng::ListenerBuilder::new(socket, url).map_err(listen_error)?;
     #[cfg(feature = "tls")]
     if let Some(tls) = options.get_tls() {
-        crate::tls::configure_listener(&builder, tls, url)?;
+        crate::nng::tls::configure_listener(&builder, tls, url)?;
     }
     if let (Some(mode), true) = (options.get_ipc_permissions(), url.starts_with("ipc://")) {
         builder
@@ -120,7 +120,7 @@ pub(crate) fn dial(socket: &Socket, url: &str, options: &crate::Options) -> Resu
     // NNG resolves a dialer's address in the background, so a port that
     // cannot exist would be retried forever instead of refused.
     check_tcp_port(url)?;
-    crate::tls::check_url(url, options.get_tls())?;
+    crate::nng::tls::check_url(url, options.get_tls())?;
     socket
         .set_opt::<ReconnectMinTime>(Some(options.get_reconnect_min()))
         .map_err(Error::nng("set the reconnect time"))?;
@@ -130,7 +130,7 @@ pub(crate) fn dial(socket: &Socket, url: &str, options: &crate::Options) -> Resu
     let builder = nng::DialerBuilder::new(socket, url).map_err(|e| dial_error(url, e))?;
     #[cfg(feature = "tls")]
     if let Some(tls) = options.get_tls() {
-        crate::tls::configure_dialer(&builder, tls, url)?;
+        crate::nng::tls::configure_dialer(&builder, tls, url)?;
     }
     builder.start(true).map_err(|(_, e)| dial_error(url, e))
 }
@@ -140,7 +140,7 @@ pub(crate) fn dial(socket: &Socket, url: &str, options: &crate::Options) -> Resu
 /// attempt can be left half-made, see [`Link`]).
 pub(crate) fn check_dial_url(socket: &Socket, url: &str, options: &crate::Options) -> Result<()> {
     check_tcp_port(url)?;
-    crate::tls::check_url(url, options.get_tls())?;
+    crate::nng::tls::check_url(url, options.get_tls())?;
     let unstarted = nng::DialerBuilder::new(socket, url).map_err(|e| dial_error(url, e))?;
     drop(unstarted); // closes it
     Ok(())
@@ -337,7 +337,7 @@ impl Link {
         urls: &[String],
         also: impl Fn(Pipe, PipeEvent) + Send + Sync + 'static,
     ) -> Result<Arc<Link>> {
-        let settle_least = if urls.iter().any(|u| crate::tls::is_tls_url(u)) {
+        let settle_least = if urls.iter().any(|u| crate::nng::tls::is_tls_url(u)) {
             SETTLE_LEAST_TLS
         } else {
             SETTLE_LEAST

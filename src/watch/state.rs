@@ -15,7 +15,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use crate::watch_wire::{Position, Reply};
+use crate::watch::wire::{Position, Reply};
 
 /// Why a reply could not be applied: the watcher must ask for a snapshot,
 /// which [`WatchState::request`] then does.
@@ -146,7 +146,7 @@ impl WatchState {
     /// asks for a snapshot and the next list is delivered even if it equals
     /// the last one. Call it whenever the connection closes, so that a
     /// reconnected source counts again with its first list (see
-    /// [`crate::merge`]).
+    /// [`crate::subscriber::merge`]).
     pub fn forget(&mut self) {
         *self = WatchState::default();
     }

@@ -1,17 +1,24 @@
 //! Receiving the server's lists.
 
+pub(crate) mod mailbox;
+pub mod merge;
+pub(crate) mod publish_source;
+pub(crate) mod source;
+pub(crate) mod watch_source;
+pub(crate) mod watch_sources;
+
 use std::thread::JoinHandle;
 
 use crossbeam_channel::Receiver;
 
 use crate::error::Result;
+use crate::nng::receiver::Stopper;
 use crate::options::Options;
-use crate::publish_source::PublishSource;
-use crate::receiver::Stopper;
-use crate::source::{self, Source};
+use crate::subscriber::publish_source::PublishSource;
 use crate::urls::{self, Urls};
-use crate::watch_sources::{self, WatchSources};
 use crate::wire::MAX_NAME_LEN;
+use source::Source;
+use watch_sources::WatchSources;
 
 /// The largest published list a subscriber accepts: 16 MiB, room for more
 /// than 16,000 names of the maximum length or 300,000 typical URLs. Larger

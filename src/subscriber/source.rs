@@ -12,11 +12,11 @@
 //! [`Mailbox`].
 //!
 //! Two kinds of source exist: the classic publish URL
-//! ([`PublishSource`](crate::publish_source::PublishSource): one SUB
+//! ([`PublishSource`](crate::subscriber::publish_source::PublishSource): one SUB
 //! socket per server, each with its own queue and dialer), and the watch
-//! protocol ([`WatchSources`](crate::watch_sources::WatchSources): one REQ
+//! protocol ([`WatchSources`](crate::subscriber::watch_sources::WatchSources): one REQ
 //! socket per watch URL, each reply run through a
-//! [`WatchState`](crate::watch_state::WatchState)), whose replies are
+//! [`WatchState`](crate::watch::state::WatchState)), whose replies are
 //! `List`/`Heard`, whose closed connections and silences are `Gone`, and
 //! whose [`Source::deadline`] tells the loop when to check for silence.
 
@@ -27,9 +27,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 
 use crate::error::{Error, Result};
-use crate::mailbox::Mailbox;
-use crate::merge::Merge;
-use crate::receiver::{self, StopSignal, Stopper};
+use crate::nng::receiver::{self, StopSignal, Stopper};
+use crate::subscriber::mailbox::Mailbox;
+use crate::subscriber::merge::Merge;
 
 /// What a source says about one of its servers.
 #[derive(Debug, Clone, PartialEq, Eq)]
