@@ -131,7 +131,7 @@ fn worker(args: &[String]) {
             }
             _ if !clients.is_empty() => {
                 let i = rng.below(clients.len() as u64) as usize;
-                clients.swap_remove(i);
+                drop(clients.swap_remove(i));
             }
             _ => {}
         }

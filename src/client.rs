@@ -95,6 +95,7 @@ enum Follow {
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
+#[must_use = "dropping a Client shuts it down at once"]
 pub struct Client {
     service: String,
     survey_urls: Vec<String>,
@@ -369,7 +370,9 @@ impl Client {
                 for url in &self.survey_urls {
                     match transport::dial(&self.socket, url, &self.options) {
                         Ok(dialer) => dialers.push(dialer),
-                        Err(e) => log::error!("{} cannot dial {url} again: {e}", self.service),
+                        Err(e) => {
+                            log::error!("{} cannot dial {url} again: {}", self.service, e.report())
+                        }
                     }
                 }
                 if dialers.is_empty() {
@@ -429,4 +432,12 @@ fn answer_surveys(mut surveys: NngReceiver, name: String) {
             Err((_, e)) => log::debug!("answering a survey as {name}: {e}"),
         }
     }
+}
+
+// Compile-time checks of the promises in the docs: a client can be shared
+// between threads and moved to another.
+#[allow(dead_code)]
+fn assert_send_sync() {
+    fn check<T: Send + Sync + std::fmt::Debug>() {}
+    check::<Client>();
 }

@@ -7,7 +7,11 @@ use crate::wire::NameError;
 /// Everything that can go wrong when creating a [`Server`](crate::Server),
 /// [`Client`](crate::Client) or [`Subscriber`](crate::Subscriber).
 ///
-/// Each message names the URL, name or value at fault. Errors after creation
+/// Each message names the URL, name or value at fault. Where the cause is
+/// another error (NNG's, or a [`NameError`] or [`UrlListError`] to match
+/// on), the message leaves it out and
+/// [`source`](std::error::Error::source) returns it, as the Rust API
+/// guidelines ask: print the whole chain with [`Error::report`]. Errors after creation
 /// (a peer misbehaving, a connection dropping) are not returned: they are
 /// logged through the `log` crate and the background threads carry on.
 #[derive(Debug)]
@@ -26,7 +30,7 @@ pub enum Error {
         /// The URLs as given.
         urls: Vec<String>,
         /// What is wrong with the list.
-        reason: String,
+        reason: UrlListError,
     },
     /// Another socket is already listening on this address.
     AddressInUse {
@@ -84,7 +88,29 @@ pub enum Error {
     },
 }
 
-/// The cause of an [`Error::Setup`].
+/// What is wrong with a list of URLs ([`Error::InvalidUrlList`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UrlListError {
+    /// No URL was given.
+    Empty,
+    /// This URL is given more than once.
+    Duplicate(String),
+}
+
+impl fmt::Display for UrlListError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UrlListError::Empty => f.write_str("no URL given: name at least one server"),
+            UrlListError::Duplicate(url) => write!(f, "{url:?} is given twice: each server once"),
+        }
+    }
+}
+
+impl std::error::Error for UrlListError {}
+
+/// The cause of an [`Error::Setup`]: which layer refused. The refusal
+/// itself is its [`source`](std::error::Error::source).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum SetupError {
@@ -97,8 +123,17 @@ pub enum SetupError {
 impl fmt::Display for SetupError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SetupError::Nng(e) => e.fmt(f),
-            SetupError::Io(e) => e.fmt(f),
+            SetupError::Nng(_) => f.write_str("NNG refused"),
+            SetupError::Io(_) => f.write_str("the operating system refused"),
+        }
+    }
+}
+
+impl std::error::Error for SetupError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SetupError::Nng(e) => Some(e),
+            SetupError::Io(e) => Some(e),
         }
     }
 }
@@ -106,21 +141,17 @@ impl fmt::Display for SetupError {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::InvalidUrl { url, source } => write!(
+            Error::InvalidUrl { url, .. } => write!(
                 f,
-                "invalid URL {url:?} ({source}): expected tcp://HOST:PORT, ipc:///PATH or inproc://NAME"
+                "invalid URL {url:?}: expected tcp://HOST:PORT, ipc:///PATH or inproc://NAME"
             ),
-            Error::InvalidUrlList { urls, reason } => {
-                write!(f, "invalid list of URLs {urls:?}: {reason}")
-            }
+            Error::InvalidUrlList { urls, .. } => write!(f, "invalid list of URLs {urls:?}"),
             Error::AddressInUse { url } => {
                 write!(f, "cannot listen on {url:?}: the address is already in use")
             }
-            Error::Listen { url, source } => write!(f, "cannot listen on {url:?}: {source}"),
-            Error::Dial { url, source } => write!(f, "cannot dial {url:?}: {source}"),
-            Error::InvalidName { name, reason } => {
-                write!(f, "invalid service name {name:?}: {reason}")
-            }
+            Error::Listen { url, .. } => write!(f, "cannot listen on {url:?}"),
+            Error::Dial { url, .. } => write!(f, "cannot dial {url:?}"),
+            Error::InvalidName { name, .. } => write!(f, "invalid service name {name:?}"),
             Error::InvalidOption { option, reason } => {
                 write!(f, "invalid option {option}: {reason}")
             }
@@ -128,7 +159,7 @@ impl fmt::Display for Error {
             Error::NoSubscription => f.write_str(
                 "this client has no subscription: create it with Client::with_subscription to receive peer lists",
             ),
-            Error::Setup { what, source } => write!(f, "cannot {what}: {source}"),
+            Error::Setup { what, .. } => write!(f, "cannot {what}"),
         }
     }
 }
@@ -140,20 +171,35 @@ impl std::error::Error for Error {
             | Error::Listen { source, .. }
             | Error::Dial { source, .. } => Some(source),
             Error::InvalidName { reason, .. } => Some(reason),
-            Error::Setup {
-                source: SetupError::Nng(e),
-                ..
-            } => Some(e),
-            Error::Setup {
-                source: SetupError::Io(e),
-                ..
-            } => Some(e),
+            Error::InvalidUrlList { reason, .. } => Some(reason),
+            Error::Setup { source, .. } => Some(source),
             _ => None,
         }
     }
 }
 
 impl Error {
+    /// The message followed by each of its sources', joined by `": "`: the
+    /// whole story on one line, for a log or a terminal.
+    ///
+    /// ```
+    /// let e = nng_discovery::Client::new("bogus", "x").unwrap_err();
+    /// assert_eq!(e.to_string(), r#"invalid URL "bogus": expected tcp://HOST:PORT, ipc:///PATH or inproc://NAME"#);
+    /// assert!(e.report().starts_with(&e.to_string()));
+    /// assert!(e.report().len() > e.to_string().len());
+    /// ```
+    #[must_use]
+    pub fn report(&self) -> String {
+        let mut line = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            line.push_str(": ");
+            line.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        line
+    }
+
     /// Wraps an NNG error met while setting up a socket.
     pub(crate) fn nng(what: &'static str) -> impl FnOnce(nng::Error) -> Error {
         move |e| Error::Setup {
@@ -191,8 +237,9 @@ mod tests {
             name: "a|b".into(),
             reason: NameError::ContainsSeparator,
         };
+        assert_eq!(e.to_string(), "invalid service name \"a|b\"");
         assert_eq!(
-            e.to_string(),
+            e.report(),
             "invalid service name \"a|b\": '|' separates names on the wire"
         );
         let e = Error::AddressInUse {
@@ -205,5 +252,49 @@ mod tests {
         };
         assert!(e.to_string().starts_with("invalid URL \"bogus\""));
         assert!(std::error::Error::source(&e).is_some());
+    }
+
+    #[test]
+    fn no_message_repeats_its_source() {
+        let errors = [
+            Error::InvalidUrl {
+                url: "bogus".into(),
+                source: nng::Error::AddressInvalid,
+            },
+            Error::Listen {
+                url: "ipc:///nowhere/x".into(),
+                source: nng::Error::PermissionDenied,
+            },
+            Error::Dial {
+                url: "tcp://h:1".into(),
+                source: nng::Error::ConnectionRefused,
+            },
+            Error::InvalidUrlList {
+                urls: vec!["a".into(), "a".into()],
+                reason: UrlListError::Duplicate("a".into()),
+            },
+            Error::Setup {
+                what: "open a socket",
+                source: SetupError::Nng(nng::Error::OutOfMemory),
+            },
+        ];
+        for e in &errors {
+            let source = std::error::Error::source(e).expect("a source");
+            assert!(
+                !e.to_string().contains(&source.to_string()),
+                "{e} repeats {source}"
+            );
+            assert!(e.report().contains(&source.to_string()), "{}", e.report());
+        }
+        let setup = &errors[4];
+        assert_eq!(
+            setup.report(),
+            format!(
+                "cannot open a socket: NNG refused: {}",
+                nng::Error::OutOfMemory
+            )
+        );
+        assert_error::<SetupError>();
+        assert_error::<UrlListError>();
     }
 }

@@ -80,19 +80,29 @@ mod urls;
 mod watch;
 pub mod wire;
 
+// The pure protocol modules, public for the fuzz targets, the property
+// tests and the load generator; not part of the API (no semver promise).
+#[doc(hidden)]
 pub use server::admission;
+#[doc(hidden)]
 pub use server::membership;
+#[doc(hidden)]
 pub use subscriber::merge;
+#[doc(hidden)]
 pub use watch::held_requests;
+#[doc(hidden)]
 pub use watch::history;
+#[doc(hidden)]
 pub use watch::state as watch_state;
+#[doc(hidden)]
 pub use watch::wire as watch_wire;
 
 pub use client::Client;
-pub use error::{Error, Result, SetupError};
+pub use error::{Error, Result, SetupError, UrlListError};
 pub use nng::tls::Tls;
 pub use options::{default_max_connections, Options};
 pub use server::stats::Stats;
 pub use server::Server;
 pub use subscriber::{Subscriber, MAX_LIST_BYTES};
 pub use urls::Urls;
+pub use watch::history::HistoryLimits;

@@ -116,12 +116,14 @@ impl Default for Options {
 impl Options {
     /// How long each heartbeat survey waits for answers. Must be non-zero and
     /// shorter than the poll interval.
+    #[must_use = "a setter returns the changed Options; use it"]
     pub fn survey_time(mut self, d: Duration) -> Self {
         self.survey_time = d;
         self
     }
 
     /// Time from the start of one heartbeat survey to the start of the next.
+    #[must_use = "a setter returns the changed Options; use it"]
     pub fn poll_interval(mut self, d: Duration) -> Self {
         self.poll_interval = d;
         self
@@ -130,6 +132,7 @@ impl Options {
     /// How many consecutive heartbeat surveys a connected peer may leave
     /// unanswered before it is dropped (at least 1; 1 is the Go original's
     /// behaviour). It rejoins as soon as it answers again.
+    #[must_use = "a setter returns the changed Options; use it"]
     pub fn miss_threshold(mut self, n: u32) -> Self {
         self.miss_threshold = n;
         self
@@ -137,6 +140,7 @@ impl Options {
 
     /// How often the list is published again when nothing changes, so a
     /// list lost in transit heals and subscribers see the server is alive.
+    #[must_use = "a setter returns the changed Options; use it"]
     pub fn republish_interval(mut self, d: Duration) -> Self {
         self.republish_interval = d;
         self
@@ -145,6 +149,7 @@ impl Options {
     /// The least time between two publishes. Changes within it are
     /// coalesced into one publish; a lone change is published at once.
     /// Zero publishes every change separately.
+    #[must_use = "a setter returns the changed Options; use it"]
     pub fn publish_gap(mut self, d: Duration) -> Self {
         self.publish_gap = d;
         self
@@ -152,6 +157,7 @@ impl Options {
 
     /// The most names the server will list; answers with further new names
     /// are refused with a warning.
+    #[must_use = "a setter returns the changed Options; use it"]
     pub fn max_peers(mut self, n: usize) -> Self {
         self.max_peers = n;
         self
@@ -162,6 +168,7 @@ impl Options {
     /// are published as they arrive and a new subscriber is sent the list.
     /// Off, the server only learns of changes at the end of each heartbeat
     /// survey, like the Go original; useful as a reference in benchmarks.
+    #[must_use = "a setter returns the changed Options; use it"]
     pub fn event_driven(mut self, on: bool) -> Self {
         self.event_driven = on;
         self
@@ -170,12 +177,14 @@ impl Options {
     /// How long a client or subscriber first waits before redialing a server
     /// it cannot reach or has lost; each failure doubles the wait, up to
     /// [`reconnect_max`](Options::reconnect_max).
+    #[must_use = "a setter returns the changed Options; use it"]
     pub fn reconnect_min(mut self, d: Duration) -> Self {
         self.reconnect_min = d;
         self
     }
 
     /// The longest a client or subscriber waits between two redials.
+    #[must_use = "a setter returns the changed Options; use it"]
     pub fn reconnect_max(mut self, d: Duration) -> Self {
         self.reconnect_max = d;
         self
@@ -185,6 +194,7 @@ impl Options {
     /// default) or unavailable: not listed until
     /// [`Client::set_available(true)`](crate::Client::set_available), for
     /// a service still warming up. Servers and subscribers ignore it.
+    #[must_use = "a setter returns the changed Options; use it"]
     pub fn available(mut self, on: bool) -> Self {
         self.available = on;
         self
@@ -196,6 +206,7 @@ impl Options {
     /// which scales far better than the publish URL when many peers
     /// follow the list. Port 0 picks a free port: read it back with
     /// [`Server::watch_url`](crate::Server::watch_url).
+    #[must_use = "a setter returns the changed Options; use it"]
     pub fn watch_url(mut self, url: impl Into<String>) -> Self {
         self.watch_url = Some(url.into());
         self
@@ -205,6 +216,7 @@ impl Options {
     /// answering it with a keepalive (non-zero; default 10 s). Keep it well
     /// below NNG's REQ resend time (60 s). Watchers made with the same
     /// options take twice this much silence to mean the server is gone.
+    #[must_use = "a setter returns the changed Options; use it"]
     pub fn watch_keepalive(mut self, d: Duration) -> Self {
         self.watch_keepalive = d;
         self
@@ -213,6 +225,7 @@ impl Options {
     /// How many past changes (and bytes of names in them) the watch server
     /// keeps to answer a watcher that is behind with a delta; a watcher
     /// further behind gets a snapshot. See [`HistoryLimits`].
+    #[must_use = "a setter returns the changed Options; use it"]
     pub fn watch_history(mut self, limits: HistoryLimits) -> Self {
         self.watch_history = limits;
         self
@@ -250,6 +263,7 @@ impl Options {
     /// let o = Options::default().allow_from(["10.0.0.0/8", "fd00::/8"]);
     /// assert_eq!(o.get_allow_from(), ["10.0.0.0/8", "fd00::/8"]);
     /// ```
+    #[must_use = "a setter returns the changed Options; use it"]
     pub fn allow_from<I, S>(mut self, nets: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -264,6 +278,7 @@ impl Options {
     /// only the owner and its group may connect), set on the listener
     /// before it starts. Unset (the default): NNG's, which follows the
     /// process's umask. Ignored for other transports. At most `0o777`.
+    #[must_use = "a setter returns the changed Options; use it"]
     pub fn ipc_permissions(mut self, mode: u32) -> Self {
         self.ipc_permissions = Some(mode);
         self
@@ -276,6 +291,7 @@ impl Options {
     /// the server keeps serving the ones it has and accepts again once
     /// below the bound. At least 1. Default: see
     /// [`default_max_connections`].
+    #[must_use = "a setter returns the changed Options; use it"]
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = Some(n);
         self
@@ -288,6 +304,7 @@ impl Options {
     /// [`Stats::refused_peer_host`](crate::Stats::refused_peer_host). Host
     /// names are refused (they cannot be checked without DNS). Not applied
     /// to `ipc://` and `inproc://` connections. Off by default.
+    #[must_use = "a setter returns the changed Options; use it"]
     pub fn require_peer_host(mut self, on: bool) -> Self {
         self.require_peer_host = on;
         self
@@ -302,6 +319,7 @@ impl Options {
     /// lists a name nor receives a list. `tls+tcp://` URLs need this
     /// option, and this option needs `tls+tcp://` URLs: anything else is an
     /// [`Error::Tls`] naming the URL.
+    #[must_use = "a setter returns the changed Options; use it"]
     pub fn tls(mut self, tls: crate::Tls) -> Self {
         self.tls = Some(Box::new(tls));
         self
@@ -347,6 +365,7 @@ impl Options {
     /// republish at another interval than these options say, and keep it
     /// above their republish interval. With one server it changes nothing
     /// that is delivered (when no server counts, the last list stays).
+    #[must_use = "a setter returns the changed Options; use it"]
     pub fn silence_timeout(mut self, d: Duration) -> Self {
         self.silence_timeout = Some(d);
         self
@@ -372,6 +391,7 @@ impl Options {
     /// means "as soon as that round ends": fine for a server that is never
     /// restarted under running clients. Set it longer if your clients use
     /// a longer `reconnect_max` than the server's options.
+    #[must_use = "a setter returns the changed Options; use it"]
     pub fn first_publish_delay(mut self, d: Duration) -> Self {
         self.first_publish_delay = Some(d);
         self

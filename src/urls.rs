@@ -16,7 +16,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, UrlListError};
 
 /// One URL or a list of them: implemented for `&str`, `String`, `&String`,
 /// slices, arrays and vectors of either (`&[&str]`, `[&str; N]`,
@@ -75,12 +75,12 @@ pub(crate) fn checked(urls: &(impl Urls + ?Sized)) -> Result<Vec<String>> {
     if urls.is_empty() {
         return Err(Error::InvalidUrlList {
             urls,
-            reason: "no URL given: name at least one server".into(),
+            reason: UrlListError::Empty,
         });
     }
     for (i, url) in urls.iter().enumerate() {
         if urls[..i].contains(url) {
-            let reason = format!("{url:?} is given twice: each server once");
+            let reason = UrlListError::Duplicate(url.clone());
             return Err(Error::InvalidUrlList { urls, reason });
         }
     }
@@ -120,15 +120,19 @@ mod tests {
         let none: [&str; 0] = [];
         let e = checked(&none).unwrap_err();
         assert!(matches!(e, Error::InvalidUrlList { .. }), "{e:?}");
-        assert!(e.to_string().contains("no URL given"), "{e}");
+        assert!(e.report().contains("no URL given"), "{e}");
         assert!(checked(&Vec::<String>::new()).is_err());
     }
 
     #[test]
     fn a_duplicate_is_refused_naming_it() {
         let e = checked(&["tcp://a:1", "tcp://b:2", "tcp://a:1"]).unwrap_err();
-        let msg = e.to_string();
+        let msg = e.report();
         assert!(msg.contains("\"tcp://a:1\" is given twice"), "{msg}");
+        assert!(
+            matches!(&e, Error::InvalidUrlList { reason: UrlListError::Duplicate(url), .. } if url == "tcp://a:1"),
+            "{e:?}"
+        );
         assert_eq!(
             checked(&["tcp://a:1", "tcp://b:2"]).unwrap(),
             ["tcp://a:1", "tcp://b:2"]

@@ -118,6 +118,7 @@ where
 
 /// Why a published list was refused by [`decode_list`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ListError {
     /// Index (0-based) of the first bad name in the body.
     pub index: usize,

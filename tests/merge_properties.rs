@@ -237,10 +237,7 @@ mod pipeline {
             history: History::new(
                 NonZeroU64::new(epoch).unwrap(),
                 list,
-                HistoryLimits {
-                    max_changes: 3,
-                    max_bytes: usize::MAX,
-                },
+                HistoryLimits::new(3, usize::MAX),
             ),
             watcher: WatchState::new(),
             connected: true,

@@ -93,7 +93,7 @@ fn clients_survive_servers_closing_mid_survey() {
         }
         drop(server);
         // Replace one client each time, so closes come from both sides.
-        clients.swap_remove(restart % clients.len());
+        drop(clients.swap_remove(restart % clients.len()));
         serial += 1;
         clients.push(client(serial));
     }

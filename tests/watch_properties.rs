@@ -30,10 +30,7 @@ fn limits() -> impl Strategy<Value = HistoryLimits> {
         prop_oneof![0..8usize, Just(usize::MAX)],
         prop_oneof![0..300usize, Just(usize::MAX)],
     )
-        .prop_map(|(max_changes, max_bytes)| HistoryLimits {
-            max_changes,
-            max_bytes,
-        })
+        .prop_map(|(max_changes, max_bytes)| HistoryLimits::new(max_changes, max_bytes))
 }
 
 fn vec_of(set: &BTreeSet<String>) -> Vec<String> {

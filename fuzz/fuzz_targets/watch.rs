@@ -29,10 +29,7 @@ fuzz_target!(|data: &[u8]| {
 
     // The bytes as a history: two bytes per step.
     let Some((&config, steps)) = data.split_first() else { return };
-    let limits = HistoryLimits {
-        max_changes: usize::from(config % 8),
-        max_bytes: usize::from(config >> 3) * 16,
-    };
+    let limits = HistoryLimits::new(usize::from(config % 8), usize::from(config >> 3) * 16);
     let epoch = 0x5eed;
     let mut history = History::new(NonZeroU64::new(epoch).unwrap(), [""; 0], limits);
     // The list at each revision (index 0 unused).

@@ -101,6 +101,7 @@ enum Control {
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
+#[must_use = "dropping a Server shuts it down at once"]
 pub struct Server {
     survey_url: String,
     publish_url: String,

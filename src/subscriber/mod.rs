@@ -80,6 +80,7 @@ const _: () = assert!(MAX_LIST_BYTES / (MAX_NAME_LEN + 1) > 10_000);
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
+#[must_use = "dropping a Subscriber shuts it down at once"]
 pub struct Subscriber {
     /// The publish URLs, or the watch URLs when `watching`.
     urls: Vec<String>,
@@ -245,4 +246,12 @@ impl Drop for Subscriber {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+// Compile-time checks of the promises in the docs: a subscriber can be
+// shared between threads and moved to another.
+#[allow(dead_code)]
+fn assert_send_sync() {
+    fn check<T: Send + Sync + std::fmt::Debug>() {}
+    check::<Subscriber>();
 }

@@ -36,7 +36,14 @@ use std::num::NonZeroU64;
 use crate::watch::wire::{self as watch_wire, Position, Reply};
 
 /// How much past the current list a [`History`] remembers.
+///
+/// ```
+/// use nng_discovery::{HistoryLimits, Options};
+///
+/// let options = Options::default().watch_history(HistoryLimits::new(4096, 4 << 20));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HistoryLimits {
     /// The most changes held. 0 holds none: every watcher that is behind
     /// gets a snapshot.
@@ -44,6 +51,17 @@ pub struct HistoryLimits {
     /// The most bytes of names held in changes, counting each name's length
     /// plus [`NAME_OVERHEAD`]. A single change larger than this is not held.
     pub max_bytes: usize,
+}
+
+impl HistoryLimits {
+    /// At most `max_changes` changes and `max_bytes` bytes of names.
+    #[must_use]
+    pub const fn new(max_changes: usize, max_bytes: usize) -> HistoryLimits {
+        HistoryLimits {
+            max_changes,
+            max_bytes,
+        }
+    }
 }
 
 impl Default for HistoryLimits {

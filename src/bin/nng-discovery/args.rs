@@ -731,7 +731,7 @@ fn check_options(options: &Options) -> Result<(), UsageError> {
                 .replace("republish_interval", "--republish-interval")
                 .replace("poll_interval", "--poll-interval")
         )),
-        Err(e) => usage(e.to_string()),
+        Err(e) => usage(e.report()),
     }
 }
 

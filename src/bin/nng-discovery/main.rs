@@ -96,13 +96,13 @@ fn with_tls(options: Options, files: &Option<TlsFiles>) -> Result<Options, Strin
         None => Ok(options),
         Some(f) => Tls::new(&f.ca, &f.cert, &f.key)
             .map(|tls| options.tls(tls))
-            .map_err(|e| e.to_string()),
+            .map_err(|e| e.report()),
     }
 }
 
 fn server(a: ServerArgs) -> Outcome {
     let options = with_tls(a.options, &a.tls)?;
-    let server = Server::new(&a.survey, &a.publish, options).map_err(|e| e.to_string())?;
+    let server = Server::new(&a.survey, &a.publish, options).map_err(|e| e.report())?;
     let metrics = match a.metrics.map(metrics::Listener::bind).transpose() {
         Ok(listener) => listener,
         Err(e) => {
@@ -178,7 +178,7 @@ fn join(a: JoinArgs) -> Outcome {
     } else {
         Client::with_options(&a.survey, None, &a.name, &options)
     }
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| e.report())?;
     let signals = signals::forward().map_err(|e| format!("watching signals: {e}"))?;
     let no_lists: Receiver<Vec<String>> = never();
     let lists = client.peers().unwrap_or(no_lists);
@@ -342,7 +342,7 @@ fn watch(a: WatchArgs) -> Outcome {
     } else {
         (Subscriber::watch_with_options(&a.watch, &options), &a.watch)
     };
-    let subscriber = subscriber.map_err(|e| e.to_string())?;
+    let subscriber = subscriber.map_err(|e| e.report())?;
     let signals = signals::forward().map_err(|e| format!("watching signals: {e}"))?;
     let lists = subscriber.changes();
     let mut exec = a.exec.map(exec::Exec::new);
