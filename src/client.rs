@@ -6,6 +6,7 @@ use crossbeam_channel::Receiver;
 use nng::{Protocol, RawSocket, Socket};
 use parking_lot::Mutex;
 
+use crate::client_builder::ClientBuilder;
 use crate::error::{Error, Result};
 use crate::nng::receiver::{self, Receiver as NngReceiver, Stopper};
 use crate::nng::transport;
@@ -19,7 +20,7 @@ use crate::wire;
 const MAX_SURVEY_BYTES: usize = 64 << 10;
 
 /// What a client follows besides answering surveys.
-enum Follow {
+pub(crate) enum Follow {
     Nothing,
     Publish(Vec<String>),
     Watch(Vec<String>),
@@ -135,7 +136,9 @@ impl Client {
         publish_urls: impl Urls,
         service: &str,
     ) -> Result<Client> {
-        Client::with_subscription_options(survey_urls, publish_urls, service, &Options::default())
+        Client::builder(survey_urls, service)
+            .subscribe(publish_urls)
+            .build()
     }
 
     /// The general form of [`new`](Client::new) and
@@ -143,10 +146,9 @@ impl Client {
     /// or none: subscribes when `publish_url` is given, redials with the
     /// reconnect timing of `options` ([`Options::reconnect_min`],
     /// [`Options::reconnect_max`]), and starts unavailable (not listed)
-    /// with [`Options::available`]`(false)`. With several publish URLs,
-    /// use [`with_subscription_options`](Client::with_subscription_options)
-    /// (`publish_url` stays a plain `Option<&str>` so that `None` needs no
-    /// type annotation).
+    /// with [`Options::available`]`(false)`. With several publish URLs, or
+    /// watch URLs, use [`builder`](Client::builder) (`publish_url` stays a
+    /// plain `Option<&str>` so that `None` needs no type annotation).
     ///
     /// # Errors
     /// As [`with_subscription`](Client::with_subscription), and
@@ -169,18 +171,20 @@ impl Client {
     ///
     /// # Errors
     /// As [`with_options`](Client::with_options).
+    #[deprecated(
+        since = "0.2.0",
+        note = "use Client::builder(survey_urls, service).subscribe(publish_urls).options(options).build()"
+    )]
     pub fn with_subscription_options(
         survey_urls: impl Urls,
         publish_urls: impl Urls,
         service: &str,
         options: &Options,
     ) -> Result<Client> {
-        Client::open(
-            &survey_urls,
-            Follow::Publish(publish_urls.to_urls()),
-            service,
-            options,
-        )
+        Client::builder(survey_urls, service)
+            .subscribe(publish_urls)
+            .options(options.clone())
+            .build()
     }
 
     /// Like [`with_subscription`](Client::with_subscription), but follows
@@ -214,7 +218,9 @@ impl Client {
         watch_urls: impl Urls,
         service: &str,
     ) -> Result<Client> {
-        Client::with_watch_options(survey_urls, watch_urls, service, &Options::default())
+        Client::builder(survey_urls, service)
+            .watch(watch_urls)
+            .build()
     }
 
     /// [`with_watch`](Client::with_watch) with `options`: those of
@@ -225,21 +231,44 @@ impl Client {
     /// # Errors
     /// As [`with_watch`](Client::with_watch), and
     /// [`Error::InvalidOption`] for nonsense options.
+    #[deprecated(
+        since = "0.2.0",
+        note = "use Client::builder(survey_urls, service).watch(watch_urls).options(options).build()"
+    )]
     pub fn with_watch_options(
         survey_urls: impl Urls,
         watch_urls: impl Urls,
         service: &str,
         options: &Options,
     ) -> Result<Client> {
-        Client::open(
-            &survey_urls,
-            Follow::Watch(watch_urls.to_urls()),
-            service,
-            options,
-        )
+        Client::builder(survey_urls, service)
+            .watch(watch_urls)
+            .options(options.clone())
+            .build()
     }
 
-    fn open(
+    /// A [`ClientBuilder`]: the one form that takes any mix of survey
+    /// URLs with publish URLs or watch URLs, and options.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nng_discovery::{Client, Options, Server};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = Server::new("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", Options::default())?;
+    /// let client = Client::builder(server.survey_url(), "http://10.0.0.1:8080")
+    ///     .subscribe(server.publish_url())
+    ///     .options(Options::default().reconnect_max(Duration::from_millis(500)))
+    ///     .build()?;
+    /// let peers = client.peers()?;
+    /// while peers.recv_timeout(Duration::from_secs(30))? != ["http://10.0.0.1:8080"] {}
+    /// # Ok(()) }
+    /// ```
+    pub fn builder(survey_urls: impl Urls, service: &str) -> ClientBuilder {
+        ClientBuilder::new(survey_urls.to_urls(), service)
+    }
+
+    pub(crate) fn open(
         survey_urls: &dyn Urls,
         follow: Follow,
         service: &str,

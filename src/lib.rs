@@ -71,6 +71,7 @@
 #![warn(missing_docs)]
 
 mod client;
+mod client_builder;
 mod error;
 mod nng;
 mod options;
@@ -98,6 +99,7 @@ pub use watch::state as watch_state;
 pub use watch::wire as watch_wire;
 
 pub use client::Client;
+pub use client_builder::ClientBuilder;
 pub use error::{Error, Result, SetupError, UrlListError};
 pub use nng::tls::Tls;
 pub use options::{default_max_connections, Options};

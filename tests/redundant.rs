@@ -151,7 +151,11 @@ fn receivers(t: &Three, clients: &[Client], options: &Options) -> (Vec<Subscribe
 }
 
 fn client(t: &Three, name: &str, options: &Options) -> Client {
-    Client::with_subscription_options(&t.surveys, &t.publishes, name, options).expect("client")
+    Client::builder(&t.surveys, name)
+        .subscribe(&t.publishes)
+        .options(options.clone())
+        .build()
+        .expect("client")
 }
 
 #[test]

@@ -124,7 +124,10 @@ fn a_client_following_a_watch_url_is_listed_and_receives_lists() {
     let c = Client::with_watch(server.survey_url(), watch_url(&server), "c").expect("client");
     let c_peers = c.peers().expect("a client with a watch has peers");
     wait_for_list(&c_peers, &["c"]);
-    let d = Client::with_watch_options(server.survey_url(), [watch_url(&server)], "d", &o)
+    let d = Client::builder(server.survey_url(), "d")
+        .watch([watch_url(&server)])
+        .options(o.clone())
+        .build()
         .expect("client");
     let d_peers = d.peers().expect("peers");
     wait_for_list(&c_peers, &["c", "d"]);

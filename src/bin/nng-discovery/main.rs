@@ -171,14 +171,13 @@ fn join(a: JoinArgs) -> Outcome {
         &a.tls,
     )?;
     // The parser lets at most one of --publish and --watch through.
-    let client = if !a.watch.is_empty() {
-        Client::with_watch_options(&a.survey, &a.watch, &a.name, &options)
+    let mut client = Client::builder(&a.survey, &a.name).options(options);
+    if !a.watch.is_empty() {
+        client = client.watch(&a.watch);
     } else if !a.publish.is_empty() {
-        Client::with_subscription_options(&a.survey, &a.publish, &a.name, &options)
-    } else {
-        Client::with_options(&a.survey, None, &a.name, &options)
+        client = client.subscribe(&a.publish);
     }
-    .map_err(|e| e.report())?;
+    let client = client.build().map_err(|e| e.report())?;
     let signals = signals::forward().map_err(|e| format!("watching signals: {e}"))?;
     let no_lists: Receiver<Vec<String>> = never();
     let lists = client.peers().unwrap_or(no_lists);
