@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Cross-builds for small embedded Linux, tested under qemu-user on loopback
-# (README, "Small embedded Linux"). Called from .ci/run; runs alone too:
+# (docs/OPERATIONS.md, "Small embedded Linux"). Called from .ci/run; runs alone too:
 #
 #   bash .ci/cross.sh
 #

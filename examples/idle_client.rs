@@ -1,5 +1,5 @@
-//! What one idle `Client` costs a process: memory and threads. The README's
-//! footprint table ("Small embedded Linux") was measured with it.
+//! What one idle `Client` costs a process: memory and threads. The footprint
+//! table in `docs/BENCHMARKS.md` ("Footprint") was measured with it.
 //!
 //! ```text
 //! nng-discovery server --survey tcp://127.0.0.1:40007 --publish tcp://127.0.0.1:40008 &

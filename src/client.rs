@@ -379,9 +379,11 @@ impl Client {
     /// from several threads are serialised.
     ///
     /// Going unavailable closes the survey connections, one per server (the
-    /// socket and its thread stay). If a connection was still being made,
-    /// it waits up to 30 ms for the attempt to finish first (an NNG 1.4
-    /// leak, see the README's "NNG 1.4 traps"). Should NNG refuse to dial
+    /// socket and its thread stay). If a connection may still be being
+    /// made, it first waits for the attempt to finish: 8 × the process's
+    /// typical connection time, 30 ms to 1 s, and a client younger than
+    /// 250 ms that has not connected waits until it is 250 ms old (an NNG
+    /// 1.4 leak, see "NNG 1.4 traps" in `docs/INTERNALS.md`). Should NNG refuse to dial
     /// a server again (it does not for a URL it took once, short of running
     /// out of memory), the error is logged; the client is available if it
     /// dials at least one server, and stays unavailable otherwise.

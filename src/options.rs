@@ -49,7 +49,7 @@ use crate::watch::history::HistoryLimits;
 /// `miss_threshold × poll_interval + survey_time` = 11 s. A new peer appears
 /// within milliseconds, whatever the poll interval; when thousands connect at
 /// once they share surveys, and each is asked within 300 ms of connecting
-/// (see "How membership works" in the README).
+/// (see "How membership works" in `docs/INTERNALS.md`).
 ///
 /// ```
 /// use std::time::Duration;
@@ -201,7 +201,7 @@ impl Options {
     }
 
     /// Makes the server also listen on `url` for watchers (the watch
-    /// protocol: REP v0 in raw mode; see the README's Protocol section).
+    /// protocol: REP v0 in raw mode; see `docs/PROTOCOL.md`).
     /// Each watcher is sent only what changed since the revision it holds,
     /// which scales far better than the publish URL when many peers
     /// follow the list. Port 0 picks a free port: read it back with

@@ -1,6 +1,6 @@
 //! One URL or several, wherever a client or subscriber takes a server's URL.
 //!
-//! Redundant servers (two or three independent ones, see the README's
+//! Redundant servers (two or three independent ones, see `docs/OPERATIONS.md`,
 //! "Running more than one server") are given as a list: a client answers
 //! every server, a subscriber merges what they all publish. One URL is the
 //! list of one, so single-server code is unchanged:

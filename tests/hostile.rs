@@ -641,7 +641,7 @@ fn bare_tcp_connections_do_not_stop_the_listeners() {
 // connection closes before the SP handshake stops accepting for good
 // (`ipc_pipe_neg_cb` ends the accept with NNG_ECLOSED, which
 // `listener_accept_cb` in core/listener.c takes as "stop"). TCP listeners
-// are not affected (the test above). The README says so; run it with
+// are not affected (the test above). docs/INTERNALS.md says so ("NNG 1.4 traps"); run it with
 // `cargo test --test hostile -- --ignored` to see it fail.
 #[test]
 #[ignore = "NNG 1.4 bug: an IPC listener stops accepting after a connection closes before the SP handshake"]

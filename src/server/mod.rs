@@ -80,7 +80,7 @@ enum Control {
 /// in the connections that closed meanwhile before it publishes anything.
 ///
 /// With [`Options::watch_url`], it also listens there for watchers (the
-/// watch protocol, see the README): each watcher is sent only what changed
+/// watch protocol, see `docs/PROTOCOL.md`): each watcher is sent only what changed
 /// since the revision it holds, at the moment the list is published.
 ///
 /// Threads: two (one reads answers, one keeps the membership and does all
