@@ -454,8 +454,22 @@ impl Options {
         self.event_driven
     }
 
-    /// Checks that the values make sense together; `Server::new` calls this.
+    /// Checks that the values make sense together, for every role: the
+    /// checks of [`server_settings`](Options::server_settings),
+    /// [`client_settings`](Options::client_settings) and
+    /// [`follow_settings`](Options::follow_settings). Each constructor
+    /// checks the settings of its role once.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] naming the first option that makes no
+    /// sense.
     pub fn validate(&self) -> Result<()> {
+        self.validate_server()?;
+        self.follow_settings()?;
+        Ok(())
+    }
+
+    fn validate_server(&self) -> Result<()> {
         let bad =
             |option: &'static str, reason: String| Err(Error::InvalidOption { option, reason });
         if self.survey_time.is_zero() {
@@ -491,9 +505,6 @@ impl Options {
                 ),
             );
         }
-        if self.get_silence_timeout().is_zero() {
-            return bad("silence_timeout", "must be greater than zero".into());
-        }
         if self.max_peers == 0 {
             return bad("max_peers", "must be at least 1".into());
         }
@@ -512,19 +523,193 @@ impl Options {
             }
         }
         crate::server::admission::parse_networks(&self.allow_from)?;
+        Ok(())
+    }
+}
+
+/// What a [`Server`](crate::Server) reads of its [`Options`], validated:
+/// made by [`Options::server_settings`]. The fields are the options of
+/// the same names, with defaults resolved (`first_publish_delay`,
+/// `max_connections`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerSettings {
+    /// See [`Options::survey_time`].
+    pub survey_time: Duration,
+    /// See [`Options::poll_interval`].
+    pub poll_interval: Duration,
+    /// See [`Options::miss_threshold`].
+    pub miss_threshold: u32,
+    /// See [`Options::republish_interval`].
+    pub republish_interval: Duration,
+    /// See [`Options::publish_gap`].
+    pub publish_gap: Duration,
+    /// See [`Options::max_peers`].
+    pub max_peers: usize,
+    /// See [`Options::event_driven`].
+    pub event_driven: bool,
+    /// See [`Options::first_publish_delay`].
+    pub first_publish_delay: Duration,
+    /// See [`Options::watch_url`].
+    pub watch_url: Option<String>,
+    /// See [`Options::watch_keepalive`].
+    pub watch_keepalive: Duration,
+    /// See [`Options::watch_history`].
+    pub watch_history: HistoryLimits,
+    /// See [`Options::allow_from`].
+    pub allow_from: Vec<String>,
+    /// See [`Options::max_connections`].
+    pub max_connections: usize,
+    /// See [`Options::require_peer_host`].
+    pub require_peer_host: bool,
+    /// See [`Options::ipc_permissions`].
+    pub ipc_permissions: Option<u32>,
+    /// See [`Options::tls`].
+    pub tls: Option<crate::Tls>,
+}
+
+/// How clients and subscribers dial servers, validated: part of
+/// [`ClientSettings`] and [`FollowSettings`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DialSettings {
+    /// See [`Options::reconnect_min`].
+    pub reconnect_min: Duration,
+    /// See [`Options::reconnect_max`].
+    pub reconnect_max: Duration,
+    /// See [`Options::tls`].
+    pub tls: Option<crate::Tls>,
+}
+
+/// What a [`Client`](crate::Client) reads of its [`Options`] for its
+/// survey connections, validated: made by [`Options::client_settings`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientSettings {
+    /// How it dials.
+    pub dial: DialSettings,
+    /// See [`Options::available`].
+    pub available: bool,
+}
+
+/// What a [`Subscriber`](crate::Subscriber) (or a client's subscription
+/// or watch) reads of its [`Options`], validated: made by
+/// [`Options::follow_settings`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FollowSettings {
+    /// How it dials.
+    pub dial: DialSettings,
+    /// See [`Options::silence_timeout`] (publish URLs).
+    pub silence_timeout: Duration,
+    /// See [`Options::watch_keepalive`] (watch URLs: 2 × this much silence
+    /// means a server is gone).
+    pub watch_keepalive: Duration,
+}
+
+impl Options {
+    /// The server's settings, validated: every option a server reads, and
+    /// nothing else.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nng_discovery::Options;
+    ///
+    /// let settings = Options::default().poll_interval(Duration::from_secs(2)).server_settings()?;
+    /// assert_eq!(settings.poll_interval, Duration::from_secs(2));
+    /// assert_eq!(settings.first_publish_delay, Duration::from_secs(3));
+    /// # Ok::<(), nng_discovery::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] naming the first option that makes no
+    /// sense, as [`Server::new`](crate::Server::new) would.
+    pub fn server_settings(&self) -> Result<ServerSettings> {
+        self.validate_server()?;
+        Ok(ServerSettings {
+            survey_time: self.survey_time,
+            poll_interval: self.poll_interval,
+            miss_threshold: self.miss_threshold,
+            republish_interval: self.republish_interval,
+            publish_gap: self.publish_gap,
+            max_peers: self.max_peers,
+            event_driven: self.event_driven,
+            first_publish_delay: self
+                .first_publish_delay
+                .unwrap_or(2 * self.reconnect_max + self.survey_time),
+            watch_url: self.watch_url.clone(),
+            watch_keepalive: self.watch_keepalive,
+            watch_history: self.watch_history,
+            allow_from: self.allow_from.clone(),
+            max_connections: self.max_connections.unwrap_or_else(default_max_connections),
+            require_peer_host: self.require_peer_host,
+            ipc_permissions: self.ipc_permissions,
+            tls: self.tls.as_deref().cloned(),
+        })
+    }
+
+    /// A client's settings for its survey connections, validated.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] naming the first option that makes no
+    /// sense.
+    pub fn client_settings(&self) -> Result<ClientSettings> {
+        Ok(ClientSettings {
+            dial: self.dial_settings()?,
+            available: self.available,
+        })
+    }
+
+    /// A subscriber's settings (also those of a client's subscription or
+    /// watch), validated.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] naming the first option that makes no
+    /// sense.
+    pub fn follow_settings(&self) -> Result<FollowSettings> {
+        let silence_timeout = self
+            .silence_timeout
+            .unwrap_or_else(|| self.republish_interval.saturating_mul(3));
+        if silence_timeout.is_zero() {
+            return Err(Error::InvalidOption {
+                option: "silence_timeout",
+                reason: "must be greater than zero".into(),
+            });
+        }
+        if self.watch_keepalive.is_zero() {
+            return Err(Error::InvalidOption {
+                option: "watch_keepalive",
+                reason: "must be greater than zero".into(),
+            });
+        }
+        Ok(FollowSettings {
+            dial: self.dial_settings()?,
+            silence_timeout,
+            watch_keepalive: self.watch_keepalive,
+        })
+    }
+
+    fn dial_settings(&self) -> Result<DialSettings> {
         if self.reconnect_min.is_zero() {
-            return bad("reconnect_min", "must be greater than zero".into());
+            return Err(Error::InvalidOption {
+                option: "reconnect_min",
+                reason: "must be greater than zero".into(),
+            });
         }
         if self.reconnect_max < self.reconnect_min {
-            return bad(
-                "reconnect_max",
-                format!(
+            return Err(Error::InvalidOption {
+                option: "reconnect_max",
+                reason: format!(
                     "{:?} must not be shorter than reconnect_min ({:?})",
                     self.reconnect_max, self.reconnect_min
                 ),
-            );
+            });
         }
-        Ok(())
+        Ok(DialSettings {
+            reconnect_min: self.reconnect_min,
+            reconnect_max: self.reconnect_max,
+            tls: self.tls.as_deref().cloned(),
+        })
     }
 }
 
