@@ -142,7 +142,10 @@ fn membership(configs: &[(&str, Options, usize)], daemon: &str) {
     let mut ratios = Vec::new();
     for (label, options, n) in configs {
         let (label, options, n) = (*label, options.clone(), *n);
-        let event_driven = options.get_event_driven();
+        let event_driven = options
+            .server_settings()
+            .expect("valid options")
+            .event_driven;
         let server = Server::new("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", options)
             .expect("start the server");
         let subscriber = Subscriber::new(server.publish_url()).expect("subscribe");

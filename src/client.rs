@@ -10,7 +10,7 @@ use crate::client_builder::ClientBuilder;
 use crate::error::{Error, Result};
 use crate::nng::receiver::{self, Receiver as NngReceiver, Stopper};
 use crate::nng::transport;
-use crate::options::Options;
+use crate::options::{DialSettings, Options};
 use crate::subscriber::Subscriber;
 use crate::urls::{self, Urls};
 use crate::wire;
@@ -101,7 +101,7 @@ pub struct Client {
     service: String,
     survey_urls: Vec<String>,
     socket: Socket,
-    options: Options,
+    dial: DialSettings,
     /// The survey dialers, one per server, while the client is available.
     dialing: Mutex<Option<Vec<nng::Dialer>>>,
     link: std::sync::Arc<transport::Link>,
@@ -279,12 +279,19 @@ impl Client {
             name: service.to_owned(),
             reason,
         })?;
-        options.validate()?;
+        // Each role's settings, validated once.
+        let settings = options.client_settings()?;
         let survey_urls = urls::checked(survey_urls)?;
         let subscriber = match follow {
             Follow::Nothing => None,
-            Follow::Publish(urls) => Some(Subscriber::with_options(urls, options)?),
-            Follow::Watch(urls) => Some(Subscriber::watch_with_options(urls, options)?),
+            Follow::Publish(urls) => Some(Subscriber::open_publish(
+                urls::checked(&urls)?,
+                &options.follow_settings()?,
+            )?),
+            Follow::Watch(urls) => Some(Subscriber::open_watch(
+                urls::checked(&urls)?,
+                &options.follow_settings()?,
+            )?),
         };
         // Raw mode: NNG 1.4's cooked respondent can touch a freed connection
         // when one closes with a survey pending (NNG issue 1959; see
@@ -299,12 +306,12 @@ impl Client {
         // unavailable all the same: a bad URL must not wait to be found
         // until `set_available(true)`).
         for url in &survey_urls {
-            transport::check_dial_url(&socket, url, options)?;
+            transport::check_dial_url(&socket, url, &settings.dial)?;
         }
-        let dialers = if options.get_available() {
+        let dialers = if settings.available {
             let mut dialers = Vec::with_capacity(survey_urls.len());
             for url in &survey_urls {
-                match transport::dial(&socket, url, options) {
+                match transport::dial(&socket, url, &settings.dial) {
                     Ok(dialer) => dialers.push(dialer),
                     Err(e) => {
                         link.close(dialers);
@@ -328,7 +335,7 @@ impl Client {
             service: service.to_owned(),
             survey_urls,
             socket,
-            options: options.clone(),
+            dial: settings.dial,
             dialing: Mutex::new(dialers),
             link,
             stopper,
@@ -399,7 +406,7 @@ impl Client {
             (None, true) => {
                 let mut dialers = Vec::with_capacity(self.survey_urls.len());
                 for url in &self.survey_urls {
-                    match transport::dial(&self.socket, url, &self.options) {
+                    match transport::dial(&self.socket, url, &self.dial) {
                         Ok(dialer) => dialers.push(dialer),
                         Err(e) => {
                             log::error!("{} cannot dial {url} again: {}", self.service, e.report())

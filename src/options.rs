@@ -59,7 +59,8 @@ use crate::watch::history::HistoryLimits;
 ///     .poll_interval(Duration::from_secs(2))
 ///     .survey_time(Duration::from_millis(500))
 ///     .miss_threshold(3);
-/// assert_eq!(options.get_poll_interval(), Duration::from_secs(2));
+/// assert_eq!(options.server_settings()?.poll_interval, Duration::from_secs(2));
+/// # Ok::<(), nng_discovery::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -232,16 +233,25 @@ impl Options {
     }
 
     /// The watch URL set, if any.
+    #[deprecated(since = "0.2.0", note = "read options.server_settings()?.watch_url")]
     pub fn get_watch_url(&self) -> Option<&str> {
         self.watch_url.as_deref()
     }
 
     /// The watch keepalive interval set.
+    #[deprecated(
+        since = "0.2.0",
+        note = "read options.server_settings()?.watch_keepalive"
+    )]
     pub fn get_watch_keepalive(&self) -> Duration {
         self.watch_keepalive
     }
 
     /// The watch history limits set.
+    #[deprecated(
+        since = "0.2.0",
+        note = "read options.server_settings()?.watch_history"
+    )]
     pub fn get_watch_history(&self) -> HistoryLimits {
         self.watch_history
     }
@@ -261,7 +271,8 @@ impl Options {
     /// ```
     /// use nng_discovery::Options;
     /// let o = Options::default().allow_from(["10.0.0.0/8", "fd00::/8"]);
-    /// assert_eq!(o.get_allow_from(), ["10.0.0.0/8", "fd00::/8"]);
+    /// assert_eq!(o.server_settings()?.allow_from, ["10.0.0.0/8", "fd00::/8"]);
+    /// # Ok::<(), nng_discovery::Error>(())
     /// ```
     #[must_use = "a setter returns the changed Options; use it"]
     pub fn allow_from<I, S>(mut self, nets: I) -> Self
@@ -326,26 +337,40 @@ impl Options {
     }
 
     /// The TLS settings, if any.
+    #[deprecated(since = "0.2.0", note = "read options.server_settings()?.tls")]
     pub fn get_tls(&self) -> Option<&crate::Tls> {
         self.tls.as_deref()
     }
 
     /// The networks set with [`allow_from`](Options::allow_from), as given.
+    #[deprecated(since = "0.2.0", note = "read options.server_settings()?.allow_from")]
     pub fn get_allow_from(&self) -> &[String] {
         &self.allow_from
     }
 
     /// The IPC socket mode set, if any.
+    #[deprecated(
+        since = "0.2.0",
+        note = "read options.server_settings()?.ipc_permissions"
+    )]
     pub fn get_ipc_permissions(&self) -> Option<u32> {
         self.ipc_permissions
     }
 
     /// The connection bound: the one set, or [`default_max_connections`].
+    #[deprecated(
+        since = "0.2.0",
+        note = "read options.server_settings()?.max_connections"
+    )]
     pub fn get_max_connections(&self) -> usize {
         self.max_connections.unwrap_or_else(default_max_connections)
     }
 
     /// Whether names must carry their connection's address.
+    #[deprecated(
+        since = "0.2.0",
+        note = "read options.server_settings()?.require_peer_host"
+    )]
     pub fn get_require_peer_host(&self) -> bool {
         self.require_peer_host
     }
@@ -372,6 +397,10 @@ impl Options {
     }
 
     /// The silence timeout: as set, or 3 × the republish interval.
+    #[deprecated(
+        since = "0.2.0",
+        note = "read options.follow_settings()?.silence_timeout"
+    )]
     pub fn get_silence_timeout(&self) -> Duration {
         self.silence_timeout
             .unwrap_or_else(|| self.republish_interval.saturating_mul(3))
@@ -399,57 +428,86 @@ impl Options {
 
     /// The first publish delay: the one set, or `2 × reconnect_max +
     /// survey_time`.
+    #[deprecated(
+        since = "0.2.0",
+        note = "read options.server_settings()?.first_publish_delay"
+    )]
     pub fn get_first_publish_delay(&self) -> Duration {
         self.first_publish_delay
             .unwrap_or(2 * self.reconnect_max + self.survey_time)
     }
 
     /// Whether a client starts available.
+    #[deprecated(since = "0.2.0", note = "read options.client_settings()?.available")]
     pub fn get_available(&self) -> bool {
         self.available
     }
 
     /// The first reconnect wait set.
+    #[deprecated(
+        since = "0.2.0",
+        note = "read options.client_settings()?.dial.reconnect_min"
+    )]
     pub fn get_reconnect_min(&self) -> Duration {
         self.reconnect_min
     }
 
     /// The longest reconnect wait set.
+    #[deprecated(
+        since = "0.2.0",
+        note = "read options.client_settings()?.dial.reconnect_max"
+    )]
     pub fn get_reconnect_max(&self) -> Duration {
         self.reconnect_max
     }
 
     /// The survey time set.
+    #[deprecated(since = "0.2.0", note = "read options.server_settings()?.survey_time")]
     pub fn get_survey_time(&self) -> Duration {
         self.survey_time
     }
 
     /// The poll interval set.
+    #[deprecated(
+        since = "0.2.0",
+        note = "read options.server_settings()?.poll_interval"
+    )]
     pub fn get_poll_interval(&self) -> Duration {
         self.poll_interval
     }
 
     /// The miss threshold set.
+    #[deprecated(
+        since = "0.2.0",
+        note = "read options.server_settings()?.miss_threshold"
+    )]
     pub fn get_miss_threshold(&self) -> u32 {
         self.miss_threshold
     }
 
     /// The republish interval set.
+    #[deprecated(
+        since = "0.2.0",
+        note = "read options.server_settings()?.republish_interval"
+    )]
     pub fn get_republish_interval(&self) -> Duration {
         self.republish_interval
     }
 
     /// The publish gap set.
+    #[deprecated(since = "0.2.0", note = "read options.server_settings()?.publish_gap")]
     pub fn get_publish_gap(&self) -> Duration {
         self.publish_gap
     }
 
     /// The peer limit set.
+    #[deprecated(since = "0.2.0", note = "read options.server_settings()?.max_peers")]
     pub fn get_max_peers(&self) -> usize {
         self.max_peers
     }
 
     /// Whether event-driven membership is on.
+    #[deprecated(since = "0.2.0", note = "read options.server_settings()?.event_driven")]
     pub fn get_event_driven(&self) -> bool {
         self.event_driven
     }
@@ -740,6 +798,8 @@ pub fn default_max_connections() -> usize {
 }
 
 #[cfg(test)]
+// The deprecated getters are public API until 2.0: still tested.
+#[allow(deprecated)]
 mod tests {
     use super::*;
 
@@ -926,5 +986,66 @@ mod tests {
             .silence_timeout(Duration::from_secs(7))
             .republish_interval(Duration::from_secs(1));
         assert_eq!(o.get_silence_timeout(), Duration::from_secs(7));
+    }
+
+    #[test]
+    fn each_role_reads_its_settings_with_defaults_resolved() {
+        let o = Options::default()
+            .survey_time(Duration::from_millis(10))
+            .poll_interval(Duration::from_millis(20))
+            .reconnect_min(Duration::from_millis(5))
+            .reconnect_max(Duration::from_millis(50))
+            .republish_interval(Duration::from_millis(200))
+            .available(false)
+            .watch_keepalive(Duration::from_millis(300));
+        let server = o.server_settings().unwrap();
+        assert_eq!(server.poll_interval, o.get_poll_interval());
+        assert_eq!(server.first_publish_delay, Duration::from_millis(110));
+        assert_eq!(server.max_connections, default_max_connections());
+        let client = o.client_settings().unwrap();
+        assert!(!client.available);
+        assert_eq!(client.dial.reconnect_max, Duration::from_millis(50));
+        let follow = o.follow_settings().unwrap();
+        assert_eq!(follow.silence_timeout, Duration::from_millis(600));
+        assert_eq!(follow.watch_keepalive, Duration::from_millis(300));
+        assert_eq!(follow.dial, client.dial);
+    }
+
+    #[test]
+    fn each_role_refuses_only_what_it_reads() {
+        // A server does not dial: a nonsense reconnect pair is not its
+        // concern, but it is a client's and a subscriber's.
+        let o = Options::default().reconnect_min(Duration::ZERO);
+        assert!(o.server_settings().is_ok());
+        for e in [
+            o.client_settings().unwrap_err(),
+            o.follow_settings().unwrap_err(),
+        ] {
+            assert!(
+                matches!(
+                    e,
+                    Error::InvalidOption {
+                        option: "reconnect_min",
+                        ..
+                    }
+                ),
+                "{e:?}"
+            );
+        }
+        // A client does not survey.
+        let o = Options::default().miss_threshold(0);
+        assert!(o.client_settings().is_ok() && o.follow_settings().is_ok());
+        let e = o.server_settings().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::InvalidOption {
+                    option: "miss_threshold",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(o.validate().is_err());
     }
 }

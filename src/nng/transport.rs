@@ -11,6 +11,7 @@ use nng::options::{Options as _, ReconnectMaxTime, ReconnectMinTime, RecvMaxSize
 use nng::{Dialer, Listener, Pipe, PipeEvent, Socket};
 
 use crate::error::{Error, Result};
+use crate::options::{DialSettings, ServerSettings};
 
 /// A bound on every send, so no thread waits forever on a stuck peer.
 pub(crate) const SEND_TIMEOUT: Duration = Duration::from_secs(1);
@@ -37,9 +38,9 @@ pub(crate) fn listen(
     socket: &Socket,
     url: &str,
     peer_protocol: u16,
-    options: &crate::Options,
+    options: &ServerSettings,
 ) -> Result<(Listener, String)> {
-    crate::nng::tls::check_url(url, options.get_tls())?;
+    crate::nng::tls::check_url(url, options.tls.as_ref())?;
     if ipc_in_use(url, peer_protocol) {
         return Err(Error::AddressInUse {
             url: url.to_owned(),
@@ -56,10 +57,10 @@ pub(crate) fn listen(
     };
     let builder = nng::ListenerBuilder::new(socket, url).map_err(listen_error)?;
     #[cfg(feature = "tls")]
-    if let Some(tls) = options.get_tls() {
+    if let Some(tls) = &options.tls {
         crate::nng::tls::configure_listener(&builder, tls, url)?;
     }
-    if let (Some(mode), true) = (options.get_ipc_permissions(), url.starts_with("ipc://")) {
+    if let (Some(mode), true) = (options.ipc_permissions, url.starts_with("ipc://")) {
         builder
             .set_opt::<nng::options::transport::ipc::Permissions>(mode)
             .map_err(Error::nng("set the IPC socket file's permissions"))?;
@@ -116,20 +117,20 @@ fn bound_url(listener: &Listener, url: &str) -> String {
 /// Starts dialing `url` in the background: a malformed URL is an error now,
 /// an absent server is retried until it appears, waiting from
 /// `reconnect_min` up to `reconnect_max` between tries.
-pub(crate) fn dial(socket: &Socket, url: &str, options: &crate::Options) -> Result<Dialer> {
+pub(crate) fn dial(socket: &Socket, url: &str, options: &DialSettings) -> Result<Dialer> {
     // NNG resolves a dialer's address in the background, so a port that
     // cannot exist would be retried forever instead of refused.
     check_tcp_port(url)?;
-    crate::nng::tls::check_url(url, options.get_tls())?;
+    crate::nng::tls::check_url(url, options.tls.as_ref())?;
     socket
-        .set_opt::<ReconnectMinTime>(Some(options.get_reconnect_min()))
+        .set_opt::<ReconnectMinTime>(Some(options.reconnect_min))
         .map_err(Error::nng("set the reconnect time"))?;
     socket
-        .set_opt::<ReconnectMaxTime>(Some(options.get_reconnect_max()))
+        .set_opt::<ReconnectMaxTime>(Some(options.reconnect_max))
         .map_err(Error::nng("set the reconnect time"))?;
     let builder = nng::DialerBuilder::new(socket, url).map_err(|e| dial_error(url, e))?;
     #[cfg(feature = "tls")]
-    if let Some(tls) = options.get_tls() {
+    if let Some(tls) = &options.tls {
         crate::nng::tls::configure_dialer(&builder, tls, url)?;
     }
     builder.start(true).map_err(|(_, e)| dial_error(url, e))
@@ -138,9 +139,9 @@ pub(crate) fn dial(socket: &Socket, url: &str, options: &crate::Options) -> Resu
 /// Checks `url` as [`dial`] would, without starting a connection: NNG
 /// creates a dialer for it, which is closed unstarted (so no connection
 /// attempt can be left half-made, see [`Link`]).
-pub(crate) fn check_dial_url(socket: &Socket, url: &str, options: &crate::Options) -> Result<()> {
+pub(crate) fn check_dial_url(socket: &Socket, url: &str, options: &DialSettings) -> Result<()> {
     check_tcp_port(url)?;
-    crate::nng::tls::check_url(url, options.get_tls())?;
+    crate::nng::tls::check_url(url, options.tls.as_ref())?;
     let unstarted = nng::DialerBuilder::new(socket, url).map_err(|e| dial_error(url, e))?;
     drop(unstarted); // closes it
     Ok(())

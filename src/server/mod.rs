@@ -131,7 +131,7 @@ impl Server {
     /// something already listens there; [`Error::Listen`] for other refusals;
     /// [`Error::Setup`] if NNG cannot open a socket or a thread cannot start.
     pub fn new(survey_url: &str, publish_url: &str, options: Options) -> Result<Server> {
-        options.validate()?;
+        let options = options.server_settings()?;
         let (control_tx, control_rx) = unbounded();
 
         let surveyor = RawSocket::new(Protocol::Surveyor0)
@@ -145,8 +145,8 @@ impl Server {
         // through one gate (allow_from, max_connections); only admitted
         // ones reach the handlers below.
         let gate: SharedGate = Arc::new(Mutex::new(Gate::new(
-            admission::parse_networks(options.get_allow_from())?,
-            options.get_max_connections(),
+            admission::parse_networks(&options.allow_from)?,
+            options.max_connections,
         )));
         let tx = control_tx.clone();
         admission::watch(
@@ -185,7 +185,7 @@ impl Server {
         let stats = Arc::new(Mutex::new(Stats::default()));
         let (answers_tx, answers_rx) = bounded(ANSWER_QUEUE);
 
-        let (watch, watch_core) = match options.get_watch_url() {
+        let (watch, watch_core) = match &options.watch_url {
             Some(url) => {
                 let (handle, core) = watch_server::start(url, &options, Arc::clone(&gate))?;
                 (Some(handle), Some(core))
@@ -199,12 +199,12 @@ impl Server {
             .map_err(Error::spawn)?;
         let core = Core {
             membership: Membership::new(
-                options.get_miss_threshold(),
-                options.get_max_peers(),
-                options.get_event_driven(),
+                options.miss_threshold,
+                options.max_peers,
+                options.event_driven,
             ),
             schedule: Schedule::new(&options, Instant::now()),
-            event_driven: options.get_event_driven(),
+            event_driven: options.event_driven,
             surveyor: surveyor.clone(),
             publisher: publisher.clone(),
             seq: initial_seq(),
@@ -217,7 +217,7 @@ impl Server {
             round_seq: None,
             round_answers: 0,
             watch: watch_core,
-            peer_host: options.get_require_peer_host().then(|| Arc::clone(&gate)),
+            peer_host: options.require_peer_host.then(|| Arc::clone(&gate)),
             started: Instant::now(),
         };
         let server_thread = std::thread::Builder::new()

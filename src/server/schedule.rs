@@ -46,7 +46,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::options::Options;
+use crate::options::ServerSettings;
 
 /// Something the server thread must do now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,31 +249,28 @@ pub(crate) struct Schedule {
 
 impl Schedule {
     /// A schedule whose first heartbeat round starts at `now`.
-    pub(crate) fn new(options: &Options, now: Instant) -> Schedule {
+    pub(crate) fn new(options: &ServerSettings, now: Instant) -> Schedule {
         // Never before the first round has ended, whatever the delay set.
-        let first_publish = now
-            + options
-                .get_first_publish_delay()
-                .max(options.get_survey_time());
+        let first_publish = now + options.first_publish_delay.max(options.survey_time);
         Schedule {
-            poll_interval: options.get_poll_interval(),
-            survey_time: options.get_survey_time(),
-            republish_interval: options.get_republish_interval(),
-            publish_gap: options.get_publish_gap(),
+            poll_interval: options.poll_interval,
+            survey_time: options.survey_time,
+            republish_interval: options.republish_interval,
+            publish_gap: options.publish_gap,
             next_round: now,
             round_end: None,
             joins: JoinSurveys::new(now),
             answer_backlog: false,
-            min_publish_gap: options.get_publish_gap(),
+            min_publish_gap: options.publish_gap,
             // The first list goes out once the first publish delay has
             // passed, even if nobody asked: it is what `Server::changes`
             // starts with.
             publish_due: Some(first_publish),
             last_publish: None,
-            next_republish: now + options.get_republish_interval(),
+            next_republish: now + options.republish_interval,
             hold_publish_until: first_publish,
             a_round_ended: false,
-            stall_after: options.get_survey_time().min(STALL),
+            stall_after: options.survey_time.min(STALL),
             stalled: None,
             judged: None,
         }
@@ -460,6 +457,12 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::Options;
+
+    /// A schedule for these options, which must be valid.
+    fn sched(options: &Options, now: Instant) -> Schedule {
+        Schedule::new(&options.server_settings().expect("valid options"), now)
+    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -484,7 +487,7 @@ mod tests {
     #[test]
     fn rounds_start_at_once_and_keep_the_beat() {
         let t0 = Instant::now();
-        let mut s = Schedule::new(&options(), t0);
+        let mut s = sched(&options(), t0);
         assert_eq!(s.next_wakeup(), t0);
         assert_eq!(drain(&mut s, t0), [Action::StartRound]);
         assert_eq!(s.next_wakeup(), t0 + ms(200));
@@ -505,7 +508,7 @@ mod tests {
     #[test]
     fn a_long_stall_restarts_the_beat_instead_of_bursting() {
         let t0 = Instant::now();
-        let mut s = Schedule::new(&options(), t0);
+        let mut s = sched(&options(), t0);
         drain(&mut s, t0);
         // Stalled for 5 intervals: the round under way is dropped
         // uncounted, one new round starts, nothing more; the first list
@@ -524,7 +527,7 @@ mod tests {
     #[test]
     fn the_round_ends_before_the_next_starts() {
         let t0 = Instant::now();
-        let mut s = Schedule::new(
+        let mut s = sched(
             &options().survey_time(ms(999)).first_publish_delay(ms(999)),
             t0,
         );
@@ -540,7 +543,7 @@ mod tests {
     fn the_first_list_waits_for_the_first_publish_delay() {
         // Defaults: 2 x reconnect_max (1 s) + survey_time (1 s) = 3 s.
         let t0 = Instant::now();
-        let mut s = Schedule::new(&Options::default(), t0);
+        let mut s = sched(&Options::default(), t0);
         assert_eq!(drain(&mut s, t0), [Action::StartRound]);
         // Joins and subscribers ask for a publish: held.
         s.request_publish(t0 + ms(10));
@@ -555,14 +558,14 @@ mod tests {
         s.request_publish(t0 + ms(3100));
         assert_eq!(drain(&mut s, t0 + ms(3100)), [Action::Publish]);
         // Set explicitly, it holds whatever the other options.
-        let mut s = Schedule::new(&options().first_publish_delay(ms(700)), t0);
+        let mut s = sched(&options().first_publish_delay(ms(700)), t0);
         drain(&mut s, t0);
         drain(&mut s, t0 + ms(200));
         s.request_publish(t0 + ms(300));
         assert_eq!(s.next_wakeup(), t0 + ms(700));
         assert_eq!(drain(&mut s, t0 + ms(700)), [Action::Publish]);
         // Shorter than the survey time (zero too): when the first round ends.
-        let mut s = Schedule::new(&options().first_publish_delay(Duration::ZERO), t0);
+        let mut s = sched(&options().first_publish_delay(Duration::ZERO), t0);
         s.request_publish(t0);
         assert_eq!(drain(&mut s, t0), [Action::StartRound]);
         assert_eq!(s.next_wakeup(), t0 + ms(200));
@@ -575,7 +578,7 @@ mod tests {
     #[test]
     fn after_a_stall_nothing_is_published_until_a_new_round_has_ended() {
         let t0 = Instant::now();
-        let mut s = Schedule::new(&options(), t0);
+        let mut s = sched(&options(), t0);
         drain(&mut s, t0);
         drain(&mut s, t0 + ms(200));
         // A change is waiting for the publish gap when the thread stops.
@@ -602,7 +605,7 @@ mod tests {
     #[test]
     fn a_stall_during_a_round_drops_it_uncounted() {
         let t0 = Instant::now();
-        let mut s = Schedule::new(&options().first_publish_delay(ms(200)), t0);
+        let mut s = sched(&options().first_publish_delay(ms(200)), t0);
         drain(&mut s, t0);
         drain(&mut s, t0 + ms(200));
         assert_eq!(drain(&mut s, t0 + ms(1000)), [Action::StartRound]);
@@ -623,7 +626,7 @@ mod tests {
     #[test]
     fn ending_the_first_round_does_not_make_the_same_wakeup_late() {
         let t0 = Instant::now();
-        let mut s = Schedule::new(&options().first_publish_delay(ms(100)), t0);
+        let mut s = sched(&options().first_publish_delay(ms(100)), t0);
         // The first round starts late, at 134 ms (within the stall bound):
         // it ends at 334, and the first list waits for it.
         assert_eq!(drain(&mut s, t0 + ms(134)), [Action::StartRound]);
@@ -643,7 +646,7 @@ mod tests {
     #[test]
     fn lateness_within_the_stall_bound_is_not_a_stall() {
         let t0 = Instant::now();
-        let mut s = Schedule::new(&options(), t0);
+        let mut s = sched(&options(), t0);
         drain(&mut s, t0);
         // The round's end and the first list, 199 ms late (survey time 200).
         assert_eq!(
@@ -656,14 +659,14 @@ mod tests {
             .poll_interval(ms(10_000))
             .survey_time(ms(5_000))
             .first_publish_delay(ms(5_000));
-        let mut s = Schedule::new(&long, t0);
+        let mut s = sched(&long, t0);
         drain(&mut s, t0);
         assert_eq!(
             drain(&mut s, t0 + ms(5_000) + STALL),
             [Action::EndRound, Action::Publish]
         );
         assert_eq!(s.take_stall(), None);
-        let mut s = Schedule::new(&long, t0);
+        let mut s = sched(&long, t0);
         drain(&mut s, t0);
         assert_eq!(drain(&mut s, t0 + ms(5_001) + STALL), [Action::StartRound]);
         assert!(s.take_stall().is_some());
@@ -672,7 +675,7 @@ mod tests {
     #[test]
     fn an_answer_backlog_holding_a_survey_back_is_not_a_stall() {
         let t0 = Instant::now();
-        let mut s = Schedule::new(&options().poll_interval(ms(60_000)), t0);
+        let mut s = sched(&options().poll_interval(ms(60_000)), t0);
         let t = settled(&mut s, t0);
         s.set_answer_backlog(true);
         s.connection_added(t, 10);
@@ -693,7 +696,7 @@ mod tests {
     #[test]
     fn a_lone_connection_is_surveyed_at_once_even_among_10000() {
         let t0 = Instant::now();
-        let mut s = Schedule::new(&options(), t0);
+        let mut s = sched(&options(), t0);
         let t = settled(&mut s, t0);
         s.connection_added(t, 10_000);
         assert_eq!(s.next_wakeup(), t);
@@ -705,7 +708,7 @@ mod tests {
     #[test]
     fn connections_in_quick_succession_share_surveys_within_the_budget() {
         let t0 = Instant::now();
-        let mut s = Schedule::new(&options(), t0);
+        let mut s = sched(&options(), t0);
         let t = settled(&mut s, t0);
         // 1,000 connections: two surveys' worth of credit, then one per
         // 100 ms (10,000 answers a second).
@@ -727,7 +730,7 @@ mod tests {
         );
         assert_eq!(s.next_wakeup(), t0 + ms(1000));
         // A few connections: only the 1 ms floor between surveys.
-        let mut s = Schedule::new(&options(), t0);
+        let mut s = sched(&options(), t0);
         let t = settled(&mut s, t0);
         s.connection_added(t, 3);
         assert_eq!(drain(&mut s, t), [Action::Survey]);
@@ -739,7 +742,7 @@ mod tests {
     #[test]
     fn a_spent_budget_delays_a_survey_by_at_most_max_join_wait() {
         let t0 = Instant::now();
-        let mut s = Schedule::new(&options().poll_interval(ms(60_000)), t0);
+        let mut s = sched(&options().poll_interval(ms(60_000)), t0);
         let t = settled(&mut s, t0);
         s.connection_added(t, 4_000);
         assert_eq!(drain(&mut s, t), [Action::Survey]);
@@ -773,7 +776,7 @@ mod tests {
         assert_eq!(max_join_wait(10_000), LONGEST_JOIN_WAIT);
         assert_eq!(max_join_wait(usize::MAX), LONGEST_JOIN_WAIT);
         let t0 = Instant::now();
-        let mut s = Schedule::new(&options().poll_interval(ms(60_000)), t0);
+        let mut s = sched(&options().poll_interval(ms(60_000)), t0);
         let t = settled(&mut s, t0);
         s.connection_added(t, 10_000);
         assert_eq!(drain(&mut s, t), [Action::Survey]);
@@ -792,7 +795,7 @@ mod tests {
     #[test]
     fn an_answer_backlog_holds_extra_surveys_back_but_not_rounds() {
         let t0 = Instant::now();
-        let mut s = Schedule::new(&options(), t0);
+        let mut s = sched(&options(), t0);
         let t = settled(&mut s, t0);
         s.set_answer_backlog(true);
         s.connection_added(t, 10);
@@ -816,7 +819,7 @@ mod tests {
     #[test]
     fn a_round_ends_after_an_answer_backlog_is_taken_but_at_most_a_survey_time_late() {
         let t0 = Instant::now();
-        let mut s = Schedule::new(&options(), t0);
+        let mut s = sched(&options(), t0);
         drain(&mut s, t0);
         // Answers are queued when the round should end (200 ms): it waits,
         // and so does the first list.
@@ -841,7 +844,7 @@ mod tests {
     #[test]
     fn closed_connections_make_the_next_survey_cheaper() {
         let t0 = Instant::now();
-        let mut s = Schedule::new(&options().poll_interval(ms(60_000)), t0);
+        let mut s = sched(&options().poll_interval(ms(60_000)), t0);
         let t = settled(&mut s, t0);
         s.connection_added(t, 2000);
         s.connection_added(t, 2000);
@@ -861,7 +864,7 @@ mod tests {
         // poll (5 s: no heartbeat round falls in the burst).
         let t0 = Instant::now();
         let defaults = Options::default();
-        let mut s = Schedule::new(&defaults, t0);
+        let mut s = sched(&defaults, t0);
         drain(&mut s, t0);
         let start = t0 + ms(1100);
         drain(&mut s, start);
@@ -888,7 +891,7 @@ mod tests {
     fn a_steady_stream_of_joins_costs_the_budget_or_one_survey_per_max_join_wait() {
         // One new connection every 100 µs for 1 s, then 2 s of quiet.
         let t0 = Instant::now();
-        let mut s = Schedule::new(&options().poll_interval(ms(60_000)), t0);
+        let mut s = sched(&options().poll_interval(ms(60_000)), t0);
         let start = settled(&mut s, t0);
         let arrivals: Vec<Duration> = (0..10_000u64)
             .map(|i| Duration::from_micros(100 * i))
@@ -906,7 +909,7 @@ mod tests {
     #[test]
     fn publishes_to_many_subscribers_are_spaced_by_their_cost() {
         let t0 = Instant::now();
-        let mut s = Schedule::new(&options().publish_gap(ms(2)), t0);
+        let mut s = sched(&options().publish_gap(ms(2)), t0);
         s.publish_cost(22_000, 10);
         assert_eq!(s.publish_gap, ms(2));
         s.publish_cost(22_000, 1000);
@@ -923,7 +926,7 @@ mod tests {
     #[test]
     fn a_round_survey_reaches_the_waiting_connections() {
         let t0 = Instant::now();
-        let mut s = Schedule::new(&options(), t0);
+        let mut s = sched(&options(), t0);
         drain(&mut s, t0);
         drain(&mut s, t0 + ms(200));
         s.connection_added(t0 + ms(500), 10_000); // credit for two: now
@@ -939,7 +942,7 @@ mod tests {
     #[test]
     fn a_join_survey_just_before_a_round_starts_the_round_instead() {
         let t0 = Instant::now();
-        let mut s = Schedule::new(&options(), t0);
+        let mut s = sched(&options(), t0);
         drain(&mut s, t0);
         drain(&mut s, t0 + ms(200));
         // 10,000 open: a join survey due within half the longest wait of
@@ -955,7 +958,7 @@ mod tests {
         assert_eq!(drain(&mut s, t0 + ms(1200)), [Action::Survey]);
         // Not while a round is under way (survey time 900 ms here): that
         // round must end and count its misses.
-        let mut s = Schedule::new(&options().survey_time(ms(900)), t0);
+        let mut s = sched(&options().survey_time(ms(900)), t0);
         drain(&mut s, t0);
         s.connection_added(t0 + ms(800), 10_000);
         assert_eq!(drain(&mut s, t0 + ms(800)), [Action::Survey]);
@@ -969,7 +972,7 @@ mod tests {
     #[test]
     fn the_first_list_is_published_when_the_first_round_ends() {
         let t0 = Instant::now();
-        let mut s = Schedule::new(&options(), t0);
+        let mut s = sched(&options(), t0);
         assert_eq!(drain(&mut s, t0), [Action::StartRound]);
         assert_eq!(
             drain(&mut s, t0 + ms(200)),
@@ -981,7 +984,7 @@ mod tests {
     #[test]
     fn nothing_is_published_before_the_first_round_ends() {
         let t0 = Instant::now();
-        let mut s = Schedule::new(&options(), t0);
+        let mut s = sched(&options(), t0);
         assert_eq!(drain(&mut s, t0), [Action::StartRound]);
         s.request_publish(t0 + ms(10));
         assert!(drain(&mut s, t0 + ms(199)).is_empty());
@@ -993,7 +996,7 @@ mod tests {
         );
         // A republish interval shorter than the survey time still waits.
         let short = options().republish_interval(ms(50)).publish_gap(ms(1));
-        let mut s = Schedule::new(&short, t0);
+        let mut s = sched(&short, t0);
         drain(&mut s, t0);
         assert!(!drain(&mut s, t0 + ms(100)).contains(&Action::Publish));
         assert!(drain(&mut s, t0 + ms(200)).contains(&Action::Publish));
@@ -1002,7 +1005,7 @@ mod tests {
     #[test]
     fn a_lone_publish_is_immediate_and_bursts_coalesce() {
         let t0 = Instant::now();
-        let mut s = Schedule::new(&options(), t0);
+        let mut s = sched(&options(), t0);
         drain(&mut s, t0);
         drain(&mut s, t0 + ms(200));
         let t = t0 + ms(250);
@@ -1020,7 +1023,7 @@ mod tests {
     #[test]
     fn republish_comes_after_quiet_intervals_only() {
         let t0 = Instant::now();
-        let mut s = Schedule::new(&options(), t0);
+        let mut s = sched(&options(), t0);
         let mut publishes = Vec::new();
         let mut now = t0;
         // Walk 25 s in 10 ms steps with no changes.
@@ -1036,7 +1039,7 @@ mod tests {
         assert_eq!(publishes, [ms(200), ms(10_200), ms(20_200)]);
         // A publish pushes the next republish back a full interval (no
         // heartbeat round in the way, and no stall: woken on time).
-        let mut s = Schedule::new(&options().poll_interval(ms(60_000)), t0);
+        let mut s = sched(&options().poll_interval(ms(60_000)), t0);
         settled(&mut s, t0);
         s.request_publish(t0 + ms(9_000));
         assert!(drain(&mut s, t0 + ms(9_000)).contains(&Action::Publish));
@@ -1047,7 +1050,7 @@ mod tests {
     #[test]
     fn zero_publish_gap_publishes_every_request() {
         let t0 = Instant::now();
-        let mut s = Schedule::new(&options().publish_gap(Duration::ZERO), t0);
+        let mut s = sched(&options().publish_gap(Duration::ZERO), t0);
         drain(&mut s, t0);
         drain(&mut s, t0 + ms(200));
         for i in 201..204 {
@@ -1191,7 +1194,7 @@ mod tests {
                     .survey_time(ms(survey_ms))
                     .republish_interval(ms(30_000));
                 let t0 = Instant::now();
-                let mut s = Schedule::new(&opts, t0);
+                let mut s = sched(&opts, t0);
                 let start = t0 + ms(offset_ms);
                 let run = simulate(&mut s, start, &arrivals, &removals);
                 let most_open = arrivals.len() as u64;
@@ -1226,7 +1229,7 @@ mod tests {
             ) {
                 let opts = options().first_publish_delay(ms(delay_ms));
                 let t0 = Instant::now();
-                let mut s = Schedule::new(&opts, t0);
+                let mut s = sched(&opts, t0);
                 let mut now = t0;
                 let mut held_until = t0 + ms(delay_ms);
                 for (step, ask) in steps {
@@ -1253,7 +1256,7 @@ mod tests {
             #[test]
             fn bursts_cost_few_surveys(n in 1..20_000u64, spread_us in 1..100u64) {
                 let t0 = Instant::now();
-                let mut s = Schedule::new(&options().poll_interval(ms(60_000)), t0);
+                let mut s = sched(&options().poll_interval(ms(60_000)), t0);
                 let start = settled(&mut s, t0);
                 let arrivals: Vec<Duration> =
                     (0..n).map(|i| Duration::from_micros(i * spread_us)).collect();

@@ -39,7 +39,7 @@ use nng::{Message, Pipe, PipeEvent, Protocol, RawSocket, Socket};
 use crate::error::{Error, Result};
 use crate::nng::receiver::{self, Receiver as NngReceiver, Stopper};
 use crate::nng::transport;
-use crate::options::Options;
+use crate::options::ServerSettings;
 use crate::server::admission::{self, SharedGate};
 use crate::server::stats::Stats;
 use crate::watch::held_requests::{HeldRequests, Released};
@@ -124,7 +124,7 @@ impl Drop for WatchHandle {
 /// thread.
 pub(crate) fn start(
     url: &str,
-    options: &Options,
+    options: &ServerSettings,
     gate: SharedGate,
 ) -> Result<(WatchHandle, WatchCore)> {
     let socket = RawSocket::new(Protocol::Rep0)
@@ -161,9 +161,9 @@ pub(crate) fn start(
         requests: requests_rx,
         pipes: pipes_rx,
         epoch: random_epoch(),
-        limits: options.get_watch_history(),
+        limits: options.watch_history,
         history: None,
-        held: HeldRequests::new(options.get_watch_keepalive()),
+        held: HeldRequests::new(options.watch_keepalive),
         closed: RecentlyClosed::new(RECENTLY_CLOSED),
         watchers: 0,
         counters: Counters::default(),

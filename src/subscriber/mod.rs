@@ -13,7 +13,7 @@ use crossbeam_channel::Receiver;
 
 use crate::error::Result;
 use crate::nng::receiver::Stopper;
-use crate::options::Options;
+use crate::options::{FollowSettings, Options};
 use crate::subscriber::publish_source::PublishSource;
 use crate::urls::{self, Urls};
 use crate::wire::MAX_NAME_LEN;
@@ -111,10 +111,15 @@ impl Subscriber {
     /// As [`new`](Subscriber::new), and [`Error::InvalidOption`](crate::Error::InvalidOption) for
     /// nonsense options.
     pub fn with_options(publish_urls: impl Urls, options: &Options) -> Result<Subscriber> {
-        options.validate()?;
-        let urls = urls::checked(&publish_urls)?;
-        let source = PublishSource::open(urls.clone(), options)?;
-        Subscriber::start(urls, false, Box::new(source), options.get_silence_timeout())
+        let settings = options.follow_settings()?;
+        Subscriber::open_publish(urls::checked(&publish_urls)?, &settings)
+    }
+
+    /// [`with_options`](Subscriber::with_options) with the URLs and settings
+    /// already checked.
+    pub(crate) fn open_publish(urls: Vec<String>, settings: &FollowSettings) -> Result<Subscriber> {
+        let source = PublishSource::open(urls.clone(), settings)?;
+        Subscriber::start(urls, false, Box::new(source), settings.silence_timeout)
     }
 
     /// Follows the servers' watch URLs ([`Options::watch_url`] on the
@@ -169,10 +174,15 @@ impl Subscriber {
     /// # Errors
     /// As [`with_options`](Subscriber::with_options).
     pub fn watch_with_options(watch_urls: impl Urls, options: &Options) -> Result<Subscriber> {
-        options.validate()?;
-        let urls = urls::checked(&watch_urls)?;
-        let source = WatchSources::open(urls.clone(), options)?;
-        let silence = watch_sources::silence_timeout(options);
+        let settings = options.follow_settings()?;
+        Subscriber::open_watch(urls::checked(&watch_urls)?, &settings)
+    }
+
+    /// [`watch_with_options`](Subscriber::watch_with_options) with the
+    /// URLs and settings already checked.
+    pub(crate) fn open_watch(urls: Vec<String>, settings: &FollowSettings) -> Result<Subscriber> {
+        let source = WatchSources::open(urls.clone(), settings)?;
+        let silence = watch_sources::silence_timeout(settings);
         Subscriber::start(urls, true, Box::new(source), silence)
     }
 

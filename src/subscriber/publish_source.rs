@@ -28,7 +28,7 @@ use nng::{Dialer, Pipe, PipeEvent, Protocol, Socket};
 use crate::error::{Error, Result};
 use crate::nng::receiver;
 use crate::nng::transport::{self, Link};
-use crate::options::Options;
+use crate::options::FollowSettings;
 use crate::subscriber::source::{Report, Source};
 use crate::subscriber::MAX_LIST_BYTES;
 use crate::wire;
@@ -66,7 +66,7 @@ pub(crate) struct PublishSource {
 impl PublishSource {
     /// Dials every URL of `urls` (checked: non-empty, no duplicates) with
     /// the reconnect timing of `options`.
-    pub(crate) fn open(urls: Vec<String>, options: &Options) -> Result<PublishSource> {
+    pub(crate) fn open(urls: Vec<String>, options: &FollowSettings) -> Result<PublishSource> {
         let (wake_tx, wake) = UnixStream::pair().map_err(Error::spawn)?;
         for end in [&wake_tx, &wake] {
             end.set_nonblocking(true).map_err(Error::spawn)?;
@@ -88,7 +88,7 @@ impl PublishSource {
             source.feeds.push(feed);
         }
         for (feed, url) in source.feeds.iter_mut().zip(&urls) {
-            feed.dialer = Some(transport::dial(&feed.socket, url, options)?);
+            feed.dialer = Some(transport::dial(&feed.socket, url, &options.dial)?);
         }
         source.urls = urls;
         Ok(source)
@@ -132,7 +132,7 @@ impl Feed {
     fn new(
         server: usize,
         url: &str,
-        options: &Options,
+        options: &FollowSettings,
         events: &Sender<Event>,
         wake: &Arc<UnixStream>,
     ) -> Result<Feed> {
@@ -142,7 +142,7 @@ impl Feed {
             socket.close();
         }
         let feed = feed?;
-        if let Err(e) = transport::check_dial_url(&feed.socket, url, options) {
+        if let Err(e) = transport::check_dial_url(&feed.socket, url, &options.dial) {
             feed.socket.close();
             return Err(e);
         }

@@ -36,7 +36,7 @@ use nng::{Dialer, Message, Protocol, Socket};
 
 use crate::error::{Error, Result};
 use crate::nng::transport::{self, Link};
-use crate::options::Options;
+use crate::options::FollowSettings;
 use crate::subscriber::MAX_LIST_BYTES;
 use crate::watch::state::WatchState;
 use crate::watch::wire::{self as watch_wire, Position};
@@ -69,7 +69,7 @@ const SEND_RETRY: Duration = Duration::from_millis(50);
 #[derive(Debug)]
 pub(crate) struct WatchSource {
     url: String,
-    options: Options,
+    options: FollowSettings,
     socket: Socket,
     dialer: Option<Dialer>,
     /// Which dialers have connected: a dialer that never did is given a
@@ -104,7 +104,7 @@ impl WatchSource {
     /// [`Error::InvalidUrl`] for a malformed URL, [`Error::InvalidOption`]
     /// for nonsense options, [`Error::Setup`] if NNG refuses the socket.
     #[cfg(test)]
-    pub(crate) fn new(url: &str, options: &Options, now: Instant) -> Result<WatchSource> {
+    pub(crate) fn new(url: &str, options: &FollowSettings, now: Instant) -> Result<WatchSource> {
         let mut source = WatchSource::prepare(url, options, now)?;
         source.start()?;
         Ok(source)
@@ -117,8 +117,11 @@ impl WatchSource {
     ///
     /// # Errors
     /// As [`new`](WatchSource::new).
-    pub(crate) fn prepare(url: &str, options: &Options, now: Instant) -> Result<WatchSource> {
-        options.validate()?;
+    pub(crate) fn prepare(
+        url: &str,
+        options: &FollowSettings,
+        now: Instant,
+    ) -> Result<WatchSource> {
         let socket = Socket::new(Protocol::Req0).map_err(Error::nng("open a REQ socket"))?;
         match WatchSource::with_socket(socket.clone(), url, options, now) {
             Ok(source) => Ok(source),
@@ -132,7 +135,7 @@ impl WatchSource {
     fn with_socket(
         socket: Socket,
         url: &str,
-        options: &Options,
+        options: &FollowSettings,
         now: Instant,
     ) -> Result<WatchSource> {
         transport::limit(&socket, MAX_LIST_BYTES + watch_wire::REPLY_HEADER_LEN)?;
@@ -153,7 +156,7 @@ impl WatchSource {
             };
             let _ = (&notify).write(&[1]);
         })?;
-        transport::check_dial_url(&socket, url, options)?;
+        transport::check_dial_url(&socket, url, &options.dial)?;
         Ok(WatchSource {
             url: url.to_owned(),
             options: options.clone(),
@@ -179,7 +182,11 @@ impl WatchSource {
     /// [`Error::InvalidUrl`] for a URL NNG refuses to dial.
     pub(crate) fn start(&mut self) -> Result<()> {
         if self.dialer.is_none() {
-            self.dialer = Some(transport::dial(&self.socket, &self.url, &self.options)?);
+            self.dialer = Some(transport::dial(
+                &self.socket,
+                &self.url,
+                &self.options.dial,
+            )?);
             self.try_send();
         }
         Ok(())
@@ -210,7 +217,7 @@ impl WatchSource {
 
     /// Two keepalive intervals after the server was last heard.
     fn silence_deadline(&self) -> Instant {
-        let silence = self.options.get_watch_keepalive().saturating_mul(2);
+        let silence = self.options.watch_keepalive.saturating_mul(2);
         self.heard.checked_add(silence).unwrap_or(self.heard)
     }
 
@@ -291,7 +298,7 @@ impl WatchSource {
 
     fn redial(&mut self) {
         self.link.close(self.dialer.take());
-        match transport::dial(&self.socket, &self.url, &self.options) {
+        match transport::dial(&self.socket, &self.url, &self.options.dial) {
             Ok(dialer) => self.dialer = Some(dialer),
             Err(e) => log::warn!("redialing {}: {e}", self.url),
         }
@@ -363,6 +370,7 @@ impl Drop for WatchSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::Options;
     use crate::{Client, Server};
     use std::time::Duration;
 
@@ -455,8 +463,8 @@ mod tests {
         let server = Server::new("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", o.clone()).unwrap();
         let url = server.watch_url().unwrap().to_owned();
         let mut sources = vec![
-            WatchSource::new(&url, &o, Instant::now()).unwrap(),
-            WatchSource::new(&url, &o, Instant::now()).unwrap(),
+            WatchSource::new(&url, &o.follow_settings().unwrap(), Instant::now()).unwrap(),
+            WatchSource::new(&url, &o.follow_settings().unwrap(), Instant::now()).unwrap(),
         ];
         assert_eq!(sources[0].url(), url);
         let mut events = Vec::new();
@@ -498,7 +506,8 @@ mod tests {
         let start =
             |o: &Options| Server::new("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", o.clone()).unwrap();
         let server = start(&o);
-        let mut sources = vec![WatchSource::new(&url, &o, Instant::now()).unwrap()];
+        let mut sources =
+            vec![WatchSource::new(&url, &o.follow_settings().unwrap(), Instant::now()).unwrap()];
         let mut events = Vec::new();
         drive(&mut sources, &mut events, |e| last_is(e, 0, &list(&[])));
         server.shutdown();
@@ -521,7 +530,10 @@ mod tests {
         // A REP socket that takes requests and never answers: a hung server.
         let hung = HungServer::new();
         let o = options(Duration::from_millis(100));
-        let mut sources = vec![WatchSource::new(&hung.url, &o, Instant::now()).unwrap()];
+        let mut sources =
+            vec![
+                WatchSource::new(&hung.url, &o.follow_settings().unwrap(), Instant::now()).unwrap(),
+            ];
         let mut events = Vec::new();
         drive(&mut sources, &mut events, |e| {
             last_is(e, 0, &WatchEvent::Gone)
@@ -559,8 +571,13 @@ mod tests {
                 })
                 .unwrap();
             // The listener lives as long as the socket.
-            let (_listener, url) =
-                transport::listen(&socket, "tcp://127.0.0.1:0", 0x30, &Options::default()).unwrap();
+            let (_listener, url) = transport::listen(
+                &socket,
+                "tcp://127.0.0.1:0",
+                0x30,
+                &Options::default().server_settings().unwrap(),
+            )
+            .unwrap();
             HungServer {
                 url,
                 _socket: socket,

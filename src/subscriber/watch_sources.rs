@@ -26,7 +26,7 @@ use std::os::unix::io::RawFd;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
-use crate::options::Options;
+use crate::options::FollowSettings;
 use crate::subscriber::source::{Report, Source};
 use crate::subscriber::watch_source::{WatchEvent, WatchSource};
 
@@ -41,8 +41,8 @@ pub(crate) fn report(event: WatchEvent) -> Report {
 
 /// The silence timeout of a subscriber that follows watch URLs with
 /// `options`: twice [`Options::watch_keepalive`].
-pub(crate) fn silence_timeout(options: &Options) -> Duration {
-    options.get_watch_keepalive().saturating_mul(2)
+pub(crate) fn silence_timeout(options: &FollowSettings) -> Duration {
+    options.watch_keepalive.saturating_mul(2)
 }
 
 /// What [`WatchSources`] needs of one watch URL's source: [`WatchSource`],
@@ -90,7 +90,7 @@ impl WatchSources<WatchSource> {
     /// Dials every URL of `urls` (checked: non-empty, no duplicates) with
     /// the reconnect timing and watch keepalive of `options`. Every URL is
     /// checked before any is dialed.
-    pub(crate) fn open(urls: Vec<String>, options: &Options) -> Result<WatchSources> {
+    pub(crate) fn open(urls: Vec<String>, options: &FollowSettings) -> Result<WatchSources> {
         let now = Instant::now();
         let mut watches = Vec::with_capacity(urls.len());
         // On an error, those made so far close as they drop.
@@ -148,6 +148,7 @@ impl<W: Watch + std::fmt::Debug> Source for WatchSources<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::Options;
     use std::collections::VecDeque;
 
     fn strings(names: &[&str]) -> Vec<String> {
@@ -170,17 +171,21 @@ mod tests {
 
     #[test]
     fn the_silence_timeout_is_two_keepalives() {
+        let follow = |o: Options| o.follow_settings().expect("valid options");
         let o = Options::default().watch_keepalive(Duration::from_millis(300));
-        assert_eq!(silence_timeout(&o), Duration::from_millis(600));
         assert_eq!(
-            silence_timeout(&Options::default()),
+            silence_timeout(&follow(o.clone())),
+            Duration::from_millis(600)
+        );
+        assert_eq!(
+            silence_timeout(&follow(Options::default())),
             Duration::from_secs(20)
         );
         // The classic silence timeout does not matter to watchers.
         let o = o.silence_timeout(Duration::from_secs(99));
-        assert_eq!(silence_timeout(&o), Duration::from_millis(600));
+        assert_eq!(silence_timeout(&follow(o)), Duration::from_millis(600));
         let huge = Options::default().watch_keepalive(Duration::MAX);
-        assert_eq!(silence_timeout(&huge), Duration::MAX);
+        assert_eq!(silence_timeout(&follow(huge)), Duration::MAX);
     }
 
     /// A watch URL's source played by the test: events queued for its next

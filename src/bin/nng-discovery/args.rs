@@ -633,8 +633,15 @@ fn watch_keepalive(
             "--watch-keepalive needs --watch URL (see 'nng-discovery {command} --help')"
         )),
         Some(d) => Ok(d),
-        None => Ok(Options::default().get_watch_keepalive()),
+        None => Ok(default_watch_keepalive()),
     }
+}
+
+/// The library's default watch keepalive (the default options are valid).
+fn default_watch_keepalive() -> Duration {
+    Options::default()
+        .follow_settings()
+        .map_or(Duration::from_secs(10), |s| s.watch_keepalive)
 }
 
 /// Refuses a URL given twice to a repeatable `flag` (one per server: a
@@ -943,14 +950,14 @@ mod tests {
         };
         assert_eq!(s.survey, "tcp://127.0.0.1:0");
         assert_eq!(s.publish, "ipc:///tmp/x");
-        let o = s.options;
-        assert_eq!(o.get_poll_interval(), Duration::from_secs(1));
-        assert_eq!(o.get_survey_time(), Duration::from_millis(250));
-        assert_eq!(o.get_miss_threshold(), 3);
-        assert_eq!(o.get_republish_interval(), Duration::from_secs(60));
-        assert_eq!(o.get_max_peers(), 100);
-        assert_eq!(o.get_watch_url(), Some("tcp://127.0.0.1:0"));
-        assert_eq!(o.get_watch_keepalive(), Duration::from_secs(2));
+        let o = s.options.server_settings().unwrap();
+        assert_eq!(o.poll_interval, Duration::from_secs(1));
+        assert_eq!(o.survey_time, Duration::from_millis(250));
+        assert_eq!(o.miss_threshold, 3);
+        assert_eq!(o.republish_interval, Duration::from_secs(60));
+        assert_eq!(o.max_peers, 100);
+        assert_eq!(o.watch_url.as_deref(), Some("tcp://127.0.0.1:0"));
+        assert_eq!(o.watch_keepalive, Duration::from_secs(2));
     }
 
     #[test]
@@ -1007,11 +1014,11 @@ mod tests {
         .unwrap() else {
             panic!()
         };
-        let o = s.options;
-        assert_eq!(o.get_allow_from(), ["10.0.0.0/8", "fd00::/8"]);
-        assert_eq!(o.get_max_connections(), 500);
-        assert!(o.get_require_peer_host());
-        assert_eq!(o.get_ipc_permissions(), Some(0o660));
+        let o = s.options.server_settings().unwrap();
+        assert_eq!(o.allow_from, ["10.0.0.0/8", "fd00::/8"]);
+        assert_eq!(o.max_connections, 500);
+        assert!(o.require_peer_host);
+        assert_eq!(o.ipc_permissions, Some(0o660));
 
         let m = err(&server(&["--allow-from", "10.0.0.1/8"]));
         assert!(m.starts_with("invalid --allow-from: \"10.0.0.1/8\""), "{m}");

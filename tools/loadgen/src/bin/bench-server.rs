@@ -59,7 +59,13 @@ fn main() {
         Some(_) => options.watch_keepalive(ms("watch-keepalive-ms", 10_000)),
         None => options,
     };
-    let first_publish = options.get_first_publish_delay();
+    let first_publish = match options.server_settings() {
+        Ok(settings) => settings.first_publish_delay,
+        Err(e) => {
+            eprintln!("bench-server: {}", e.report());
+            std::process::exit(2);
+        }
+    };
     let created = Instant::now();
     let server = Server::new(
         args.str("survey").unwrap_or("tcp://127.0.0.1:0"),
