@@ -70,8 +70,8 @@
 
 #![warn(missing_docs)]
 
+mod cidr;
 mod client;
-mod client_builder;
 mod error;
 mod nng;
 mod options;
@@ -98,13 +98,14 @@ pub use watch::state as watch_state;
 #[doc(hidden)]
 pub use watch::wire as watch_wire;
 
+pub use client::builder::ClientBuilder;
 pub use client::Client;
-pub use client_builder::ClientBuilder;
 pub use error::{Error, Result, SetupError, UrlListError};
 pub use nng::tls::Tls;
 pub use options::{default_max_connections, Options};
 pub use server::stats::Stats;
 pub use server::Server;
-pub use subscriber::{Subscriber, MAX_LIST_BYTES};
+pub use subscriber::Subscriber;
 pub use urls::Urls;
 pub use watch::history::HistoryLimits;
+pub use wire::MAX_LIST_BYTES;

@@ -580,7 +580,7 @@ impl Options {
                 );
             }
         }
-        crate::server::admission::parse_networks(&self.allow_from)?;
+        crate::cidr::parse_networks(&self.allow_from)?;
         Ok(())
     }
 }

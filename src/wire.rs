@@ -116,6 +116,14 @@ where
     }
 }
 
+/// The largest published list a subscriber accepts: 16 MiB, room for more
+/// than 16,000 names of the maximum length or 300,000 typical URLs. Larger
+/// messages close the connection (which is then dialed again).
+pub const MAX_LIST_BYTES: usize = 16 << 20;
+
+// A list of the largest names must fit at least ten thousand names.
+const _: () = assert!(MAX_LIST_BYTES / (MAX_NAME_LEN + 1) > 10_000);
+
 /// Why a published list was refused by [`decode_list`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

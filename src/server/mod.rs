@@ -145,7 +145,7 @@ impl Server {
         // through one gate (allow_from, max_connections); only admitted
         // ones reach the handlers below.
         let gate: SharedGate = Arc::new(Mutex::new(Gate::new(
-            admission::parse_networks(&options.allow_from)?,
+            crate::cidr::parse_networks(&options.allow_from)?,
             options.max_connections,
         )));
         let tx = control_tx.clone();

@@ -16,17 +16,8 @@ use crate::nng::receiver::Stopper;
 use crate::options::{FollowSettings, Options};
 use crate::subscriber::publish_source::PublishSource;
 use crate::urls::{self, Urls};
-use crate::wire::MAX_NAME_LEN;
 use source::Source;
 use watch_sources::WatchSources;
-
-/// The largest published list a subscriber accepts: 16 MiB, room for more
-/// than 16,000 names of the maximum length or 300,000 typical URLs. Larger
-/// messages close the connection (which is then dialed again).
-pub const MAX_LIST_BYTES: usize = 16 << 20;
-
-// A list of the largest names must fit at least a few thousand names.
-const _: () = assert!(MAX_LIST_BYTES / (MAX_NAME_LEN + 1) > 10_000);
 
 /// Receives the list of live services from one discovery server, or the
 /// union of several redundant ones.

@@ -3,7 +3,7 @@
 //!
 //! Every list a server publishes is a [`Report::List`] for that server (a
 //! republish of the same list too: the republish is the heartbeat that
-//! keeps a server counting, see [`Options::silence_timeout`]), and a closed
+//! keeps a server counting, see [`Options::silence_timeout`](crate::Options::silence_timeout)), and a closed
 //! connection is [`Report::Gone`] at once. Each server has its own socket
 //! (and so its own dialer, redialing on its own, and its own receive
 //! queue): a SUB queue that fills up drops its oldest message, which is
@@ -30,8 +30,8 @@ use crate::nng::receiver;
 use crate::nng::transport::{self, Link};
 use crate::options::FollowSettings;
 use crate::subscriber::source::{Report, Source};
-use crate::subscriber::MAX_LIST_BYTES;
 use crate::wire;
+use crate::wire::MAX_LIST_BYTES;
 
 /// A connection to server `.0` opened or closed.
 type Event = (usize, Pipe, PipeEvent);

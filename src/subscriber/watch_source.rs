@@ -37,9 +37,9 @@ use nng::{Dialer, Message, Protocol, Socket};
 use crate::error::{Error, Result};
 use crate::nng::transport::{self, Link};
 use crate::options::FollowSettings;
-use crate::subscriber::MAX_LIST_BYTES;
 use crate::watch::state::WatchState;
 use crate::watch::wire::{self as watch_wire, Position};
+use crate::wire::MAX_LIST_BYTES;
 
 /// What a [`WatchSource`] reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,8 +101,8 @@ impl WatchSource {
     /// [`Options::reconnect_min`]/[`Options::reconnect_max`].
     ///
     /// # Errors
-    /// [`Error::InvalidUrl`] for a malformed URL, [`Error::InvalidOption`]
-    /// for nonsense options, [`Error::Setup`] if NNG refuses the socket.
+    /// As [`prepare`](WatchSource::prepare), and errors of
+    /// [`start`](WatchSource::start).
     #[cfg(test)]
     pub(crate) fn new(url: &str, options: &FollowSettings, now: Instant) -> Result<WatchSource> {
         let mut source = WatchSource::prepare(url, options, now)?;
@@ -116,7 +116,8 @@ impl WatchSource {
     /// [`start`]: WatchSource::start
     ///
     /// # Errors
-    /// As [`new`](WatchSource::new).
+    /// [`Error::InvalidUrl`] for a malformed URL, [`Error::Setup`] if NNG
+    /// refuses the socket.
     pub(crate) fn prepare(
         url: &str,
         options: &FollowSettings,

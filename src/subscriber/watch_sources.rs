@@ -40,7 +40,7 @@ pub(crate) fn report(event: WatchEvent) -> Report {
 }
 
 /// The silence timeout of a subscriber that follows watch URLs with
-/// `options`: twice [`Options::watch_keepalive`].
+/// `options`: twice [`Options::watch_keepalive`](crate::Options::watch_keepalive).
 pub(crate) fn silence_timeout(options: &FollowSettings) -> Duration {
     options.watch_keepalive.saturating_mul(2)
 }

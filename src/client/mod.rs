@@ -1,12 +1,15 @@
 //! Registering a service with a discovery server.
 
+pub(crate) mod builder;
+
 use std::thread::JoinHandle;
 
 use crossbeam_channel::Receiver;
 use nng::{Protocol, RawSocket, Socket};
 use parking_lot::Mutex;
 
-use crate::client_builder::ClientBuilder;
+use builder::ClientBuilder;
+
 use crate::error::{Error, Result};
 use crate::nng::receiver::{self, Receiver as NngReceiver, Stopper};
 use crate::nng::transport;
