@@ -102,7 +102,9 @@ pub use client::builder::ClientBuilder;
 pub use client::Client;
 pub use error::{Error, Result, SetupError, UrlListError};
 pub use nng::tls::Tls;
-pub use options::{default_max_connections, Options};
+pub use options::{
+    default_max_connections, ClientSettings, DialSettings, FollowSettings, Options, ServerSettings,
+};
 pub use server::stats::Stats;
 pub use server::Server;
 pub use subscriber::Subscriber;

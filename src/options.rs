@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+pub use crate::nng::transport::DialSettings;
 use crate::watch::history::HistoryLimits;
 
 /// Settings for a [`Server`](crate::Server), built with chained setters.
@@ -622,19 +623,6 @@ pub struct ServerSettings {
     pub require_peer_host: bool,
     /// See [`Options::ipc_permissions`].
     pub ipc_permissions: Option<u32>,
-    /// See [`Options::tls`].
-    pub tls: Option<crate::Tls>,
-}
-
-/// How clients and subscribers dial servers, validated: part of
-/// [`ClientSettings`] and [`FollowSettings`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct DialSettings {
-    /// See [`Options::reconnect_min`].
-    pub reconnect_min: Duration,
-    /// See [`Options::reconnect_max`].
-    pub reconnect_max: Duration,
     /// See [`Options::tls`].
     pub tls: Option<crate::Tls>,
 }

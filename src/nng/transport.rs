@@ -11,7 +11,7 @@ use nng::options::{Options as _, ReconnectMaxTime, ReconnectMinTime, RecvMaxSize
 use nng::{Dialer, Listener, Pipe, PipeEvent, Socket};
 
 use crate::error::{Error, Result};
-use crate::options::{DialSettings, ServerSettings};
+use crate::nng::tls::Tls;
 
 /// A bound on every send, so no thread waits forever on a stuck peer.
 pub(crate) const SEND_TIMEOUT: Duration = Duration::from_secs(1);
@@ -28,19 +28,34 @@ fn url_error(url: &str, e: nng::Error) -> Option<Error> {
     }
 }
 
+/// How clients and subscribers dial servers, validated: part of
+/// [`ClientSettings`](crate::ClientSettings) and
+/// [`FollowSettings`](crate::FollowSettings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DialSettings {
+    /// See [`Options::reconnect_min`](crate::Options::reconnect_min).
+    pub reconnect_min: Duration,
+    /// See [`Options::reconnect_max`](crate::Options::reconnect_max).
+    pub reconnect_max: Duration,
+    /// See [`Options::tls`](crate::Options::tls).
+    pub tls: Option<crate::Tls>,
+}
+
 /// Listens on `url` and returns the listener with the URL actually bound
 /// (for `tcp://…:0`, the port the kernel chose). `peer_protocol` is the SP
 /// protocol number of the sockets that will connect (see [`ipc_in_use`]).
 /// For an `ipc://` URL the socket file's mode
-/// ([`Options::ipc_permissions`](crate::Options::ipc_permissions)), for a
-/// `tls+tcp://` URL the TLS settings, are set before the listener starts.
+/// (`ipc_permissions`, see [`Options::ipc_permissions`](crate::Options::ipc_permissions)),
+/// for a `tls+tcp://` URL the TLS settings, are set before the listener starts.
 pub(crate) fn listen(
     socket: &Socket,
     url: &str,
     peer_protocol: u16,
-    options: &ServerSettings,
+    tls: Option<&Tls>,
+    ipc_permissions: Option<u32>,
 ) -> Result<(Listener, String)> {
-    crate::nng::tls::check_url(url, options.tls.as_ref())?;
+    crate::nng::tls::check_url(url, tls)?;
     if ipc_in_use(url, peer_protocol) {
         return Err(Error::AddressInUse {
             url: url.to_owned(),
@@ -57,10 +72,10 @@ pub(crate) fn listen(
     };
     let builder = nng::ListenerBuilder::new(socket, url).map_err(listen_error)?;
     #[cfg(feature = "tls")]
-    if let Some(tls) = &options.tls {
+    if let Some(tls) = tls {
         crate::nng::tls::configure_listener(&builder, tls, url)?;
     }
-    if let (Some(mode), true) = (options.ipc_permissions, url.starts_with("ipc://")) {
+    if let (Some(mode), true) = (ipc_permissions, url.starts_with("ipc://")) {
         builder
             .set_opt::<nng::options::transport::ipc::Permissions>(mode)
             .map_err(Error::nng("set the IPC socket file's permissions"))?;

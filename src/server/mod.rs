@@ -175,10 +175,20 @@ impl Server {
         })?;
 
         // The peers' SP protocol numbers: respondent v0 and subscriber v0.
-        let (_survey_listener, bound_survey) =
-            transport::listen(&surveyor, survey_url, 0x63, &options)?;
-        let (_publish_listener, bound_publish) =
-            transport::listen(&publisher, publish_url, 0x21, &options)?;
+        let (_survey_listener, bound_survey) = transport::listen(
+            &surveyor,
+            survey_url,
+            0x63,
+            options.tls.as_ref(),
+            options.ipc_permissions,
+        )?;
+        let (_publish_listener, bound_publish) = transport::listen(
+            &publisher,
+            publish_url,
+            0x21,
+            options.tls.as_ref(),
+            options.ipc_permissions,
+        )?;
 
         let (mailbox, changes) = Mailbox::new();
         let peers = Arc::new(Mutex::new(Vec::new()));

@@ -149,7 +149,13 @@ pub(crate) fn start(
         };
     })?;
     // The watchers' SP protocol: REQ v0.
-    let (_listener, bound) = transport::listen(&socket, url, 0x30, options)?;
+    let (_listener, bound) = transport::listen(
+        &socket,
+        url,
+        0x30,
+        options.tls.as_ref(),
+        options.ipc_permissions,
+    )?;
     let (requests_tx, requests_rx) = bounded(REQUEST_QUEUE);
     let (stopper, incoming) = receiver::receiver(&socket)?;
     let reader = std::thread::Builder::new()

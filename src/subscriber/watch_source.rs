@@ -572,13 +572,8 @@ mod tests {
                 })
                 .unwrap();
             // The listener lives as long as the socket.
-            let (_listener, url) = transport::listen(
-                &socket,
-                "tcp://127.0.0.1:0",
-                0x30,
-                &Options::default().server_settings().unwrap(),
-            )
-            .unwrap();
+            let (_listener, url) =
+                transport::listen(&socket, "tcp://127.0.0.1:0", 0x30, None, None).unwrap();
             HungServer {
                 url,
                 _socket: socket,
