@@ -671,3 +671,43 @@ fn completions_for_bash_zsh_and_fish() {
         "{err}"
     );
 }
+
+/// `--ipc-mode 660` gives socket files of mode 0660 exactly, whatever the
+/// umask: under umask 022 (the default for root and systemd services) NNG
+/// 1.4 alone left 0640. The umask is set in a shell that then execs the
+/// daemon, so this test process's own umask is untouched.
+#[test]
+fn ipc_mode_is_exact_under_umask_022() {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = binary_or_return!();
+    let dir = std::env::temp_dir().join(format!("nngd-ipc-mode-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let survey = format!("ipc://{}/s", dir.display());
+    let publish = format!("ipc://{}/p", dir.display());
+    let server = Proc::start(
+        "/bin/sh",
+        &[
+            "-c",
+            "umask 022 && exec \"$0\" \"$@\"",
+            bin,
+            "server",
+            "--survey",
+            &survey,
+            "--publish",
+            &publish,
+            "--ipc-mode",
+            "660",
+        ],
+    );
+    server.expect_line("publish URL", |l| l.starts_with("publish "));
+    for url in [&survey, &publish] {
+        let path = url.strip_prefix("ipc://").expect("ipc URL");
+        let mode = std::fs::metadata(path)
+            .expect("socket file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o660, "{path}: {mode:o}");
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
