@@ -9,9 +9,11 @@
 
 mod args;
 mod check;
+mod clap_errors;
 mod duration;
 mod exec;
 mod health;
+mod help;
 mod metrics;
 mod output;
 mod signals;
