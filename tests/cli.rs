@@ -711,3 +711,54 @@ fn ipc_mode_is_exact_under_umask_022() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every flag can come from NNG_DISCOVERY_<FLAG>; the command line wins
+/// over the variable; a bad value from a variable names the variable.
+#[test]
+fn flags_come_from_the_environment_and_the_command_line_wins() {
+    let bin = binary_or_return!();
+    // Only the command: both URLs, and the metrics address, from variables.
+    let mut server = Proc::start_with(
+        bin,
+        &["server"],
+        &[
+            ("NNG_DISCOVERY_SURVEY", "tcp://127.0.0.1:0"),
+            ("NNG_DISCOVERY_PUBLISH", "tcp://127.0.0.1:0"),
+            ("NNG_DISCOVERY_METRICS", "127.0.0.1:0"),
+            ("NNG_DISCOVERY_REQUIRE_PEER_HOST", "true"),
+        ],
+    );
+    server.expect_line("survey URL", |l| l.starts_with("survey tcp://127.0.0.1:"));
+    server.expect_line("metrics URL", |l| {
+        l.starts_with("metrics http://127.0.0.1:")
+    });
+    server.signal(libc::SIGTERM);
+    assert_exit(server.wait_exit(), 0, "server from the environment");
+
+    // The command line wins: the variables' values are invalid, and never
+    // read because the flags are given.
+    let mut server = Proc::start_with(
+        bin,
+        &server_args(&["--poll-interval", "2s"]),
+        &[
+            ("NNG_DISCOVERY_SURVEY", "bogus://x"),
+            ("NNG_DISCOVERY_POLL_INTERVAL", "soon"),
+        ],
+    );
+    server.expect_line("survey URL", |l| l.starts_with("survey tcp://127.0.0.1:"));
+    server.signal(libc::SIGTERM);
+    assert_exit(server.wait_exit(), 0, "server with both");
+
+    // A bad value from a variable: a usage error that names the variable.
+    let mut server = Proc::start_with(
+        bin,
+        &server_args(&[]),
+        &[("NNG_DISCOVERY_POLL_INTERVAL", "soon")],
+    );
+    assert_exit(server.wait_exit(), 2, "bad variable");
+    let err = server.stderr();
+    assert!(
+        err.contains("invalid --poll-interval \"soon\" (from NNG_DISCOVERY_POLL_INTERVAL)"),
+        "{err}"
+    );
+}

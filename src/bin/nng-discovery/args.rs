@@ -191,46 +191,61 @@ enum CliCommand {
 #[derive(Args, Debug)]
 struct ServerCli {
     /// Where clients connect
-    #[arg(long, value_name = "URL")]
+    #[arg(
+        long,
+        env = "NNG_DISCOVERY_SURVEY",
+        hide_env = true,
+        value_name = "URL"
+    )]
     survey: String,
     /// Where subscribers connect
-    #[arg(long, value_name = "URL")]
+    #[arg(
+        long,
+        env = "NNG_DISCOVERY_PUBLISH",
+        hide_env = true,
+        value_name = "URL"
+    )]
     publish: String,
     /// Time between surveys
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration_arg)]
+    #[arg(long, env = "NNG_DISCOVERY_POLL_INTERVAL", hide_env = true, value_name = "DURATION", default_value = "5s", value_parser = duration_arg)]
     poll_interval: Duration,
     /// How long each survey waits
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = duration_arg)]
+    #[arg(long, env = "NNG_DISCOVERY_SURVEY_TIME", hide_env = true, value_name = "DURATION", default_value = "1s", value_parser = duration_arg)]
     survey_time: Duration,
     /// Missed surveys before a drop
-    #[arg(long, value_name = "N", default_value = "2", value_parser = count_arg::<u32>)]
+    #[arg(long, env = "NNG_DISCOVERY_MISS_THRESHOLD", hide_env = true, value_name = "N", default_value = "2", value_parser = count_arg::<u32>)]
     miss_threshold: u32,
     /// Resend an unchanged list
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration_arg)]
+    #[arg(long, env = "NNG_DISCOVERY_REPUBLISH_INTERVAL", hide_env = true, value_name = "DURATION", default_value = "30s", value_parser = duration_arg)]
     republish_interval: Duration,
     /// Maximum number of names
-    #[arg(long, value_name = "N", default_value = "65536", value_parser = count_arg::<usize>)]
+    #[arg(long, env = "NNG_DISCOVERY_MAX_PEERS", hide_env = true, value_name = "N", default_value = "65536", value_parser = count_arg::<usize>)]
     max_peers: usize,
     /// Serve Prometheus metrics on IP:PORT
-    #[arg(long, value_name = "ADDR", value_parser = socket_addr_arg)]
+    #[arg(long, env = "NNG_DISCOVERY_METRICS", hide_env = true, value_name = "ADDR", value_parser = socket_addr_arg)]
     metrics: Option<SocketAddr>,
     /// Where watchers connect
-    #[arg(long, value_name = "URL")]
+    #[arg(long, env = "NNG_DISCOVERY_WATCH", hide_env = true, value_name = "URL")]
     watch: Option<String>,
     /// Keepalive for watchers
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = nonzero_duration_arg)]
+    #[arg(long, env = "NNG_DISCOVERY_WATCH_KEEPALIVE", hide_env = true, value_name = "DURATION", default_value = "10s", value_parser = nonzero_duration_arg)]
     watch_keepalive: Duration,
     /// Accept TCP only from CIDR (repeatable)
-    #[arg(long, value_name = "CIDR")]
+    #[arg(
+        long,
+        env = "NNG_DISCOVERY_ALLOW_FROM",
+        hide_env = true,
+        value_name = "CIDR"
+    )]
     allow_from: Vec<String>,
     /// Connection limit [default: files - 128]
-    #[arg(long, value_name = "N", value_parser = count_arg::<usize>)]
+    #[arg(long, env = "NNG_DISCOVERY_MAX_CONNECTIONS", hide_env = true, value_name = "N", value_parser = count_arg::<usize>)]
     max_connections: Option<usize>,
     /// Names must carry the TCP peer's IP
-    #[arg(long)]
+    #[arg(long, env = "NNG_DISCOVERY_REQUIRE_PEER_HOST", hide_env = true)]
     require_peer_host: bool,
     /// Octal mode of ipc:// socket files
-    #[arg(long, value_name = "MODE", value_parser = octal_mode_arg)]
+    #[arg(long, env = "NNG_DISCOVERY_IPC_MODE", hide_env = true, value_name = "MODE", value_parser = octal_mode_arg)]
     ipc_mode: Option<u32>,
     #[command(flatten)]
     tls: TlsCli,
@@ -240,13 +255,13 @@ struct ServerCli {
 #[derive(Args, Debug)]
 struct TlsCli {
     /// TLS: CA that signs every peer (PEM)
-    #[arg(long, value_name = "FILE", value_parser = path_arg, requires_all = ["tls_cert", "tls_key"])]
+    #[arg(long, env = "NNG_DISCOVERY_TLS_CA", hide_env = true, value_name = "FILE", value_parser = path_arg, requires_all = ["tls_cert", "tls_key"])]
     tls_ca: Option<PathBuf>,
     /// TLS: this side's certificate (PEM)
-    #[arg(long, value_name = "FILE", value_parser = path_arg, requires_all = ["tls_ca", "tls_key"])]
+    #[arg(long, env = "NNG_DISCOVERY_TLS_CERT", hide_env = true, value_name = "FILE", value_parser = path_arg, requires_all = ["tls_ca", "tls_key"])]
     tls_cert: Option<PathBuf>,
     /// TLS: its private key (PEM)
-    #[arg(long, value_name = "FILE", value_parser = path_arg, requires_all = ["tls_ca", "tls_cert"])]
+    #[arg(long, env = "NNG_DISCOVERY_TLS_KEY", hide_env = true, value_name = "FILE", value_parser = path_arg, requires_all = ["tls_ca", "tls_cert"])]
     tls_key: Option<PathBuf>,
 }
 
@@ -262,43 +277,55 @@ impl TlsCli {
 #[derive(Args, Debug)]
 struct JoinCli {
     /// A server's survey URL (repeatable)
-    #[arg(long, value_name = "URL", required = true)]
+    #[arg(
+        long,
+        env = "NNG_DISCOVERY_SURVEY",
+        hide_env = true,
+        value_name = "URL",
+        required = true
+    )]
     survey: Vec<String>,
     /// Name to announce, e.g. the service's URL
-    #[arg(long, value_name = "NAME", value_parser = name_arg)]
+    #[arg(long, env = "NNG_DISCOVERY_NAME", hide_env = true, value_name = "NAME", value_parser = name_arg)]
     name: String,
     /// Also print the lists (repeatable)
-    #[arg(long, value_name = "URL", conflicts_with = "watch")]
+    #[arg(
+        long,
+        env = "NNG_DISCOVERY_PUBLISH",
+        hide_env = true,
+        value_name = "URL",
+        conflicts_with = "watch"
+    )]
     publish: Vec<String>,
     /// Or print them via a watch URL (repeatable)
-    #[arg(long, value_name = "URL")]
+    #[arg(long, env = "NNG_DISCOVERY_WATCH", hide_env = true, value_name = "URL")]
     watch: Vec<String>,
     /// Servers' --watch-keepalive [default: 10s]
-    #[arg(long, value_name = "DURATION", value_parser = nonzero_duration_arg)]
+    #[arg(long, env = "NNG_DISCOVERY_WATCH_KEEPALIVE", hide_env = true, value_name = "DURATION", value_parser = nonzero_duration_arg)]
     watch_keepalive: Option<Duration>,
     /// With --publish or --watch, print JSON arrays
-    #[arg(long)]
+    #[arg(long, env = "NNG_DISCOVERY_JSON", hide_env = true)]
     json: bool,
     /// List NAME only while 'sh -c CMD' passes
-    #[arg(long, value_name = "CMD", value_parser = command_arg)]
+    #[arg(long, env = "NNG_DISCOVERY_CHECK", hide_env = true, value_name = "CMD", value_parser = command_arg)]
     check: Option<String>,
     /// Time between checks
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = nonzero_duration_arg)]
+    #[arg(long, env = "NNG_DISCOVERY_CHECK_INTERVAL", hide_env = true, value_name = "DURATION", default_value = "5s", value_parser = nonzero_duration_arg)]
     check_interval: Duration,
     /// A check running longer fails
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = nonzero_duration_arg, requires = "check")]
+    #[arg(long, env = "NNG_DISCOVERY_CHECK_TIMEOUT", hide_env = true, value_name = "DURATION", default_value = "2s", value_parser = nonzero_duration_arg, requires = "check")]
     check_timeout: Duration,
     /// Failures in a row to unlist
-    #[arg(long, value_name = "N", default_value = "1", value_parser = count_arg::<u32>, requires = "check")]
+    #[arg(long, env = "NNG_DISCOVERY_FALL", hide_env = true, value_name = "N", default_value = "1", value_parser = count_arg::<u32>, requires = "check")]
     fall: u32,
     /// Passes in a row to relist
-    #[arg(long, value_name = "N", default_value = "1", value_parser = count_arg::<u32>, requires = "check")]
+    #[arg(long, env = "NNG_DISCOVERY_RISE", hide_env = true, value_name = "N", default_value = "1", value_parser = count_arg::<u32>, requires = "check")]
     rise: u32,
     /// Unlist NAME while PATH exists
-    #[arg(long, value_name = "PATH", value_parser = path_arg)]
+    #[arg(long, env = "NNG_DISCOVERY_MAINTENANCE_FILE", hide_env = true, value_name = "PATH", value_parser = path_arg)]
     maintenance_file: Option<PathBuf>,
     /// On a signal, leave and exit DURATION later
-    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    #[arg(long, env = "NNG_DISCOVERY_DRAIN", hide_env = true, value_name = "DURATION", value_parser = duration_arg)]
     drain: Option<Duration>,
     #[command(flatten)]
     tls: TlsCli,
@@ -308,22 +335,33 @@ struct JoinCli {
 #[command(group(clap::ArgGroup::new("follow").required(true).args(["publish", "watch"])))]
 struct WatchCli {
     /// A server's publish URL (repeatable)
-    #[arg(long, value_name = "URL", conflicts_with = "watch")]
+    #[arg(
+        long,
+        env = "NNG_DISCOVERY_PUBLISH",
+        hide_env = true,
+        value_name = "URL",
+        conflicts_with = "watch"
+    )]
     publish: Vec<String>,
     /// A server's watch URL (repeatable)
-    #[arg(long, value_name = "URL")]
+    #[arg(long, env = "NNG_DISCOVERY_WATCH", hide_env = true, value_name = "URL")]
     watch: Vec<String>,
     /// Servers' --watch-keepalive [default: 10s]
-    #[arg(long, value_name = "DURATION", value_parser = nonzero_duration_arg)]
+    #[arg(long, env = "NNG_DISCOVERY_WATCH_KEEPALIVE", hide_env = true, value_name = "DURATION", value_parser = nonzero_duration_arg)]
     watch_keepalive: Option<Duration>,
     /// Print each list as a JSON array of strings
-    #[arg(long)]
+    #[arg(long, env = "NNG_DISCOVERY_JSON", hide_env = true)]
     json: bool,
     /// Run 'sh -c CMD' at each change (see below)
-    #[arg(long, value_name = "CMD", value_parser = command_arg)]
+    #[arg(long, env = "NNG_DISCOVERY_EXEC", hide_env = true, value_name = "CMD", value_parser = command_arg)]
     exec: Option<String>,
     /// Print the current list and exit 0
-    #[arg(long, conflicts_with = "exec")]
+    #[arg(
+        long,
+        env = "NNG_DISCOVERY_ONCE",
+        hide_env = true,
+        conflicts_with = "exec"
+    )]
     once: bool,
     #[command(flatten)]
     tls: TlsCli,
@@ -599,6 +637,29 @@ mod tests {
     #[test]
     fn clap_accepts_the_declaration() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_flag_has_its_environment_variable() {
+        let cli = Cli::command();
+        let mut seen = 0;
+        for command in cli.get_subcommands() {
+            for arg in command.get_arguments() {
+                let Some(long) = arg.get_long() else { continue };
+                if long == "help" {
+                    continue;
+                }
+                let want = crate::clap_errors::env_var(long);
+                assert_eq!(
+                    arg.get_env().and_then(|e| e.to_str()),
+                    Some(want.as_str()),
+                    "{} --{long}",
+                    command.get_name()
+                );
+                seen += 1;
+            }
+        }
+        assert!(seen >= 30, "{seen} flags");
     }
 
     #[test]

@@ -116,7 +116,8 @@ pub fn one_line(e: &clap::Error, args: &[String]) -> String {
         (ErrorKind::ValueValidation, Some(arg), Some(value)) => {
             let reason = std::error::Error::source(e)
                 .map_or_else(|| "not valid".to_owned(), ToString::to_string);
-            return format!("invalid {arg} {value:?}: {reason}");
+            let from = from_env(&arg, args);
+            return format!("invalid {arg} {value:?}{from}: {reason}");
         }
         (ErrorKind::TooManyValues, Some(arg), Some(value)) => {
             format!("{arg} takes no value, not {value:?}")
@@ -142,4 +143,32 @@ fn first_line(e: &clap::Error) -> String {
     let rendered = e.render().to_string();
     let line = rendered.lines().next().unwrap_or("invalid command line");
     line.strip_prefix("error: ").unwrap_or(line).to_owned()
+}
+
+/// " (from NNG_DISCOVERY_FLAG)" when `flag`'s value came from its
+/// environment variable (the flag is not on the command line `args` and the
+/// variable is set), else "": an operator must learn which of the two to fix.
+fn from_env(flag: &str, args: &[String]) -> String {
+    let Some(name) = flag.strip_prefix("--") else {
+        return String::new();
+    };
+    let with_value = format!("{flag}=");
+    if args.iter().any(|a| a == flag || a.starts_with(&with_value)) {
+        return String::new();
+    }
+    let var = env_var(name);
+    if std::env::var_os(&var).is_some() {
+        format!(" (from {var})")
+    } else {
+        String::new()
+    }
+}
+
+/// The environment variable of the flag `--name`: NNG_DISCOVERY_ and the
+/// name in upper case with '-' as '_' (the `env` of every flag in args.rs).
+pub fn env_var(name: &str) -> String {
+    format!(
+        "NNG_DISCOVERY_{}",
+        name.to_ascii_uppercase().replace('-', "_")
+    )
 }

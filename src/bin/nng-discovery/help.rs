@@ -28,6 +28,13 @@ use, invalid URL, ...), 2 on a usage error. Errors are one line on stderr.
 Logging goes to stderr; set RUST_LOG to change the level (default: info),
 e.g. RUST_LOG=debug or RUST_LOG=nng_discovery=warn.
 
+Environment: every flag can also come from a variable NNG_DISCOVERY_<FLAG>,
+the flag's name in upper case with '-' as '_' (--poll-interval:
+NNG_DISCOVERY_POLL_INTERVAL=2s; switches such as --json take true or false).
+A flag on the command line wins over its variable, which wins over the
+default. A repeatable flag (--survey on join, --allow-from, ...) takes one
+value from its variable; give several on the command line.
+
 Run 'nng-discovery COMMAND --help' for a command's options, and
 'nng-discovery completions --help' to install shell completions.";
 
@@ -75,6 +82,9 @@ Mutual TLS (a build with the cargo feature tls): tls+tcp://HOST:PORT URLs
 with --tls-ca, --tls-cert and --tls-key (PEM files, all three; the same
 flags on join and watch). Peers need a certificate signed by the CA.
 
+Every flag can also be set as NNG_DISCOVERY_<FLAG>, e.g.
+NNG_DISCOVERY_SURVEY; the command line wins (see 'nng-discovery --help').
+
 Stops on SIGINT or SIGTERM (exit status 0). Exit status 1 if it cannot listen
 (address in use, invalid URL), 2 on a usage error.
 
@@ -119,6 +129,9 @@ looked at every --check-interval, and at least once a second.
 process keeps running for DURATION (the service behind it finishes its
 requests and gets no new ones), then exits 0. A second signal ends the drain
 early. Without --drain, a signal leaves and exits at once.
+
+Every flag can also be set as NNG_DISCOVERY_<FLAG>, e.g.
+NNG_DISCOVERY_SURVEY; the command line wins (see 'nng-discovery --help').
 
 Exit status: 0 after SIGINT or SIGTERM, 1 on a runtime failure, 2 on a usage
 error (including an invalid NAME).
@@ -167,6 +180,9 @@ leaves that variable unset (the system limits a variable's size); stdin
 always has the whole list. A failing CMD is logged and watching goes on.
 On SIGINT or SIGTERM a running CMD's process group gets SIGTERM, and SIGKILL
 5 s later if it is still running.
+
+Every flag can also be set as NNG_DISCOVERY_<FLAG>, e.g.
+NNG_DISCOVERY_SURVEY; the command line wins (see 'nng-discovery --help').
 
 Exit status: 0 after SIGINT or SIGTERM, after --once, or when printing a
 list finds stdout closed; 1 on a runtime failure, 2 on a usage error.
