@@ -762,3 +762,48 @@ fn flags_come_from_the_environment_and_the_command_line_wins() {
         "{err}"
     );
 }
+
+/// Log lines start with `[`, an RFC 3339 UTC timestamp to the millisecond,
+/// and the level: `[2026-12-07T01:43:00.123Z INFO  target] message`.
+#[test]
+fn log_lines_carry_an_rfc3339_utc_timestamp_and_the_level() {
+    let bin = binary_or_return!();
+    let (mut server, _, _) = start_server(bin);
+    server.signal(libc::SIGTERM);
+    assert_exit(server.wait_exit(), 0, "server");
+    let err = server.stderr();
+    let shutting_down = err
+        .lines()
+        .find(|l| l.contains("SIGTERM: shutting down"))
+        .unwrap_or_else(|| panic!("no shutdown line in:\n{err}"));
+    let mut lines = 0;
+    for line in err.lines() {
+        lines += 1;
+        let stamp = line
+            .strip_prefix('[')
+            .and_then(|l| l.get(..24))
+            .unwrap_or_else(|| panic!("{line:?}"));
+        // YYYY-MM-DDTHH:MM:SS.mmmZ
+        for (i, c) in stamp.chars().enumerate() {
+            let ok = match i {
+                4 | 7 => c == '-',
+                10 => c == 'T',
+                13 | 16 => c == ':',
+                19 => c == '.',
+                23 => c == 'Z',
+                _ => c.is_ascii_digit(),
+            };
+            assert!(ok, "character {i} of the timestamp in {line:?}");
+        }
+        let level = line[25..].split_whitespace().next().unwrap_or_default();
+        assert!(
+            ["ERROR", "WARN", "INFO", "DEBUG", "TRACE"].contains(&level),
+            "{line:?}"
+        );
+    }
+    assert!(lines >= 2, "{err}");
+    assert!(
+        shutting_down[26..].starts_with("INFO  "),
+        "{shutting_down:?}"
+    );
+}

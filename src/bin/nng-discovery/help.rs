@@ -26,7 +26,9 @@ Exit status: 0 on a clean stop or --help, 1 on a runtime failure (address in
 use, invalid URL, ...), 2 on a usage error. Errors are one line on stderr.
 
 Logging goes to stderr; set RUST_LOG to change the level (default: info),
-e.g. RUST_LOG=debug or RUST_LOG=nng_discovery=warn.
+e.g. RUST_LOG=debug or RUST_LOG=nng_discovery=warn. Each line starts with
+its time (RFC 3339, UTC) and level:
+  [2026-12-07T01:43:00.123Z INFO  nng_discovery::server] ...
 
 Environment: every flag can also come from a variable NNG_DISCOVERY_<FLAG>,
 the flag's name in upper case with '-' as '_' (--poll-interval:

@@ -14,6 +14,7 @@ mod duration;
 mod exec;
 mod health;
 mod help;
+mod logging;
 mod metrics;
 mod output;
 mod signals;
@@ -85,7 +86,7 @@ fn main() -> ExitCode {
 }
 
 fn init_logging() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    logging::init();
 }
 
 /// A runtime failure, printed as `nng-discovery: MESSAGE` (exit status 1).
