@@ -807,3 +807,51 @@ fn log_lines_carry_an_rfc3339_utc_timestamp_and_the_level() {
         "{shutting_down:?}"
     );
 }
+
+/// `server` under systemd's `Type=notify`: `READY=1` on $NOTIFY_SOCKET once
+/// it listens, `STOPPING=1` on SIGTERM; a socket file and an abstract name.
+#[test]
+fn server_notifies_systemd_when_ready_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let bin = binary_or_return!();
+    let dir = std::env::temp_dir().join(format!("nngd-notify-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("notify");
+    let _ = std::fs::remove_file(&path);
+    let file = UnixDatagram::bind(&path).expect("binding the notify socket");
+    let abstract_name = format!("nngd-notify-test-{}", std::process::id());
+    #[cfg(target_os = "linux")]
+    let abstract_socket = {
+        use std::os::linux::net::SocketAddrExt;
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes())
+            .expect("abstract address");
+        UnixDatagram::bind_addr(&addr).expect("binding the abstract socket")
+    };
+    let mut cases = vec![(file, path.to_str().expect("UTF-8 path").to_owned())];
+    #[cfg(target_os = "linux")]
+    cases.push((abstract_socket, format!("@{abstract_name}")));
+    for (socket, notify_socket) in cases {
+        socket
+            .set_read_timeout(Some(patience()))
+            .expect("read timeout");
+        let recv = |what: &str| {
+            let mut buf = [0u8; 256];
+            match socket.recv(&mut buf) {
+                Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+                Err(e) => panic!("{notify_socket}: no {what}: {e}"),
+            }
+        };
+        let mut server = Proc::start_with(
+            bin,
+            &server_args(&[]),
+            &[("NOTIFY_SOCKET", notify_socket.as_str())],
+        );
+        assert_eq!(recv("READY=1"), "READY=1", "{notify_socket}");
+        // Ready means bound: its URLs are printed already.
+        server.expect_line("publish URL", |l| l.starts_with("publish "));
+        server.signal(libc::SIGTERM);
+        assert_eq!(recv("STOPPING=1"), "STOPPING=1", "{notify_socket}");
+        assert_exit(server.wait_exit(), 0, &notify_socket);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -87,6 +87,9 @@ flags on join and watch). Peers need a certificate signed by the CA.
 Every flag can also be set as NNG_DISCOVERY_<FLAG>, e.g.
 NNG_DISCOVERY_SURVEY; the command line wins (see 'nng-discovery --help').
 
+systemd Type=notify: with $NOTIFY_SOCKET set, it sends READY=1 there once
+every URL is bound, and STOPPING=1 when a signal starts its shutdown.
+
 Stops on SIGINT or SIGTERM (exit status 0). Exit status 1 if it cannot listen
 (address in use, invalid URL), 2 on a usage error.
 

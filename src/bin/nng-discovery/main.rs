@@ -16,6 +16,7 @@ mod health;
 mod help;
 mod logging;
 mod metrics;
+mod notify;
 mod output;
 mod signals;
 
@@ -127,6 +128,8 @@ fn server(a: ServerArgs) -> Outcome {
         }
         let _ = out.flush();
     }
+    // systemd (Type=notify): every URL is bound, the lines are out.
+    notify::notify("READY=1");
     // Once a minute, the server's counters at `info` (one line, key=value),
     // so an operator sees that every survey is answered in full.
     let (stop_stats, stats_stop) = crossbeam_channel::bounded::<()>(0);
@@ -152,6 +155,7 @@ fn server(a: ServerArgs) -> Outcome {
     })
     .map_err(|e| format!("waiting for signals: {e}"))?;
     log::info!("{}: shutting down", signal.name());
+    notify::notify("STOPPING=1");
     log_stats(&server.stats());
     server.shutdown();
     Ok(())
