@@ -62,7 +62,9 @@ list changes, or answered with a keepalive after --watch-keepalive (default
 --metrics ADDR (IP:PORT, e.g. 127.0.0.1:9464) serves the server's counters
 at http://ADDR/metrics in Prometheus's text format, and adds the line
   metrics http://127.0.0.1:9464/metrics
-after those two. The README lists the metrics.
+after those two. The README lists the metrics. The same port serves
+/healthz (200 while the server runs, else 503) and /peers (the list as a
+JSON array).
 
 DURATION is a number and a unit: 250ms, 2s, 1.5s, 1m, 1m30s (units ns, us,
 ms, s, m, h). --survey-time must be shorter than --poll-interval, and

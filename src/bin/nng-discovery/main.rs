@@ -14,6 +14,7 @@ mod duration;
 mod exec;
 mod health;
 mod help;
+mod http;
 mod logging;
 mod metrics;
 mod notify;
@@ -107,7 +108,7 @@ fn with_tls(options: Options, files: &Option<TlsFiles>) -> Result<Options, Strin
 fn server(a: ServerArgs) -> Outcome {
     let options = with_tls(a.options, &a.tls)?;
     let server = Server::new(&a.survey, &a.publish, options).map_err(|e| e.to_string())?;
-    let metrics = match a.metrics.map(metrics::Listener::bind).transpose() {
+    let metrics = match a.metrics.map(http::Listener::bind).transpose() {
         Ok(listener) => listener,
         Err(e) => {
             server.shutdown();
@@ -139,7 +140,7 @@ fn server(a: ServerArgs) -> Outcome {
         if let Some((listener, stop)) = metrics {
             stop_metrics = Some(stop);
             let server = &server;
-            scope.spawn(move || listener.serve(|| server.stats()));
+            scope.spawn(move || listener.serve(|page| respond(server, page)));
         }
         scope.spawn(|| {
             while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
@@ -159,6 +160,34 @@ fn server(a: ServerArgs) -> Outcome {
     log_stats(&server.stats());
     server.shutdown();
     Ok(())
+}
+
+/// The metrics port's pages (`--metrics`), from the server's state.
+fn respond(server: &Server, page: http::Page) -> http::Response {
+    match page {
+        http::Page::Metrics => http::Response {
+            status: "200 OK",
+            content_type: metrics::CONTENT_TYPE,
+            body: metrics::render(&server.stats(), env!("CARGO_PKG_VERSION")),
+        },
+        // 200 while the server's threads run; 503 if one has ended (a
+        // panic): the process is up but no longer serving.
+        http::Page::Healthz if server.is_running() => http::Response {
+            status: "200 OK",
+            content_type: "text/plain; charset=utf-8",
+            body: "ok\n".to_owned(),
+        },
+        http::Page::Healthz => http::Response {
+            status: "503 Service Unavailable",
+            content_type: "text/plain; charset=utf-8",
+            body: "the server loop has stopped\n".to_owned(),
+        },
+        http::Page::Peers => http::Response {
+            status: "200 OK",
+            content_type: "application/json",
+            body: output::json(&server.peers()) + "\n",
+        },
+    }
 }
 
 /// How often `server` logs its counters.
