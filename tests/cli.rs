@@ -855,3 +855,48 @@ fn server_notifies_systemd_when_ready_and_stopping() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `join` and `watch` warn when no server has been heard for
+/// --silence-timeout (here nothing listens at the URL), and `join` logs
+/// when surveys resume once a server comes up there.
+#[test]
+fn join_and_watch_warn_when_no_server_is_heard() {
+    let bin = binary_or_return!();
+    let survey = common::ipc_url("silent-survey");
+    let publish = common::ipc_url("silent-publish");
+    let mut join = Proc::start(
+        bin,
+        &[
+            "join",
+            "--survey",
+            &survey,
+            "--name",
+            "n",
+            "--silence-timeout",
+            "200ms",
+        ],
+    );
+    let mut watch = Proc::start(
+        bin,
+        &["watch", "--publish", &publish, "--silence-timeout=200ms"],
+    );
+    join.wait_stderr("a silence warning", patience(), |e| {
+        e.contains(" WARN ") && e.contains("no survey from any server for ") && e.contains(&survey)
+    });
+    watch.wait_stderr("a silence warning", patience(), |e| {
+        e.contains(" WARN ") && e.contains("no list from any server for ") && e.contains(&publish)
+    });
+    // A server at those URLs: the join is surveyed, and says so.
+    let server = Proc::start(bin, &["server", "--survey", &survey, "--publish", &publish]);
+    join.wait_stderr("surveys resuming", patience(), |e| {
+        e.contains("surveyed again")
+    });
+    watch.wait_stderr("the first list", patience(), |e| {
+        e.contains("first list received")
+    });
+    for p in [&mut join, &mut watch] {
+        p.signal(libc::SIGTERM);
+        assert_exit(p.wait_exit(), 0, "join/watch");
+    }
+    drop(server);
+}

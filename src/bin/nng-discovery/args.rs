@@ -97,6 +97,9 @@ pub struct JoinArgs {
     /// `--drain`: on the first SIGINT or SIGTERM, leave and keep running
     /// this long.
     pub drain: Option<Duration>,
+    /// `--silence-timeout`: warn when no survey came for this long (zero:
+    /// never).
+    pub silence_timeout: Duration,
     /// `--tls-ca`, `--tls-cert`, `--tls-key`.
     pub tls: Option<TlsFiles>,
 }
@@ -118,6 +121,9 @@ pub struct WatchArgs {
     pub exec: Option<String>,
     /// `--once`: print the current list and stop (never with `exec`).
     pub once: bool,
+    /// `--silence-timeout`: warn when no list came for this long (zero:
+    /// never).
+    pub silence_timeout: Duration,
     /// `--tls-ca`, `--tls-cert`, `--tls-key`.
     pub tls: Option<TlsFiles>,
 }
@@ -327,6 +333,9 @@ struct JoinCli {
     /// On a signal, leave and exit DURATION later
     #[arg(long, env = "NNG_DISCOVERY_DRAIN", hide_env = true, value_name = "DURATION", value_parser = duration_arg)]
     drain: Option<Duration>,
+    /// Warn after this long unheard
+    #[arg(long, env = "NNG_DISCOVERY_SILENCE_TIMEOUT", hide_env = true, value_name = "DURATION", default_value = crate::silence::DEFAULT, value_parser = duration_arg)]
+    silence_timeout: Duration,
     #[command(flatten)]
     tls: TlsCli,
 }
@@ -363,6 +372,9 @@ struct WatchCli {
         conflicts_with = "exec"
     )]
     once: bool,
+    /// Warn after this long unheard
+    #[arg(long, env = "NNG_DISCOVERY_SILENCE_TIMEOUT", hide_env = true, value_name = "DURATION", default_value = crate::silence::DEFAULT, value_parser = duration_arg)]
+    silence_timeout: Duration,
     #[command(flatten)]
     tls: TlsCli,
 }
@@ -462,6 +474,7 @@ fn join(j: JoinCli) -> Result<Command, UsageError> {
         fall: j.fall,
         maintenance_file: j.maintenance_file,
         drain: j.drain,
+        silence_timeout: j.silence_timeout,
         tls: j.tls.files(),
     }))
 }
@@ -477,6 +490,7 @@ fn watch(w: WatchCli) -> Result<Command, UsageError> {
         json: w.json,
         exec: w.exec,
         once: w.once,
+        silence_timeout: w.silence_timeout,
         tls: w.tls.files(),
     }))
 }
@@ -974,6 +988,7 @@ mod tests {
             (None, Duration::from_secs(5), Duration::from_secs(2), 1, 1)
         );
         assert_eq!((j.maintenance_file, j.drain), (None, None));
+        assert_eq!(j.silence_timeout, Duration::from_secs(30));
         let j = join(&[
             "--check",
             "test -e /x",
@@ -1055,6 +1070,13 @@ mod tests {
             panic!()
         };
         assert!(w.once && w.exec.is_none());
+        assert_eq!(w.silence_timeout, Duration::from_secs(30));
+        let Command::Watch(w) =
+            parse(&args(&["watch", "--publish", "p", "--silence-timeout=0s"])).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(w.silence_timeout, Duration::ZERO);
     }
 
     #[test]

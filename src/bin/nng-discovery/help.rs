@@ -116,6 +116,11 @@ sends only what changed. Repeatable like --publish, but not together with
 it. Give --watch-keepalive the servers' value if it is not the default 10s
 (see 'nng-discovery watch --help').
 
+--silence-timeout DURATION (default 30s, 0s: never): while NAME is listed,
+a warning is logged when no server has surveyed it for this long (a
+mistyped host, a firewall, every server down); dialing goes on, and a line
+is logged when surveys resume. Give more than the servers' --poll-interval.
+
 NAME: at most 1024 bytes, no '|', no control characters.
 
 Health checks: with --check CMD, NAME is listed only while CMD passes (exits
@@ -171,6 +176,12 @@ union again); --publish and --watch cannot be used together. A server that
 sends nothing for twice --watch-keepalive stops counting (a hung server)
 and is dialed again: give the servers' --watch-keepalive if it is not the
 default 10s.
+
+--silence-timeout DURATION (default 30s, 0s: never): a warning is logged
+when no server has sent the first list for this long (a mistyped host, a
+firewall, no server running); dialing goes on. Lists come only when they
+change, so after the first one a server's silence is logged by its own line
+('... no longer counts') instead.
 
 --exec CMD: after printing each list, CMD runs through 'sh -c', in its own
 process group, with stdout and stderr inherited, and receives the list in

@@ -20,10 +20,11 @@ mod metrics;
 mod notify;
 mod output;
 mod signals;
+mod silence;
 
 use std::io::{self, Write as _};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{never, select, Receiver};
 use nng_discovery::{Client, Options, Server, Subscriber, Tls};
@@ -31,6 +32,7 @@ use nng_discovery::{Client, Options, Server, Subscriber, Tls};
 use args::{Command, JoinArgs, ServerArgs, TlsFiles, WatchArgs};
 use health::Health;
 use signals::Signal;
+use silence::Silence;
 
 /// Exit status after a runtime failure.
 const FAILURE: u8 = 1;
@@ -250,9 +252,24 @@ fn join(a: JoinArgs) -> Outcome {
         a.name
     );
     let mut printer = Printer { json: a.json };
+    let mut silence = Silence::new(a.silence_timeout, client.surveys_received(), Instant::now());
+    let samples = silence.period().map_or_else(never, crossbeam_channel::tick);
     let signal = loop {
         select! {
             recv(signals) -> signal => break signal,
+            recv(samples) -> _ => {
+                let expected = client.is_available();
+                match silence.sample(client.surveys_received(), expected, Instant::now()) {
+                    Some(silence::Event::Silent(for_)) => log::warn!(
+                        "no survey from any server for {:.1}s: is a server running at {}? \
+                         (still dialing; --silence-timeout)",
+                        for_.as_secs_f64(),
+                        a.survey.join(" ")
+                    ),
+                    Some(silence::Event::Heard) => log::info!("surveyed again"),
+                    None => {}
+                }
+            }
             recv(lists) -> list => match list {
                 Ok(list) => {
                     if !printer.print(&list)? {
@@ -385,24 +402,46 @@ fn watch(a: WatchArgs) -> Outcome {
     let no_exits: Receiver<u32> = never();
     let mut printer = Printer { json: a.json };
     log::info!("watching {}", urls.join(" "));
+    // Lists arrive only when they change, so only the wait for the first
+    // one can tell a silent server; after that, the library logs a server
+    // that stops counting.
+    let mut lists_received = 0u64;
+    let mut silence = Silence::new(a.silence_timeout, 0, Instant::now());
+    let samples = silence.period().map_or_else(never, crossbeam_channel::tick);
     let result = loop {
         let exits = exec.as_ref().map_or(&no_exits, |e| e.exited());
         select! {
+            recv(samples) -> _ => {
+                let expected = lists_received == 0;
+                match silence.sample(lists_received, expected, Instant::now()) {
+                    Some(silence::Event::Silent(for_)) => log::warn!(
+                        "no list from any server for {:.1}s: is a server running at {}? \
+                         (still dialing; --silence-timeout)",
+                        for_.as_secs_f64(),
+                        urls.join(" ")
+                    ),
+                    Some(silence::Event::Heard) => log::info!("first list received"),
+                    None => {}
+                }
+            }
             recv(signals) -> signal => {
                 log_stop(signal);
                 break Ok(());
             }
             recv(lists) -> list => match list {
-                Ok(list) => match printer.print(&list) {
-                    Ok(true) if a.once => break Ok(()),
-                    Ok(true) => {
-                        if let Some(exec) = exec.as_mut() {
-                            exec.offer(list);
+                Ok(list) => {
+                    lists_received += 1;
+                    match printer.print(&list) {
+                        Ok(true) if a.once => break Ok(()),
+                        Ok(true) => {
+                            if let Some(exec) = exec.as_mut() {
+                                exec.offer(list);
+                            }
                         }
+                        Ok(false) => break Ok(()),
+                        Err(e) => break Err(e),
                     }
-                    Ok(false) => break Ok(()),
-                    Err(e) => break Err(e),
-                },
+                }
                 Err(_) => break Err("the subscription ended unexpectedly".to_owned()),
             },
             recv(exits) -> _ => {
