@@ -671,3 +671,232 @@ fn completions_for_bash_zsh_and_fish() {
         "{err}"
     );
 }
+
+/// `--ipc-mode 660` gives socket files of mode 0660 exactly, whatever the
+/// umask: under umask 022 (the default for root and systemd services) NNG
+/// 1.4 alone left 0640. The umask is set in a shell that then execs the
+/// daemon, so this test process's own umask is untouched.
+#[test]
+fn ipc_mode_is_exact_under_umask_022() {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = binary_or_return!();
+    let dir = std::env::temp_dir().join(format!("nngd-ipc-mode-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let survey = format!("ipc://{}/s", dir.display());
+    let publish = format!("ipc://{}/p", dir.display());
+    let server = Proc::start(
+        "/bin/sh",
+        &[
+            "-c",
+            "umask 022 && exec \"$0\" \"$@\"",
+            bin,
+            "server",
+            "--survey",
+            &survey,
+            "--publish",
+            &publish,
+            "--ipc-mode",
+            "660",
+        ],
+    );
+    server.expect_line("publish URL", |l| l.starts_with("publish "));
+    for url in [&survey, &publish] {
+        let path = url.strip_prefix("ipc://").expect("ipc URL");
+        let mode = std::fs::metadata(path)
+            .expect("socket file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o660, "{path}: {mode:o}");
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every flag can come from NNG_DISCOVERY_<FLAG>; the command line wins
+/// over the variable; a bad value from a variable names the variable.
+#[test]
+fn flags_come_from_the_environment_and_the_command_line_wins() {
+    let bin = binary_or_return!();
+    // Only the command: both URLs, and the metrics address, from variables.
+    let mut server = Proc::start_with(
+        bin,
+        &["server"],
+        &[
+            ("NNG_DISCOVERY_SURVEY", "tcp://127.0.0.1:0"),
+            ("NNG_DISCOVERY_PUBLISH", "tcp://127.0.0.1:0"),
+            ("NNG_DISCOVERY_METRICS", "127.0.0.1:0"),
+            ("NNG_DISCOVERY_REQUIRE_PEER_HOST", "true"),
+        ],
+    );
+    server.expect_line("survey URL", |l| l.starts_with("survey tcp://127.0.0.1:"));
+    server.expect_line("metrics URL", |l| {
+        l.starts_with("metrics http://127.0.0.1:")
+    });
+    server.signal(libc::SIGTERM);
+    assert_exit(server.wait_exit(), 0, "server from the environment");
+
+    // The command line wins: the variables' values are invalid, and never
+    // read because the flags are given.
+    let mut server = Proc::start_with(
+        bin,
+        &server_args(&["--poll-interval", "2s"]),
+        &[
+            ("NNG_DISCOVERY_SURVEY", "bogus://x"),
+            ("NNG_DISCOVERY_POLL_INTERVAL", "soon"),
+        ],
+    );
+    server.expect_line("survey URL", |l| l.starts_with("survey tcp://127.0.0.1:"));
+    server.signal(libc::SIGTERM);
+    assert_exit(server.wait_exit(), 0, "server with both");
+
+    // A bad value from a variable: a usage error that names the variable.
+    let mut server = Proc::start_with(
+        bin,
+        &server_args(&[]),
+        &[("NNG_DISCOVERY_POLL_INTERVAL", "soon")],
+    );
+    assert_exit(server.wait_exit(), 2, "bad variable");
+    let err = server.stderr();
+    assert!(
+        err.contains("invalid --poll-interval \"soon\" (from NNG_DISCOVERY_POLL_INTERVAL)"),
+        "{err}"
+    );
+}
+
+/// Log lines start with `[`, an RFC 3339 UTC timestamp to the millisecond,
+/// and the level: `[2026-12-07T01:43:00.123Z INFO  target] message`.
+#[test]
+fn log_lines_carry_an_rfc3339_utc_timestamp_and_the_level() {
+    let bin = binary_or_return!();
+    let (mut server, _, _) = start_server(bin);
+    server.signal(libc::SIGTERM);
+    assert_exit(server.wait_exit(), 0, "server");
+    let err = server.stderr();
+    let shutting_down = err
+        .lines()
+        .find(|l| l.contains("SIGTERM: shutting down"))
+        .unwrap_or_else(|| panic!("no shutdown line in:\n{err}"));
+    let mut lines = 0;
+    for line in err.lines() {
+        lines += 1;
+        let stamp = line
+            .strip_prefix('[')
+            .and_then(|l| l.get(..24))
+            .unwrap_or_else(|| panic!("{line:?}"));
+        // YYYY-MM-DDTHH:MM:SS.mmmZ
+        for (i, c) in stamp.chars().enumerate() {
+            let ok = match i {
+                4 | 7 => c == '-',
+                10 => c == 'T',
+                13 | 16 => c == ':',
+                19 => c == '.',
+                23 => c == 'Z',
+                _ => c.is_ascii_digit(),
+            };
+            assert!(ok, "character {i} of the timestamp in {line:?}");
+        }
+        let level = line[25..].split_whitespace().next().unwrap_or_default();
+        assert!(
+            ["ERROR", "WARN", "INFO", "DEBUG", "TRACE"].contains(&level),
+            "{line:?}"
+        );
+    }
+    assert!(lines >= 2, "{err}");
+    assert!(
+        shutting_down[26..].starts_with("INFO  "),
+        "{shutting_down:?}"
+    );
+}
+
+/// `server` under systemd's `Type=notify`: `READY=1` on $NOTIFY_SOCKET once
+/// it listens, `STOPPING=1` on SIGTERM; a socket file and an abstract name.
+#[test]
+fn server_notifies_systemd_when_ready_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let bin = binary_or_return!();
+    let dir = std::env::temp_dir().join(format!("nngd-notify-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("notify");
+    let _ = std::fs::remove_file(&path);
+    let file = UnixDatagram::bind(&path).expect("binding the notify socket");
+    let abstract_name = format!("nngd-notify-test-{}", std::process::id());
+    #[cfg(target_os = "linux")]
+    let abstract_socket = {
+        use std::os::linux::net::SocketAddrExt;
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes())
+            .expect("abstract address");
+        UnixDatagram::bind_addr(&addr).expect("binding the abstract socket")
+    };
+    let mut cases = vec![(file, path.to_str().expect("UTF-8 path").to_owned())];
+    #[cfg(target_os = "linux")]
+    cases.push((abstract_socket, format!("@{abstract_name}")));
+    for (socket, notify_socket) in cases {
+        socket
+            .set_read_timeout(Some(patience()))
+            .expect("read timeout");
+        let recv = |what: &str| {
+            let mut buf = [0u8; 256];
+            match socket.recv(&mut buf) {
+                Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+                Err(e) => panic!("{notify_socket}: no {what}: {e}"),
+            }
+        };
+        let mut server = Proc::start_with(
+            bin,
+            &server_args(&[]),
+            &[("NOTIFY_SOCKET", notify_socket.as_str())],
+        );
+        assert_eq!(recv("READY=1"), "READY=1", "{notify_socket}");
+        // Ready means bound: its URLs are printed already.
+        server.expect_line("publish URL", |l| l.starts_with("publish "));
+        server.signal(libc::SIGTERM);
+        assert_eq!(recv("STOPPING=1"), "STOPPING=1", "{notify_socket}");
+        assert_exit(server.wait_exit(), 0, &notify_socket);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `join` and `watch` warn when no server has been heard for
+/// --silence-timeout (here nothing listens at the URL), and `join` logs
+/// when surveys resume once a server comes up there.
+#[test]
+fn join_and_watch_warn_when_no_server_is_heard() {
+    let bin = binary_or_return!();
+    let survey = common::ipc_url("silent-survey");
+    let publish = common::ipc_url("silent-publish");
+    let mut join = Proc::start(
+        bin,
+        &[
+            "join",
+            "--survey",
+            &survey,
+            "--name",
+            "n",
+            "--silence-timeout",
+            "200ms",
+        ],
+    );
+    let mut watch = Proc::start(
+        bin,
+        &["watch", "--publish", &publish, "--silence-timeout=200ms"],
+    );
+    join.wait_stderr("a silence warning", patience(), |e| {
+        e.contains(" WARN ") && e.contains("no survey from any server for ") && e.contains(&survey)
+    });
+    watch.wait_stderr("a silence warning", patience(), |e| {
+        e.contains(" WARN ") && e.contains("no list from any server for ") && e.contains(&publish)
+    });
+    // A server at those URLs: the join is surveyed, and says so.
+    let server = Proc::start(bin, &["server", "--survey", &survey, "--publish", &publish]);
+    join.wait_stderr("surveys resuming", patience(), |e| {
+        e.contains("surveyed again")
+    });
+    watch.wait_stderr("the first list", patience(), |e| {
+        e.contains("first list received")
+    });
+    for p in [&mut join, &mut watch] {
+        p.signal(libc::SIGTERM);
+        assert_exit(p.wait_exit(), 0, "join/watch");
+    }
+    drop(server);
+}

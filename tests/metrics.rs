@@ -162,8 +162,8 @@ fn a_scrape_shows_the_live_state_and_bad_requests_do_no_harm() {
         huge.is_empty() || status_line(&huge).starts_with("HTTP/1.1 431"),
         "{huge}"
     );
-    // A request that never finishes: the next scrape is still answered
-    // (after the daemon's request timeout), and the silent one gets 408.
+    // A request that never finishes: the next scrape is still answered,
+    // and the silent one gets 408 (after the daemon's 1 s request timeout).
     let silent = TcpStream::connect(&addr).expect("connect");
     (&silent)
         .write_all(b"GET /metrics HTTP/1.1\r\n")
@@ -173,6 +173,20 @@ fn a_scrape_shows_the_live_state_and_bad_requests_do_no_harm() {
     let mut reply = String::new();
     let _ = (&silent).read_to_string(&mut reply);
     assert_eq!(status_line(&reply), "HTTP/1.1 408 Request Timeout");
+
+    // /healthz: 200 while the server runs. /peers: the list as JSON.
+    let health = exchange(&addr, b"GET /healthz HTTP/1.1\r\n\r\n".to_vec());
+    assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
+    assert!(health.ends_with("\r\n\r\nok\n"), "{health}");
+    let quoted = Client::new(&survey, r#"q"\x"#).expect("client with a quote");
+    assert_eq!(wait_for_list(&lists, 3), ["a", "b", r#"q"\x"#]);
+    let peers = exchange(&addr, b"GET /peers HTTP/1.1\r\n\r\n".to_vec());
+    let (head, body) = peers.split_once("\r\n\r\n").expect("an HTTP reply");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("Content-Type: application/json"), "{head}");
+    assert_eq!(body, "[\"a\",\"b\",\"q\\\"\\\\x\"]\n");
+    quoted.shutdown();
+    wait_for_list(&lists, 2);
 
     // Discovery goes on, and the figures follow.
     let c = Client::new(&survey, "c").expect("client c");
@@ -229,4 +243,45 @@ fn an_unparsable_metrics_address_is_a_usage_error() {
         stderr.starts_with("nng-discovery: invalid --metrics \"localhost\": expected IP:PORT"),
         "{stderr}"
     );
+}
+
+/// A client that connects and sends nothing does not hold up a scrape:
+/// the daemon serves connections side by side, so the scrape is answered
+/// while the silent client still waits for its 408. Served one after the
+/// other, the 408 would always come first. An order, not a speed: a round
+/// is inconclusive only if the machine stalled for the whole 1 s request
+/// timeout, so up to five rounds.
+#[test]
+fn a_silent_connection_does_not_hold_up_a_scrape() {
+    let Some(bin) = binary() else { return };
+    let (mut server, _, _) = start_server_with(bin, &["--metrics", "127.0.0.1:0"]);
+    let url = server.next_url("metrics");
+    let addr = url
+        .strip_prefix("http://")
+        .and_then(|u| u.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("metrics URL {url:?}"))
+        .to_owned();
+    let side_by_side = (0..5).any(|_| {
+        let silent: Vec<TcpStream> = (0..3)
+            .map(|_| TcpStream::connect(&addr).expect("connect"))
+            .collect();
+        let started = Instant::now();
+        let m = scrape(&addr);
+        assert!(m.contains_key("nng_discovery_peers"), "{m:?}");
+        // A generous bound as well: never near the 3 x 1 s of a serial
+        // server, far above a scrape's milliseconds.
+        assert!(
+            started.elapsed() < patience(),
+            "scrape took {:?}",
+            started.elapsed()
+        );
+        silent.iter().any(|s| {
+            s.set_nonblocking(true).expect("non-blocking");
+            let mut byte = [0u8; 1];
+            matches!((&*s).read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        })
+    });
+    assert!(side_by_side, "every scrape waited for the silent clients");
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.wait_exit().code(), Some(0), "{}", server.stderr());
 }

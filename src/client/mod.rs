@@ -111,6 +111,8 @@ pub struct Client {
     stopper: Stopper,
     thread: Option<JoinHandle<()>>,
     subscriber: Option<Subscriber>,
+    /// Surveys received, from any server (see [`Client::surveys_received`]).
+    surveys: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Client {
@@ -330,9 +332,11 @@ impl Client {
 
         let (stopper, surveys) = receiver::receiver(&socket)?;
         let name = service.to_owned();
+        let counter = std::sync::Arc::default();
+        let count = std::sync::Arc::clone(&counter);
         let thread = std::thread::Builder::new()
             .name("nng-discovery-client".into())
-            .spawn(move || answer_surveys(surveys, name))
+            .spawn(move || answer_surveys(surveys, name, &count))
             .map_err(Error::spawn)?;
         Ok(Client {
             service: service.to_owned(),
@@ -344,6 +348,7 @@ impl Client {
             stopper,
             thread: Some(thread),
             subscriber,
+            surveys: counter,
         })
     }
 
@@ -373,6 +378,15 @@ impl Client {
     /// Every survey URL this client dials, in the order given.
     pub fn survey_urls(&self) -> &[String] {
         &self.survey_urls
+    }
+
+    /// How many surveys this client has received so far, from all its
+    /// servers together. A count that stays still while the client is
+    /// [available](Client::is_available) means no server is surveying it:
+    /// none reachable at the URLs given (a mistyped host, a firewall), or
+    /// all down. The daemon's `join --silence-timeout` warns on it.
+    pub fn surveys_received(&self) -> u64 {
+        self.surveys.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether the client is available: listed by the servers it reaches.
@@ -459,9 +473,10 @@ impl Drop for Client {
     }
 }
 
-fn answer_surveys(mut surveys: NngReceiver, name: String) {
+fn answer_surveys(mut surveys: NngReceiver, name: String, count: &std::sync::atomic::AtomicU64) {
     let what = format!("receiving a survey as {name}");
     while let Some(mut msg) = surveys.next(&what) {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Reuse the survey's message: its header (the connection id and the
         // survey id) routes the answer back; the body becomes our name.
         msg.clear();

@@ -81,8 +81,28 @@ pub(crate) fn listen(
             .map_err(Error::nng("set the IPC socket file's permissions"))?;
     }
     let listener = builder.start().map_err(|(_, e)| listen_error(e))?;
+    if let (Some(mode), Some(path)) = (ipc_permissions, url.strip_prefix("ipc://")) {
+        exact_mode(&listener, path, mode)?;
+    }
     let bound = bound_url(&listener, url);
     Ok((listener, bound))
+}
+
+/// Sets the socket file at `path` to exactly `mode`. NNG 1.4 creates the
+/// file with bind(2), which applies the process's umask, and its
+/// `ipc:permissions` option did not undo that: 0o660 came out 0o640 under
+/// umask 022 (the default for root and systemd services). chmod(2) ignores
+/// the umask. On failure the listener is closed: a socket file with another
+/// mode than asked is a security setting silently not applied.
+fn exact_mode(listener: &Listener, path: &str, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| {
+        listener.close();
+        Error::Setup {
+            what: "set the IPC socket file's mode",
+            source: crate::error::SetupError::Io(e),
+        }
+    })
 }
 
 /// Whether a live server already listens on the `ipc://` path of `url`.

@@ -291,6 +291,14 @@ impl Server {
         stats
     }
 
+    /// Whether the server's threads are all still running: `false` once
+    /// one has ended, which before [`shutdown`](Server::shutdown) means it
+    /// panicked and the server no longer surveys or publishes. For health
+    /// checks (the daemon's `GET /healthz`).
+    pub fn is_running(&self) -> bool {
+        !self.threads.is_empty() && self.threads.iter().all(|t| !t.is_finished())
+    }
+
     /// A channel on which the server's own lists arrive, with the same
     /// behaviour as [`Subscriber::changes`](crate::Subscriber::changes): the
     /// current list first (even if empty), then each change; latest wins.

@@ -11,11 +11,16 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use nng_discovery::{wire, Error, Options};
 
+use crate::clap_errors::one_line;
 use crate::duration;
+use crate::help::{
+    help_template, COMPLETIONS_AFTER_HELP, JOIN_AFTER_HELP, MAIN_AFTER_HELP, SERVER_AFTER_HELP,
+    WATCH_AFTER_HELP,
+};
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -92,6 +97,9 @@ pub struct JoinArgs {
     /// `--drain`: on the first SIGINT or SIGTERM, leave and keep running
     /// this long.
     pub drain: Option<Duration>,
+    /// `--silence-timeout`: warn when no survey came for this long (zero:
+    /// never).
+    pub silence_timeout: Duration,
     /// `--tls-ca`, `--tls-cert`, `--tls-key`.
     pub tls: Option<TlsFiles>,
 }
@@ -113,6 +121,9 @@ pub struct WatchArgs {
     pub exec: Option<String>,
     /// `--once`: print the current list and stop (never with `exec`).
     pub once: bool,
+    /// `--silence-timeout`: warn when no list came for this long (zero:
+    /// never).
+    pub silence_timeout: Duration,
     /// `--tls-ca`, `--tls-cert`, `--tls-key`.
     pub tls: Option<TlsFiles>,
 }
@@ -130,189 +141,6 @@ impl fmt::Display for UsageError {
 fn usage<T>(message: impl Into<String>) -> Result<T, UsageError> {
     Err(UsageError(message.into()))
 }
-
-/// The help layout of every command: a heading naming the command, then
-/// clap's usage line and options, then our own text.
-macro_rules! help_template {
-    ($heading:literal) => {
-        concat!(
-            $heading,
-            "\n\n{usage-heading} {usage}\n\n{all-args}{after-help}"
-        )
-    };
-}
-
-const MAIN_AFTER_HELP: &str = "\
-URLs take NNG's forms: tcp://HOST:PORT (tcp://[::1]:PORT for IPv6) or
-ipc:///PATH. Names are at most 1024 bytes, without '|' or control
-characters.
-
-All commands run until SIGINT or SIGTERM, then stop cleanly and exit 0.
-Exit status: 0 on a clean stop or --help, 1 on a runtime failure (address in
-use, invalid URL, ...), 2 on a usage error. Errors are one line on stderr.
-
-Logging goes to stderr; set RUST_LOG to change the level (default: info),
-e.g. RUST_LOG=debug or RUST_LOG=nng_discovery=warn.
-
-Run 'nng-discovery COMMAND --help' for a command's options, and
-'nng-discovery completions --help' to install shell completions.";
-
-const SERVER_AFTER_HELP: &str = "\
-Listens on the survey URL for clients (each answers every survey with its
-name) and on the publish URL for subscribers, to which it publishes the
-sorted list of names, joined by '|', whenever it changes. A new subscriber
-gets the current list at once. Joins and leaves are logged at info level.
-
-On startup it prints the URLs actually bound on stdout, one per line:
-  survey tcp://127.0.0.1:40007
-  publish tcp://127.0.0.1:40008
-(with tcp://HOST:0 these carry the port the system chose).
-
---watch URL also serves the watch protocol there (REQ/REP: each watcher is
-sent only what changed since the revision it holds; see the README's
-Protocol section), and prints the line
-  watch tcp://127.0.0.1:40009
-after the publish line. A watch request that is up to date is held until the
-list changes, or answered with a keepalive after --watch-keepalive (default
-10s; keep it well below NNG's 60 s REQ resend time).
-
---metrics ADDR (IP:PORT, e.g. 127.0.0.1:9464) serves the server's counters
-at http://ADDR/metrics in Prometheus's text format, and adds the line
-  metrics http://127.0.0.1:9464/metrics
-after those two. The README lists the metrics.
-
-DURATION is a number and a unit: 250ms, 2s, 1.5s, 1m, 1m30s (units ns, us,
-ms, s, m, h). --survey-time must be shorter than --poll-interval, and
---miss-threshold and --max-peers at least 1. A client that stops or dies
-leaves at once (its connection closes); one that hangs with its connection
-open is dropped after miss-threshold x poll-interval + survey-time (the
-surveys it missed). Names beyond --max-peers are refused.
-
-Security (see the README): nothing is restricted by default. --allow-from
-10.0.0.0/8 (repeatable; IPv4 or IPv6) closes TCP connections from other
-addresses on both URLs; --max-connections N closes connections beyond N
-(default: the open-file limit minus 128); --require-peer-host lists a TCP
-peer's name only if it is scheme://IP[:PORT][/...] or IP:PORT with the
-peer's own IP; --ipc-mode 660 sets the ipc:// socket files' mode. Refusals
-are logged at warn level. ipc:// and inproc:// peers have no IP address:
---allow-from and --require-peer-host do not apply to them.
-
-Mutual TLS (a build with the cargo feature tls): tls+tcp://HOST:PORT URLs
-with --tls-ca, --tls-cert and --tls-key (PEM files, all three; the same
-flags on join and watch). Peers need a certificate signed by the CA.
-
-Stops on SIGINT or SIGTERM (exit status 0). Exit status 1 if it cannot listen
-(address in use, invalid URL), 2 on a usage error.
-
-Example:
-  nng-discovery server --survey tcp://0.0.0.0:40007 \\
-      --publish tcp://0.0.0.0:40008 --poll-interval 2s --survey-time 500ms";
-
-const JOIN_AFTER_HELP: &str = "\
-Dials the server's survey URL (retrying until the server is up, and again
-after it restarts) and answers every survey with NAME, so NAME stays in the
-list for as long as this process runs: a sidecar for a service that cannot
-link the library. On SIGINT or SIGTERM it stops answering and closes its
-connection, and the server drops NAME at once.
-
-Redundant servers: give --survey once per server (and --publish once per
-server); NAME answers every server, each dialed on its own, and the lists
-printed are the union of the servers' lists.
-
---watch URL prints the same lists, followed through the servers' watch URLs
-(servers started with --watch) instead of their publish URLs: each server
-sends only what changed. Repeatable like --publish, but not together with
-it. Give --watch-keepalive the servers' value if it is not the default 10s
-(see 'nng-discovery watch --help').
-
-NAME: at most 1024 bytes, no '|', no control characters.
-
-Health checks: with --check CMD, NAME is listed only while CMD passes (exits
-with status 0). CMD runs through 'sh -c', in its own process group, with its
-stdout discarded, every --check-interval; one that runs past
---check-timeout is killed with its process group and counts as a failure.
-The first check runs before joining, and its result decides at once (a
-service down at start is never listed); after that --fall consecutive
-failures take NAME out and --rise consecutive passes bring it back. Each
-change is logged at info level with CMD's exit status and the first line of
-its stderr.
-
---maintenance-file PATH: while PATH exists, NAME is not listed, whatever the
-checks say (touch it to take a host out, remove it to put it back). It is
-looked at every --check-interval, and at least once a second.
-
---drain DURATION: on SIGINT or SIGTERM, NAME leaves the list at once and the
-process keeps running for DURATION (the service behind it finishes its
-requests and gets no new ones), then exits 0. A second signal ends the drain
-early. Without --drain, a signal leaves and exits at once.
-
-Exit status: 0 after SIGINT or SIGTERM, 1 on a runtime failure, 2 on a usage
-error (including an invalid NAME).
-
-Examples:
-  nng-discovery join --survey tcp://10.0.0.5:40007 --name http://10.0.0.7:8080
-  nng-discovery join --survey tcp://10.0.0.5:40007 --name http://10.0.0.7:8080 \\
-      --check 'curl -fsS http://10.0.0.7:8080/health' --check-interval 2s \\
-      --fall 3 --maintenance-file /etc/app/maintenance --drain 10s";
-
-const WATCH_AFTER_HELP: &str = "\
-Subscribes to the server's publish URL (retrying until the server is up) and
-prints one line per change: the sorted names separated by spaces (an empty
-line for the empty list), or with --json a JSON array (\"[]\" when empty). The
-first line is the current list, printed as soon as the connection is made (a
-server that has just started sends it when its first survey has ended).
---once waits for the server, so bound it with e.g. 'timeout 5' in scripts.
-
-Redundant servers: give --publish once per server; the list printed is the
-union of the lists of the servers that count. A server stops counting when
-its connection closes, or when it has published nothing for 90s (three of
-the default 30s republishes: a hung server); when none counts, the last
-list stands.
-
---watch URL follows a server's watch URL (a server started with --watch)
-instead of its publish URL: the same lines, but each server sends this
-watcher only what changed since the list it holds, which scales to
-thousands of watchers. Repeatable for redundant servers like --publish (the
-union again); --publish and --watch cannot be used together. A server that
-sends nothing for twice --watch-keepalive stops counting (a hung server)
-and is dialed again: give the servers' --watch-keepalive if it is not the
-default 10s.
-
---exec CMD: after printing each list, CMD runs through 'sh -c', in its own
-process group, with stdout and stderr inherited, and receives the list in
-three forms:
-  NNG_DISCOVERY_PEERS       the names separated by single spaces
-  NNG_DISCOVERY_PEERS_JSON  the names as a JSON array
-  NNG_DISCOVERY_COUNT       the number of names
-  standard input            each name followed by a newline
-The first run gets the current list, even when it is empty. Never two runs at
-once: lists that arrive while CMD runs are printed, and when it exits CMD runs
-once more with the newest of them only. Names may contain spaces: read stdin
-or the JSON form if yours might. A list longer than 65536 bytes in a form
-leaves that variable unset (the system limits a variable's size); stdin
-always has the whole list. A failing CMD is logged and watching goes on.
-On SIGINT or SIGTERM a running CMD's process group gets SIGTERM, and SIGKILL
-5 s later if it is still running.
-
-Exit status: 0 after SIGINT or SIGTERM, after --once, or when printing a
-list finds stdout closed; 1 on a runtime failure, 2 on a usage error.
-
-Examples:
-  nng-discovery watch --publish tcp://10.0.0.5:40008 --json
-  nng-discovery watch --watch tcp://10.0.0.5:40009 --watch tcp://10.0.0.6:40009
-  timeout 5 nng-discovery watch --publish tcp://10.0.0.5:40008 --once
-  nng-discovery watch --publish tcp://10.0.0.5:40008 \\
-      --exec 'cat > /etc/app/peers.new && mv /etc/app/peers.new /etc/app/peers'";
-
-const COMPLETIONS_AFTER_HELP: &str = "\
-Prints the script on stdout. To install it for your user:
-  bash  nng-discovery completions bash \\
-          > ~/.local/share/bash-completion/completions/nng-discovery
-  zsh   nng-discovery completions zsh > ~/.zfunc/_nng-discovery
-        (with fpath=(~/.zfunc $fpath) before compinit in ~/.zshrc)
-  fish  nng-discovery completions fish \\
-          > ~/.config/fish/completions/nng-discovery.fish
-then start a new shell.";
 
 /// The whole command line.
 #[derive(Parser, Debug)]
@@ -369,46 +197,61 @@ enum CliCommand {
 #[derive(Args, Debug)]
 struct ServerCli {
     /// Where clients connect
-    #[arg(long, value_name = "URL")]
+    #[arg(
+        long,
+        env = "NNG_DISCOVERY_SURVEY",
+        hide_env = true,
+        value_name = "URL"
+    )]
     survey: String,
     /// Where subscribers connect
-    #[arg(long, value_name = "URL")]
+    #[arg(
+        long,
+        env = "NNG_DISCOVERY_PUBLISH",
+        hide_env = true,
+        value_name = "URL"
+    )]
     publish: String,
     /// Time between surveys
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration_arg)]
+    #[arg(long, env = "NNG_DISCOVERY_POLL_INTERVAL", hide_env = true, value_name = "DURATION", default_value = "5s", value_parser = duration_arg)]
     poll_interval: Duration,
     /// How long each survey waits
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = duration_arg)]
+    #[arg(long, env = "NNG_DISCOVERY_SURVEY_TIME", hide_env = true, value_name = "DURATION", default_value = "1s", value_parser = duration_arg)]
     survey_time: Duration,
     /// Missed surveys before a drop
-    #[arg(long, value_name = "N", default_value = "2", value_parser = count_arg::<u32>)]
+    #[arg(long, env = "NNG_DISCOVERY_MISS_THRESHOLD", hide_env = true, value_name = "N", default_value = "2", value_parser = count_arg::<u32>)]
     miss_threshold: u32,
     /// Resend an unchanged list
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration_arg)]
+    #[arg(long, env = "NNG_DISCOVERY_REPUBLISH_INTERVAL", hide_env = true, value_name = "DURATION", default_value = "30s", value_parser = duration_arg)]
     republish_interval: Duration,
     /// Maximum number of names
-    #[arg(long, value_name = "N", default_value = "65536", value_parser = count_arg::<usize>)]
+    #[arg(long, env = "NNG_DISCOVERY_MAX_PEERS", hide_env = true, value_name = "N", default_value = "65536", value_parser = count_arg::<usize>)]
     max_peers: usize,
     /// Serve Prometheus metrics on IP:PORT
-    #[arg(long, value_name = "ADDR", value_parser = socket_addr_arg)]
+    #[arg(long, env = "NNG_DISCOVERY_METRICS", hide_env = true, value_name = "ADDR", value_parser = socket_addr_arg)]
     metrics: Option<SocketAddr>,
     /// Where watchers connect
-    #[arg(long, value_name = "URL")]
+    #[arg(long, env = "NNG_DISCOVERY_WATCH", hide_env = true, value_name = "URL")]
     watch: Option<String>,
     /// Keepalive for watchers
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = nonzero_duration_arg)]
+    #[arg(long, env = "NNG_DISCOVERY_WATCH_KEEPALIVE", hide_env = true, value_name = "DURATION", default_value = "10s", value_parser = nonzero_duration_arg)]
     watch_keepalive: Duration,
     /// Accept TCP only from CIDR (repeatable)
-    #[arg(long, value_name = "CIDR")]
+    #[arg(
+        long,
+        env = "NNG_DISCOVERY_ALLOW_FROM",
+        hide_env = true,
+        value_name = "CIDR"
+    )]
     allow_from: Vec<String>,
     /// Connection limit [default: files - 128]
-    #[arg(long, value_name = "N", value_parser = count_arg::<usize>)]
+    #[arg(long, env = "NNG_DISCOVERY_MAX_CONNECTIONS", hide_env = true, value_name = "N", value_parser = count_arg::<usize>)]
     max_connections: Option<usize>,
     /// Names must carry the TCP peer's IP
-    #[arg(long)]
+    #[arg(long, env = "NNG_DISCOVERY_REQUIRE_PEER_HOST", hide_env = true)]
     require_peer_host: bool,
     /// Octal mode of ipc:// socket files
-    #[arg(long, value_name = "MODE", value_parser = octal_mode_arg)]
+    #[arg(long, env = "NNG_DISCOVERY_IPC_MODE", hide_env = true, value_name = "MODE", value_parser = octal_mode_arg)]
     ipc_mode: Option<u32>,
     #[command(flatten)]
     tls: TlsCli,
@@ -418,13 +261,13 @@ struct ServerCli {
 #[derive(Args, Debug)]
 struct TlsCli {
     /// TLS: CA that signs every peer (PEM)
-    #[arg(long, value_name = "FILE", value_parser = path_arg, requires_all = ["tls_cert", "tls_key"])]
+    #[arg(long, env = "NNG_DISCOVERY_TLS_CA", hide_env = true, value_name = "FILE", value_parser = path_arg, requires_all = ["tls_cert", "tls_key"])]
     tls_ca: Option<PathBuf>,
     /// TLS: this side's certificate (PEM)
-    #[arg(long, value_name = "FILE", value_parser = path_arg, requires_all = ["tls_ca", "tls_key"])]
+    #[arg(long, env = "NNG_DISCOVERY_TLS_CERT", hide_env = true, value_name = "FILE", value_parser = path_arg, requires_all = ["tls_ca", "tls_key"])]
     tls_cert: Option<PathBuf>,
     /// TLS: its private key (PEM)
-    #[arg(long, value_name = "FILE", value_parser = path_arg, requires_all = ["tls_ca", "tls_cert"])]
+    #[arg(long, env = "NNG_DISCOVERY_TLS_KEY", hide_env = true, value_name = "FILE", value_parser = path_arg, requires_all = ["tls_ca", "tls_cert"])]
     tls_key: Option<PathBuf>,
 }
 
@@ -440,44 +283,59 @@ impl TlsCli {
 #[derive(Args, Debug)]
 struct JoinCli {
     /// A server's survey URL (repeatable)
-    #[arg(long, value_name = "URL", required = true)]
+    #[arg(
+        long,
+        env = "NNG_DISCOVERY_SURVEY",
+        hide_env = true,
+        value_name = "URL",
+        required = true
+    )]
     survey: Vec<String>,
     /// Name to announce, e.g. the service's URL
-    #[arg(long, value_name = "NAME", value_parser = name_arg)]
+    #[arg(long, env = "NNG_DISCOVERY_NAME", hide_env = true, value_name = "NAME", value_parser = name_arg)]
     name: String,
     /// Also print the lists (repeatable)
-    #[arg(long, value_name = "URL", conflicts_with = "watch")]
+    #[arg(
+        long,
+        env = "NNG_DISCOVERY_PUBLISH",
+        hide_env = true,
+        value_name = "URL",
+        conflicts_with = "watch"
+    )]
     publish: Vec<String>,
     /// Or print them via a watch URL (repeatable)
-    #[arg(long, value_name = "URL")]
+    #[arg(long, env = "NNG_DISCOVERY_WATCH", hide_env = true, value_name = "URL")]
     watch: Vec<String>,
     /// Servers' --watch-keepalive [default: 10s]
-    #[arg(long, value_name = "DURATION", value_parser = nonzero_duration_arg)]
+    #[arg(long, env = "NNG_DISCOVERY_WATCH_KEEPALIVE", hide_env = true, value_name = "DURATION", value_parser = nonzero_duration_arg)]
     watch_keepalive: Option<Duration>,
     /// With --publish or --watch, print JSON arrays
-    #[arg(long)]
+    #[arg(long, env = "NNG_DISCOVERY_JSON", hide_env = true)]
     json: bool,
     /// List NAME only while 'sh -c CMD' passes
-    #[arg(long, value_name = "CMD", value_parser = command_arg)]
+    #[arg(long, env = "NNG_DISCOVERY_CHECK", hide_env = true, value_name = "CMD", value_parser = command_arg)]
     check: Option<String>,
     /// Time between checks
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = nonzero_duration_arg)]
+    #[arg(long, env = "NNG_DISCOVERY_CHECK_INTERVAL", hide_env = true, value_name = "DURATION", default_value = "5s", value_parser = nonzero_duration_arg)]
     check_interval: Duration,
     /// A check running longer fails
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = nonzero_duration_arg, requires = "check")]
+    #[arg(long, env = "NNG_DISCOVERY_CHECK_TIMEOUT", hide_env = true, value_name = "DURATION", default_value = "2s", value_parser = nonzero_duration_arg, requires = "check")]
     check_timeout: Duration,
     /// Failures in a row to unlist
-    #[arg(long, value_name = "N", default_value = "1", value_parser = count_arg::<u32>, requires = "check")]
+    #[arg(long, env = "NNG_DISCOVERY_FALL", hide_env = true, value_name = "N", default_value = "1", value_parser = count_arg::<u32>, requires = "check")]
     fall: u32,
     /// Passes in a row to relist
-    #[arg(long, value_name = "N", default_value = "1", value_parser = count_arg::<u32>, requires = "check")]
+    #[arg(long, env = "NNG_DISCOVERY_RISE", hide_env = true, value_name = "N", default_value = "1", value_parser = count_arg::<u32>, requires = "check")]
     rise: u32,
     /// Unlist NAME while PATH exists
-    #[arg(long, value_name = "PATH", value_parser = path_arg)]
+    #[arg(long, env = "NNG_DISCOVERY_MAINTENANCE_FILE", hide_env = true, value_name = "PATH", value_parser = path_arg)]
     maintenance_file: Option<PathBuf>,
     /// On a signal, leave and exit DURATION later
-    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    #[arg(long, env = "NNG_DISCOVERY_DRAIN", hide_env = true, value_name = "DURATION", value_parser = duration_arg)]
     drain: Option<Duration>,
+    /// Warn after this long unheard
+    #[arg(long, env = "NNG_DISCOVERY_SILENCE_TIMEOUT", hide_env = true, value_name = "DURATION", default_value = crate::silence::DEFAULT, value_parser = duration_arg)]
+    silence_timeout: Duration,
     #[command(flatten)]
     tls: TlsCli,
 }
@@ -486,23 +344,37 @@ struct JoinCli {
 #[command(group(clap::ArgGroup::new("follow").required(true).args(["publish", "watch"])))]
 struct WatchCli {
     /// A server's publish URL (repeatable)
-    #[arg(long, value_name = "URL", conflicts_with = "watch")]
+    #[arg(
+        long,
+        env = "NNG_DISCOVERY_PUBLISH",
+        hide_env = true,
+        value_name = "URL",
+        conflicts_with = "watch"
+    )]
     publish: Vec<String>,
     /// A server's watch URL (repeatable)
-    #[arg(long, value_name = "URL")]
+    #[arg(long, env = "NNG_DISCOVERY_WATCH", hide_env = true, value_name = "URL")]
     watch: Vec<String>,
     /// Servers' --watch-keepalive [default: 10s]
-    #[arg(long, value_name = "DURATION", value_parser = nonzero_duration_arg)]
+    #[arg(long, env = "NNG_DISCOVERY_WATCH_KEEPALIVE", hide_env = true, value_name = "DURATION", value_parser = nonzero_duration_arg)]
     watch_keepalive: Option<Duration>,
     /// Print each list as a JSON array of strings
-    #[arg(long)]
+    #[arg(long, env = "NNG_DISCOVERY_JSON", hide_env = true)]
     json: bool,
     /// Run 'sh -c CMD' at each change (see below)
-    #[arg(long, value_name = "CMD", value_parser = command_arg)]
+    #[arg(long, env = "NNG_DISCOVERY_EXEC", hide_env = true, value_name = "CMD", value_parser = command_arg)]
     exec: Option<String>,
     /// Print the current list and exit 0
-    #[arg(long, conflicts_with = "exec")]
+    #[arg(
+        long,
+        env = "NNG_DISCOVERY_ONCE",
+        hide_env = true,
+        conflicts_with = "exec"
+    )]
     once: bool,
+    /// Warn after this long unheard
+    #[arg(long, env = "NNG_DISCOVERY_SILENCE_TIMEOUT", hide_env = true, value_name = "DURATION", default_value = crate::silence::DEFAULT, value_parser = duration_arg)]
+    silence_timeout: Duration,
     #[command(flatten)]
     tls: TlsCli,
 }
@@ -524,7 +396,7 @@ enum Shell {
 }
 
 /// The subcommands, for naming the one at fault in an error.
-const COMMANDS: [&str; 4] = ["server", "join", "watch", "completions"];
+pub const COMMANDS: [&str; 4] = ["server", "join", "watch", "completions"];
 
 /// Parses the whole command line (without the program name).
 pub fn parse(args: &[String]) -> Result<Command, UsageError> {
@@ -602,6 +474,7 @@ fn join(j: JoinCli) -> Result<Command, UsageError> {
         fall: j.fall,
         maintenance_file: j.maintenance_file,
         drain: j.drain,
+        silence_timeout: j.silence_timeout,
         tls: j.tls.files(),
     }))
 }
@@ -617,6 +490,7 @@ fn watch(w: WatchCli) -> Result<Command, UsageError> {
         json: w.json,
         exec: w.exec,
         once: w.once,
+        silence_timeout: w.silence_timeout,
         tls: w.tls.files(),
     }))
 }
@@ -749,143 +623,6 @@ fn flag_of(option: &str) -> String {
     format!("--{}", option.replace('_', "-"))
 }
 
-/// One line for a clap error, naming the option, value or command at
-/// fault, with clap's suggestion if it has one. `args` is the command line
-/// (without the program name), to name the command in the message.
-fn one_line(e: &clap::Error, args: &[String]) -> String {
-    let string = |kind| match e.get(kind) {
-        Some(ContextValue::String(s)) => Some(s.as_str()),
-        _ => None,
-    };
-    let strings = |kind| match e.get(kind) {
-        Some(ContextValue::String(s)) => vec![s.clone()],
-        Some(ContextValue::Strings(v)) => v.clone(),
-        Some(ContextValue::StyledStrs(v)) => v.iter().map(ToString::to_string).collect(),
-        _ => Vec::new(),
-    };
-    // The command given, if any, e.g. "server".
-    let command = args
-        .first()
-        .map(String::as_str)
-        .filter(|a| COMMANDS.contains(a));
-    let see = match command {
-        Some(c) => format!(" (see 'nng-discovery {c} --help')"),
-        None => " (see 'nng-discovery --help')".to_owned(),
-    };
-    let for_command = command.map_or(String::new(), |c| format!(" for {c}"));
-    let arg = string(ContextKind::InvalidArg).map(flag_name);
-    let value = string(ContextKind::InvalidValue);
-    let message = match (e.kind(), arg, value) {
-        (ErrorKind::MissingSubcommand, ..) => {
-            return "a command is needed: server, join, watch or completions (see 'nng-discovery --help')"
-                .to_owned()
-        }
-        (ErrorKind::InvalidSubcommand, ..) => {
-            let given = string(ContextKind::InvalidSubcommand).unwrap_or_default();
-            let mut m = format!("unknown command {given:?}");
-            if let Some(s) = strings(ContextKind::SuggestedSubcommand).first() {
-                m.push_str(&format!(": did you mean {s:?}?"));
-            }
-            m.push_str(&see);
-            return m;
-        }
-        (ErrorKind::UnknownArgument, Some(arg), _) => {
-            let mut m = if arg.starts_with('-') {
-                format!("unknown option {arg}{for_command}")
-            } else {
-                format!("unexpected argument {arg:?}{for_command}")
-            };
-            if let Some(s) = string(ContextKind::SuggestedArg) {
-                m.push_str(&format!(": did you mean {s}?"));
-            } else if let Some(s) = strings(ContextKind::Suggested).first() {
-                m.push_str(&format!(": {s}"));
-            }
-            m
-        }
-        (ErrorKind::MissingRequiredArgument, ..) => {
-            // A required group, `<--publish <URL>|--watch <URL>>`, reads
-            // "--publish URL or --watch URL".
-            let missing: Vec<String> = strings(ContextKind::InvalidArg)
-                .iter()
-                .map(|a| a.replace(['<', '>'], "").replace('|', " or "))
-                .collect();
-            // A flag that only makes sense with --check names itself.
-            let needs_check = ["--check-timeout", "--fall", "--rise"];
-            let given = args.iter().find_map(|a| {
-                let flag = a.split('=').next().unwrap_or(a);
-                needs_check.iter().find(|f| **f == flag)
-            });
-            if let Some(flag) = given.filter(|_| missing == ["--check CMD"]) {
-                return format!("{flag} needs --check CMD{see}");
-            }
-            format!(
-                "{} needs {}",
-                command.unwrap_or("nng-discovery"),
-                missing.join(" and ")
-            )
-        }
-        (ErrorKind::ArgumentConflict, Some(arg), _) => {
-            let prior: Vec<String> = strings(ContextKind::PriorArg)
-                .iter()
-                .map(|a| flag_name(a))
-                .collect();
-            if prior.iter().any(|p| p == &arg) {
-                return format!("{arg} given more than once");
-            }
-            format!("{arg} and {} cannot be used together", prior.join(", "))
-        }
-        (ErrorKind::InvalidValue, Some(arg), Some("")) => {
-            let mut m = format!("{arg} needs a value");
-            // clap takes a following "--x" as an option, not as the value.
-            let next = args.iter().skip_while(|a| **a != arg).nth(1);
-            if let Some(next) = next.filter(|n| n.starts_with('-')) {
-                m.push_str(&format!(
-                    ", not the option {next} (write {arg}=VALUE for a value that starts with -)"
-                ));
-            }
-            return m;
-        }
-        (ErrorKind::InvalidValue, Some(arg), Some(value)) => {
-            let mut m = format!(
-                "invalid {arg} {value:?}: expected {}",
-                strings(ContextKind::ValidValue).join(", ")
-            );
-            if let Some(s) = string(ContextKind::SuggestedValue) {
-                m.push_str(&format!(" (did you mean {s:?}?)"));
-            }
-            m
-        }
-        (ErrorKind::ValueValidation, Some(arg), Some(value)) => {
-            let reason = std::error::Error::source(e)
-                .map_or_else(|| "not valid".to_owned(), ToString::to_string);
-            return format!("invalid {arg} {value:?}: {reason}");
-        }
-        (ErrorKind::TooManyValues, Some(arg), Some(value)) => {
-            format!("{arg} takes no value, not {value:?}")
-        }
-        _ => first_line(e),
-    };
-    format!("{message}{see}")
-}
-
-/// `--poll-interval` from clap's `--poll-interval <DURATION>`, and `SHELL`
-/// from `<SHELL>`.
-fn flag_name(arg: &str) -> String {
-    let first = arg.split_whitespace().next().unwrap_or(arg);
-    first
-        .trim_start_matches('<')
-        .trim_end_matches('>')
-        .to_owned()
-}
-
-/// The first line of clap's own report, without its `error: ` prefix: the
-/// fallback for errors we do not word ourselves.
-fn first_line(e: &clap::Error) -> String {
-    let rendered = e.render().to_string();
-    let line = rendered.lines().next().unwrap_or("invalid command line");
-    line.strip_prefix("error: ").unwrap_or(line).to_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -921,6 +658,29 @@ mod tests {
     #[test]
     fn clap_accepts_the_declaration() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_flag_has_its_environment_variable() {
+        let cli = Cli::command();
+        let mut seen = 0;
+        for command in cli.get_subcommands() {
+            for arg in command.get_arguments() {
+                let Some(long) = arg.get_long() else { continue };
+                if long == "help" {
+                    continue;
+                }
+                let want = crate::clap_errors::env_var(long);
+                assert_eq!(
+                    arg.get_env().and_then(|e| e.to_str()),
+                    Some(want.as_str()),
+                    "{} --{long}",
+                    command.get_name()
+                );
+                seen += 1;
+            }
+        }
+        assert!(seen >= 30, "{seen} flags");
     }
 
     #[test]
@@ -1235,6 +995,7 @@ mod tests {
             (None, Duration::from_secs(5), Duration::from_secs(2), 1, 1)
         );
         assert_eq!((j.maintenance_file, j.drain), (None, None));
+        assert_eq!(j.silence_timeout, Duration::from_secs(30));
         let j = join(&[
             "--check",
             "test -e /x",
@@ -1316,6 +1077,13 @@ mod tests {
             panic!()
         };
         assert!(w.once && w.exec.is_none());
+        assert_eq!(w.silence_timeout, Duration::from_secs(30));
+        let Command::Watch(w) =
+            parse(&args(&["watch", "--publish", "p", "--silence-timeout=0s"])).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(w.silence_timeout, Duration::ZERO);
     }
 
     #[test]

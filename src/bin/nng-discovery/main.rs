@@ -9,16 +9,22 @@
 
 mod args;
 mod check;
+mod clap_errors;
 mod duration;
 mod exec;
 mod health;
+mod help;
+mod http;
+mod logging;
 mod metrics;
+mod notify;
 mod output;
 mod signals;
+mod silence;
 
 use std::io::{self, Write as _};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{never, select, Receiver};
 use nng_discovery::{Client, Options, Server, Subscriber, Tls};
@@ -26,6 +32,7 @@ use nng_discovery::{Client, Options, Server, Subscriber, Tls};
 use args::{Command, JoinArgs, ServerArgs, TlsFiles, WatchArgs};
 use health::Health;
 use signals::Signal;
+use silence::Silence;
 
 /// Exit status after a runtime failure.
 const FAILURE: u8 = 1;
@@ -83,7 +90,7 @@ fn main() -> ExitCode {
 }
 
 fn init_logging() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    logging::init();
 }
 
 /// A runtime failure, printed as `nng-discovery: MESSAGE` (exit status 1).
@@ -103,7 +110,7 @@ fn with_tls(options: Options, files: &Option<TlsFiles>) -> Result<Options, Strin
 fn server(a: ServerArgs) -> Outcome {
     let options = with_tls(a.options, &a.tls)?;
     let server = Server::new(&a.survey, &a.publish, options).map_err(|e| e.report())?;
-    let metrics = match a.metrics.map(metrics::Listener::bind).transpose() {
+    let metrics = match a.metrics.map(http::Listener::bind).transpose() {
         Ok(listener) => listener,
         Err(e) => {
             server.shutdown();
@@ -124,6 +131,8 @@ fn server(a: ServerArgs) -> Outcome {
         }
         let _ = out.flush();
     }
+    // systemd (Type=notify): every URL is bound, the lines are out.
+    notify::notify("READY=1");
     // Once a minute, the server's counters at `info` (one line, key=value),
     // so an operator sees that every survey is answered in full.
     let (stop_stats, stats_stop) = crossbeam_channel::bounded::<()>(0);
@@ -133,7 +142,7 @@ fn server(a: ServerArgs) -> Outcome {
         if let Some((listener, stop)) = metrics {
             stop_metrics = Some(stop);
             let server = &server;
-            scope.spawn(move || listener.serve(|| server.stats()));
+            scope.spawn(move || listener.serve(|page| respond(server, page)));
         }
         scope.spawn(|| {
             while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
@@ -149,9 +158,38 @@ fn server(a: ServerArgs) -> Outcome {
     })
     .map_err(|e| format!("waiting for signals: {e}"))?;
     log::info!("{}: shutting down", signal.name());
+    notify::notify("STOPPING=1");
     log_stats(&server.stats());
     server.shutdown();
     Ok(())
+}
+
+/// The metrics port's pages (`--metrics`), from the server's state.
+fn respond(server: &Server, page: http::Page) -> http::Response {
+    match page {
+        http::Page::Metrics => http::Response {
+            status: "200 OK",
+            content_type: metrics::CONTENT_TYPE,
+            body: metrics::render(&server.stats(), env!("CARGO_PKG_VERSION")),
+        },
+        // 200 while the server's threads run; 503 if one has ended (a
+        // panic): the process is up but no longer serving.
+        http::Page::Healthz if server.is_running() => http::Response {
+            status: "200 OK",
+            content_type: "text/plain; charset=utf-8",
+            body: "ok\n".to_owned(),
+        },
+        http::Page::Healthz => http::Response {
+            status: "503 Service Unavailable",
+            content_type: "text/plain; charset=utf-8",
+            body: "the server loop has stopped\n".to_owned(),
+        },
+        http::Page::Peers => http::Response {
+            status: "200 OK",
+            content_type: "application/json",
+            body: output::json(&server.peers()) + "\n",
+        },
+    }
 }
 
 /// How often `server` logs its counters.
@@ -213,9 +251,24 @@ fn join(a: JoinArgs) -> Outcome {
         a.name
     );
     let mut printer = Printer { json: a.json };
+    let mut silence = Silence::new(a.silence_timeout, client.surveys_received(), Instant::now());
+    let samples = silence.period().map_or_else(never, crossbeam_channel::tick);
     let signal = loop {
         select! {
             recv(signals) -> signal => break signal,
+            recv(samples) -> _ => {
+                let expected = client.is_available();
+                match silence.sample(client.surveys_received(), expected, Instant::now()) {
+                    Some(silence::Event::Silent(for_)) => log::warn!(
+                        "no survey from any server for {:.1}s: is a server running at {}? \
+                         (still dialing; --silence-timeout)",
+                        for_.as_secs_f64(),
+                        a.survey.join(" ")
+                    ),
+                    Some(silence::Event::Heard) => log::info!("surveyed again"),
+                    None => {}
+                }
+            }
             recv(lists) -> list => match list {
                 Ok(list) => {
                     if !printer.print(&list)? {
@@ -348,24 +401,46 @@ fn watch(a: WatchArgs) -> Outcome {
     let no_exits: Receiver<u32> = never();
     let mut printer = Printer { json: a.json };
     log::info!("watching {}", urls.join(" "));
+    // Lists arrive only when they change, so only the wait for the first
+    // one can tell a silent server; after that, the library logs a server
+    // that stops counting.
+    let mut lists_received = 0u64;
+    let mut silence = Silence::new(a.silence_timeout, 0, Instant::now());
+    let samples = silence.period().map_or_else(never, crossbeam_channel::tick);
     let result = loop {
         let exits = exec.as_ref().map_or(&no_exits, |e| e.exited());
         select! {
+            recv(samples) -> _ => {
+                let expected = lists_received == 0;
+                match silence.sample(lists_received, expected, Instant::now()) {
+                    Some(silence::Event::Silent(for_)) => log::warn!(
+                        "no list from any server for {:.1}s: is a server running at {}? \
+                         (still dialing; --silence-timeout)",
+                        for_.as_secs_f64(),
+                        urls.join(" ")
+                    ),
+                    Some(silence::Event::Heard) => log::info!("first list received"),
+                    None => {}
+                }
+            }
             recv(signals) -> signal => {
                 log_stop(signal);
                 break Ok(());
             }
             recv(lists) -> list => match list {
-                Ok(list) => match printer.print(&list) {
-                    Ok(true) if a.once => break Ok(()),
-                    Ok(true) => {
-                        if let Some(exec) = exec.as_mut() {
-                            exec.offer(list);
+                Ok(list) => {
+                    lists_received += 1;
+                    match printer.print(&list) {
+                        Ok(true) if a.once => break Ok(()),
+                        Ok(true) => {
+                            if let Some(exec) = exec.as_mut() {
+                                exec.offer(list);
+                            }
                         }
+                        Ok(false) => break Ok(()),
+                        Err(e) => break Err(e),
                     }
-                    Ok(false) => break Ok(()),
-                    Err(e) => break Err(e),
-                },
+                }
                 Err(_) => break Err("the subscription ended unexpectedly".to_owned()),
             },
             recv(exits) -> _ => {
