@@ -532,15 +532,18 @@ fn once_each(flag: &str, urls: &[String]) -> Result<(), UsageError> {
 /// The completion script for `shell`, generated from the command line
 /// declared above.
 fn completions(shell: Shell) -> String {
-    let shell = match shell {
-        Shell::Bash => clap_complete::Shell::Bash,
-        Shell::Zsh => clap_complete::Shell::Zsh,
-        Shell::Fish => clap_complete::Shell::Fish,
-    };
+    use clap_complete::shells::{Bash, Fish, Zsh};
     // Into memory first: clap_complete panics on a write error, and a
-    // closed stdout is no reason to.
+    // closed stdout is no reason to. Each generator is named by its own
+    // type, not through clap_complete::Shell, whose match would link the
+    // elvish and PowerShell generators too (about 10 KB we never call).
     let mut script = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "nng-discovery", &mut script);
+    let (cli, name) = (&mut Cli::command(), "nng-discovery");
+    match shell {
+        Shell::Bash => clap_complete::generate(Bash, cli, name, &mut script),
+        Shell::Zsh => clap_complete::generate(Zsh, cli, name, &mut script),
+        Shell::Fish => clap_complete::generate(Fish, cli, name, &mut script),
+    }
     String::from_utf8_lossy(&script).into_owned()
 }
 

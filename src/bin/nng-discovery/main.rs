@@ -260,9 +260,10 @@ fn join(a: JoinArgs) -> Outcome {
                 let expected = client.is_available();
                 match silence.sample(client.surveys_received(), expected, Instant::now()) {
                     Some(silence::Event::Silent(for_)) => log::warn!(
-                        "no survey from any server for {:.1}s: is a server running at {}? \
+                        "no survey from any server for {:?}: is a server running at {}? \
                          (still dialing; --silence-timeout)",
-                        for_.as_secs_f64(),
+                        // Whole milliseconds: no float formatting linked.
+                        Duration::from_millis(for_.as_millis() as u64),
                         a.survey.join(" ")
                     ),
                     Some(silence::Event::Heard) => log::info!("surveyed again"),
@@ -414,9 +415,10 @@ fn watch(a: WatchArgs) -> Outcome {
                 let expected = lists_received == 0;
                 match silence.sample(lists_received, expected, Instant::now()) {
                     Some(silence::Event::Silent(for_)) => log::warn!(
-                        "no list from any server for {:.1}s: is a server running at {}? \
+                        "no list from any server for {:?}: is a server running at {}? \
                          (still dialing; --silence-timeout)",
-                        for_.as_secs_f64(),
+                        // Whole milliseconds: no float formatting linked.
+                        Duration::from_millis(for_.as_millis() as u64),
                         urls.join(" ")
                     ),
                     Some(silence::Event::Heard) => log::info!("first list received"),
