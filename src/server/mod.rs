@@ -6,9 +6,11 @@ pub(crate) mod schedule;
 pub(crate) mod stats;
 pub(crate) mod watch_server;
 
+use std::os::unix::io::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 use nng::options::{Options as _, RecvBufferSize};
@@ -20,7 +22,7 @@ use crate::nng::receiver::{self, Receiver as NngReceiver, Stopper};
 use crate::nng::transport;
 use crate::options::Options;
 use crate::server::membership::{AnswerOutcome, Membership};
-use crate::server::schedule::{Action, Schedule};
+use crate::server::schedule::{Action, Behind, Schedule, Verdict};
 use crate::server::stats::Stats;
 use crate::subscriber::mailbox::Mailbox;
 use crate::wire::{self, MAX_NAME_LEN};
@@ -192,6 +194,7 @@ impl Server {
             None => (None, None),
         };
         let (stopper, answers) = receiver::receiver(&surveyor)?;
+        let (recv_fd, reader_busy) = (answers.recv_fd(), answers.busy());
         let reader = std::thread::Builder::new()
             .name("nng-discovery-reader".into())
             .spawn(move || read_answers(answers, answers_tx))
@@ -218,6 +221,10 @@ impl Server {
             watch: watch_core,
             peer_host: options.get_require_peer_host().then(|| Arc::clone(&gate)),
             started: Instant::now(),
+            recv_fd,
+            reader_busy,
+            behind_warned: None,
+            behind_unwarned: 0,
         };
         let server_thread = std::thread::Builder::new()
             .name("nng-discovery-server".into())
@@ -365,7 +372,18 @@ struct Core {
     peer_host: Option<SharedGate>,
     /// When the server started (for the log line of its first publish).
     started: Instant,
+    /// The surveyor's receive descriptor: readable while answers wait in
+    /// NNG's queue.
+    recv_fd: RawFd,
+    /// Whether the reading thread may hold an answer it has not handed on.
+    reader_busy: Arc<AtomicBool>,
+    /// When "server behind" was last logged, and rounds not counted since.
+    behind_warned: Option<Instant>,
+    behind_unwarned: u64,
 }
+
+/// "server behind: round not counted" is logged at most this often.
+const BEHIND_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// How many queued answers the server thread takes in one go before it
 /// looks at its clock again.
@@ -405,13 +423,28 @@ impl Core {
                         "the server thread ran {late:?} late (process stopped or starved): surveying again before publishing"
                     );
                 }
-                self.act(action, now);
+                self.stats.rounds_not_counted += self.schedule.take_dropped_rounds();
+                if action == Action::EndRound {
+                    // Answers already queued may be this round's: take them
+                    // all before judging it.
+                    for msg in answers.try_iter().take(ANSWER_QUEUE) {
+                        self.on_answer(msg);
+                    }
+                    let unread = self.answers_unread(&answers);
+                    let verdict = self.schedule.close_round(unread);
+                    self.end_round(verdict, now);
+                } else {
+                    self.act(action, now);
+                }
             }
             // Before waiting (which may last until the next heartbeat):
             // `stats()` shows everything done so far, publishes included.
             self.stats.peers = self.membership.len();
             self.stats.connections = self.membership.pipe_count();
             let mut wakeup = self.schedule.next_wakeup();
+            if let Some(check) = self.schedule.next_check() {
+                wakeup = wakeup.min(check);
+            }
             if let Some(watch) = &self.watch {
                 watch.fill_stats(&mut self.stats);
                 wakeup = watch.next_deadline().map_or(wakeup, |d| d.min(wakeup));
@@ -456,20 +489,67 @@ impl Core {
                 self.round_answers = 0;
             }
             Action::Survey => self.send_survey(),
-            Action::EndRound => {
-                self.round_seq = None;
-                self.stats.rounds += 1;
-                self.stats.answers_last_round = self.round_answers;
+            Action::EndRound => self.end_round(Verdict::Counted, now),
+            Action::Publish => self.publish(),
+        }
+    }
+
+    /// Whether answers are still on their way to this thread: held by the
+    /// reading thread, queued in NNG, or in the channel. The order matters:
+    /// the reader marks itself busy before it takes a message from NNG and
+    /// stays so until it finds NNG's queue empty, so a message is seen in
+    /// one of the places checked, wherever it moves meanwhile.
+    fn answers_unread(&self, answers: &Receiver<Message>) -> bool {
+        let busy = || self.reader_busy.load(Ordering::SeqCst);
+        busy()
+            || receiver::readable(self.recv_fd)
+            || !answers.is_empty()
+            || busy()
+            || !answers.is_empty()
+    }
+
+    /// Ends the heartbeat round under way: charges misses if `verdict`
+    /// says the server kept up, and nobody anything otherwise.
+    fn end_round(&mut self, verdict: Verdict, now: Instant) {
+        self.round_seq = None;
+        self.stats.rounds += 1;
+        self.stats.answers_last_round = self.round_answers;
+        match verdict {
+            Verdict::Counted => {
                 for name in self.membership.end_round() {
                     log::info!("left: {name} (stopped answering surveys)");
                 }
-                self.after_change();
-                if !self.event_driven && self.dirty {
-                    self.schedule.request_publish(now);
-                }
             }
-            Action::Publish => self.publish(),
+            Verdict::NotCounted(why) => self.round_not_counted(why, now),
         }
+        self.after_change();
+        if !self.event_driven && self.dirty {
+            self.schedule.request_publish(now);
+        }
+    }
+
+    /// Books a round not counted, and warns (at most every
+    /// [`BEHIND_WARN_EVERY`]).
+    fn round_not_counted(&mut self, why: Behind, now: Instant) {
+        self.stats.rounds_not_counted += 1;
+        self.behind_unwarned += 1;
+        if self
+            .behind_warned
+            .is_some_and(|t| now.saturating_duration_since(t) < BEHIND_WARN_EVERY)
+        {
+            return;
+        }
+        let why = match why {
+            Behind::Late(late) => format!("the server thread woke {late:?} late"),
+            Behind::Unread => "answers were still queued unread".to_owned(),
+        };
+        let since = match self.behind_unwarned {
+            1 => String::new(),
+            n => format!("; {n} rounds not counted since the last warning"),
+        };
+        log::warn!("server behind: round not counted ({why}): no miss charged{since}");
+        self.behind_warned = Some(now);
+        self.behind_unwarned = 0;
     }
 
     fn on_control(&mut self, event: Control) {

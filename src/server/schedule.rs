@@ -43,6 +43,12 @@
 //! A server that was not running for a while (stopped, starved) finds its
 //! timers overdue: it takes that for a stall, surveys everyone again and
 //! publishes nothing until that survey has ended ([`Schedule::due`]).
+//!
+//! A heartbeat round only counts misses if the server could have read every
+//! answer in time ([`RoundWatch`]): its thread woke on time throughout the
+//! round (it is woken every tenth of the survey time to check), the round's
+//! end came on time, and no answer was left unread when it closed.
+//! Otherwise the round is not counted: nobody is charged a miss.
 
 use std::time::{Duration, Instant};
 
@@ -208,6 +214,99 @@ impl JoinSurveys {
     }
 }
 
+/// Why a heartbeat round was not counted (see [`RoundWatch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Behind {
+    /// The thread woke this late (at a check during the round, or at its
+    /// end): the process was stopped or short of CPU, and answers may have
+    /// been waiting unread in NNG or in the kernel meanwhile.
+    Late(Duration),
+    /// Answers were still queued unread when the round closed.
+    Unread,
+}
+
+/// Whether a heartbeat round may charge misses, as returned by
+/// [`RoundWatch::close`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// The server kept up: a name that did not answer missed the round.
+    Counted,
+    /// The server was behind: no miss is charged to anyone.
+    NotCounted(Behind),
+}
+
+/// Judges whether the server could have read every answer of a heartbeat
+/// round in time: a pure rule, fed with wake-up times.
+///
+/// A peer's answer waits in the kernel, then in NNG's receive queue, then
+/// in the channel to the server thread; a process that is stopped or
+/// starved of CPU moves none of it along. So while a round is under way
+/// the thread asks to be woken every tolerance (a tenth of the survey
+/// time), and a wake-up that comes later than that
+/// after its due time shows the process was not running: any stop longer
+/// than two tolerances is seen. The round counts only if no wake-up during
+/// it, and not its end either, came later than the tolerance, and nothing
+/// was left unread when it closed.
+#[derive(Debug, Clone)]
+pub(crate) struct RoundWatch {
+    /// The most a wake-up may be late without making the round uncounted,
+    /// and the time between checks.
+    tolerance: Duration,
+    /// When the thread should next wake to check, while a round is under way.
+    next_check: Option<Instant>,
+    /// The latest wake-up of the round under way so far.
+    worst: Duration,
+}
+
+impl RoundWatch {
+    /// A watch for rounds of `survey_time`; no round under way.
+    pub(crate) fn new(survey_time: Duration) -> RoundWatch {
+        RoundWatch {
+            tolerance: (survey_time / 10).max(Duration::from_millis(1)),
+            next_check: None,
+            worst: Duration::ZERO,
+        }
+    }
+
+    /// A round started at `now`.
+    pub(crate) fn started(&mut self, now: Instant) {
+        self.next_check = Some(now + self.tolerance);
+        self.worst = Duration::ZERO;
+    }
+
+    /// The round under way was dropped (a stall): nothing to watch.
+    pub(crate) fn dropped(&mut self) {
+        self.next_check = None;
+    }
+
+    /// The thread woke at `now`: a check that was due is judged.
+    pub(crate) fn woke(&mut self, now: Instant) {
+        if let Some(check) = self.next_check.filter(|c| *c <= now) {
+            self.worst = self.worst.max(now - check);
+            self.next_check = Some(now + self.tolerance);
+        }
+    }
+
+    /// When the thread should wake next to check, if a round is under way.
+    pub(crate) fn next_check(&self) -> Option<Instant> {
+        self.next_check
+    }
+
+    /// The round's end was due at `due` and taken at `now`; `unread` tells
+    /// whether answers were still queued unread then.
+    pub(crate) fn close(&mut self, due: Instant, now: Instant, unread: bool) -> Verdict {
+        self.next_check = None;
+        let late = self.worst.max(now.saturating_duration_since(due));
+        if late > self.tolerance {
+            Verdict::NotCounted(Behind::Late(late))
+        } else if unread {
+            Verdict::NotCounted(Behind::Unread)
+        } else {
+            Verdict::Counted
+        }
+    }
+}
+
 /// The most a thread may be late (woken after an action was due) before
 /// the schedule takes it for a stall: see [`Schedule::due`]. Capped by the
 /// survey time.
@@ -245,6 +344,13 @@ pub(crate) struct Schedule {
     /// has been judged: only its first call judges it, against the
     /// schedule as it stood before any of its actions.
     judged: Option<Instant>,
+    /// Whether the heartbeat round under way may count its misses.
+    watch: RoundWatch,
+    /// The last round's end: when it was due and when it was taken, until
+    /// judged by [`Schedule::close_round`].
+    ended: Option<(Instant, Instant)>,
+    /// Rounds dropped uncounted by stalls, until taken.
+    dropped: u64,
 }
 
 impl Schedule {
@@ -276,6 +382,9 @@ impl Schedule {
             stall_after: options.get_survey_time().min(STALL),
             stalled: None,
             judged: None,
+            watch: RoundWatch::new(options.get_survey_time()),
+            ended: None,
+            dropped: 0,
         }
     }
 
@@ -331,6 +440,31 @@ impl Schedule {
     /// [`Schedule::due`]), once; `None` if it was not since the last call.
     pub(crate) fn take_stall(&mut self) -> Option<Duration> {
         self.stalled.take()
+    }
+
+    /// How many heartbeat rounds stalls dropped uncounted since the last
+    /// call (their answers may not have been read: see [`Schedule::due`]).
+    pub(crate) fn take_dropped_rounds(&mut self) -> u64 {
+        std::mem::take(&mut self.dropped)
+    }
+
+    /// Judges the round whose end [`Schedule::due`] just returned
+    /// ([`Action::EndRound`]): whether its misses count, given whether
+    /// answers were still queued unread when it closed (see
+    /// [`RoundWatch`]). Not counted if no round has ended since the last
+    /// call.
+    pub(crate) fn close_round(&mut self, unread: bool) -> Verdict {
+        match self.ended.take() {
+            Some((due, now)) => self.watch.close(due, now, unread),
+            None => Verdict::NotCounted(Behind::Unread),
+        }
+    }
+
+    /// When the thread should wake to check that it keeps up, while a
+    /// heartbeat round is under way (see [`RoundWatch`]); to be woken at
+    /// the earlier of this and [`Schedule::next_wakeup`].
+    pub(crate) fn next_check(&self) -> Option<Instant> {
+        self.watch.next_check()
     }
 
     /// A new connection arrived at `now` (`connections` are open, it
@@ -400,17 +534,25 @@ impl Schedule {
         let late = now
             .checked_duration_since(self.stall_reference())
             .filter(|_| new_wakeup);
+        if new_wakeup {
+            self.watch.woke(now);
+        }
         if let Some(late) = late {
             if late > self.stall_after {
                 self.stalled = Some(late);
+                if self.round_end.is_some() {
+                    self.dropped += 1;
+                    self.watch.dropped();
+                }
                 self.round_end = None;
                 self.next_round = now;
                 self.hold_publish_until = self.hold_publish_until.max(now + self.survey_time);
             }
         }
-        if self.round_end_at().is_some_and(|t| t <= now) {
+        if let Some(due) = self.round_end_at().filter(|t| *t <= now) {
             self.round_end = None;
             self.a_round_ended = true;
+            self.ended = Some((due, now));
             return Some(Action::EndRound);
         }
         let join_due = !self.answer_backlog && self.joins.due_at().is_some_and(|t| t <= now);
@@ -429,6 +571,7 @@ impl Schedule {
                 self.next_round = now + self.poll_interval;
             }
             self.round_end = Some(now + self.survey_time);
+            self.watch.started(now);
             // The round's survey reaches everyone: nobody waits any more.
             self.joins.surveyed(now, false);
             return Some(Action::StartRound);
