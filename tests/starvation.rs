@@ -156,22 +156,12 @@ fn a_starved_server_never_drops_a_peer_that_keeps_answering() {
         last[i] = list;
     };
 
-    // Starve it: running 5 ms out of every 50 (slower under qemu).
+    // Starve it: running 2 ms out of every 50 (slower under qemu).
     starve(
         &server,
         slow(Duration::from_secs(4)),
-        slow(Duration::from_millis(
-            std::env::var("RUN_MS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(2),
-        )),
-        slow(Duration::from_millis(
-            std::env::var("STOP_MS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(48),
-        )),
+        slow(Duration::from_millis(2)),
+        slow(Duration::from_millis(48)),
     );
     let released = scrape(&metrics);
     let rounds_at_release = released
@@ -202,13 +192,13 @@ fn a_starved_server_never_drops_a_peer_that_keeps_answering() {
         "lists lacking a live peer (follower, length): {wrong:?}; server stderr:\n{}",
         server.stderr()
     );
+    // The stimulus took: the server saw itself behind and said so.
     let m = scrape(&metrics);
-    eprintln!(
-        "{}\nrounds {} not counted {:?}",
-        server.stderr(),
-        m.get("nng_discovery_rounds_total").copied().unwrap_or(0),
-        m.get("nng_discovery_rounds_not_counted_total")
-    );
+    let not_counted = m
+        .get("nng_discovery_rounds_not_counted_total")
+        .copied()
+        .unwrap_or(0);
+    assert!(not_counted > 0, "no round went uncounted: {m:?}");
     drop(clients);
     drop(followers);
 }
