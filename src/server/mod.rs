@@ -218,6 +218,7 @@ impl Server {
             shared_stats: Arc::clone(&stats),
             round_seq: None,
             round_answers: 0,
+            round_last_answer: None,
             watch: watch_core,
             peer_host: options.get_require_peer_host().then(|| Arc::clone(&gate)),
             started: Instant::now(),
@@ -365,6 +366,8 @@ struct Core {
     round_seq: Option<u32>,
     /// Answers to `round_seq` so far.
     round_answers: u64,
+    /// When the last answer to `round_seq` was taken.
+    round_last_answer: Option<Instant>,
     /// The watch protocol's state, with a watch URL.
     watch: Option<WatchCore>,
     /// With `require_peer_host`: the gate, which knows each connection's
@@ -431,7 +434,7 @@ impl Core {
                         self.on_answer(msg);
                     }
                     let unread = self.answers_unread(&answers);
-                    let verdict = self.schedule.close_round(unread);
+                    let verdict = self.schedule.close_round(unread, self.round_last_answer);
                     self.end_round(verdict, now);
                 } else {
                     self.act(action, now);
@@ -487,6 +490,7 @@ impl Core {
                 self.send_survey();
                 self.round_seq = Some(self.seq);
                 self.round_answers = 0;
+                self.round_last_answer = None;
             }
             Action::Survey => self.send_survey(),
             Action::EndRound => self.end_round(Verdict::Counted, now),
@@ -542,6 +546,7 @@ impl Core {
         let why = match why {
             Behind::Late(late) => format!("the server thread woke {late:?} late"),
             Behind::Unread => "answers were still queued unread".to_owned(),
+            Behind::StillArriving => "its answers were still coming in at its end".to_owned(),
         };
         let since = match self.behind_unwarned {
             1 => String::new(),
@@ -623,6 +628,7 @@ impl Core {
         }
         if self.round_seq == Some(id) {
             self.round_answers += 1;
+            self.round_last_answer = Some(Instant::now());
         }
         match self.membership.answer(pipe, name) {
             AnswerOutcome::Joined => {
