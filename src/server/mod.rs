@@ -427,18 +427,7 @@ impl Core {
                     );
                 }
                 self.stats.rounds_not_counted += self.schedule.take_dropped_rounds();
-                if action == Action::EndRound {
-                    // Answers already queued may be this round's: take them
-                    // all before judging it.
-                    for msg in answers.try_iter().take(ANSWER_QUEUE) {
-                        self.on_answer(msg);
-                    }
-                    let unread = self.answers_unread(&answers);
-                    let verdict = self.schedule.close_round(unread, self.round_last_answer);
-                    self.end_round(verdict, now);
-                } else {
-                    self.act(action, now);
-                }
+                self.act(action, now, &answers);
             }
             // Before waiting (which may last until the next heartbeat):
             // `stats()` shows everything done so far, publishes included.
@@ -483,7 +472,7 @@ impl Core {
         }
     }
 
-    fn act(&mut self, action: Action, now: Instant) {
+    fn act(&mut self, action: Action, now: Instant, answers: &Receiver<Message>) {
         match action {
             Action::StartRound => {
                 self.membership.start_round();
@@ -493,7 +482,16 @@ impl Core {
                 self.round_last_answer = None;
             }
             Action::Survey => self.send_survey(),
-            Action::EndRound => self.end_round(Verdict::Counted, now),
+            Action::EndRound => {
+                // Answers already queued may be this round's: take them
+                // all before judging it.
+                for msg in answers.try_iter().take(ANSWER_QUEUE) {
+                    self.on_answer(msg);
+                }
+                let unread = self.answers_unread(answers);
+                let verdict = self.schedule.close_round(unread, self.round_last_answer);
+                self.end_round(verdict, now);
+            }
             Action::Publish => self.publish(),
         }
     }
