@@ -80,6 +80,10 @@ enum Control {
 /// the clients are still reconnecting. And a server that resumes after a
 /// stall (its process stopped, or starved of CPU) surveys again and takes
 /// in the connections that closed meanwhile before it publishes anything.
+/// A heartbeat round in which the server could not have read every answer
+/// in time (its thread woke late, or answers were left unread) charges no
+/// misses: it is counted in [`Stats::rounds_not_counted`] instead, so a
+/// server short of CPU does not drop peers that keep answering.
 ///
 /// With [`Options::watch_url`], it also listens there for watchers (the
 /// watch protocol, see the README): each watcher is sent only what changed
