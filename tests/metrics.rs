@@ -131,6 +131,10 @@ fn a_scrape_shows_the_live_state_and_bad_requests_do_no_harm() {
     assert!(m["nng_discovery_answers_total"] >= 2, "{m:?}");
     // "a|b": the list body published.
     assert!(m["nng_discovery_published_bytes_total"] >= 3, "{m:?}");
+    assert!(
+        m.contains_key("nng_discovery_rounds_not_counted_total"),
+        "{m:?}"
+    );
     for reason in ["invalid", "stale", "full"] {
         let refused = format!("nng_discovery_refused_answers_total{{reason=\"{reason}\"}}");
         assert!(m.contains_key(&refused), "{refused}: {m:?}");

@@ -15,6 +15,8 @@
 use std::io::Write;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use nng::options::{Options as _, RecvFd};
@@ -54,6 +56,28 @@ pub(crate) fn recv_fd(socket: &Socket) -> Result<RawFd> {
     socket
         .get_opt::<RecvFd>()
         .map_err(Error::nng("get the socket's receive descriptor"))
+}
+
+/// Whether `fd` is readable now (poll(2) with a zero timeout): for NNG's
+/// receive descriptor, whether messages wait in the socket's receive queue.
+/// An error of poll itself reads as readable, the cautious answer for the
+/// callers (who then take the queue for not empty).
+pub(crate) fn readable(fd: RawFd) -> bool {
+    let mut polled = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid, initialised pollfd that outlives the call.
+        let n = unsafe { libc::poll(&mut polled, 1, 0) };
+        if n >= 0 {
+            return polled.revents != 0;
+        }
+        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return true;
+        }
+    }
 }
 
 /// Blocks until one of `fds` is readable or `deadline` has come (false),
@@ -103,6 +127,7 @@ pub(crate) struct Receiver {
     socket: Socket,
     recv_fd: RawFd,
     stop: StopSignal,
+    busy: Arc<AtomicBool>,
 }
 
 /// Prepares a receive loop on `socket`.
@@ -115,6 +140,7 @@ pub(crate) fn receiver(socket: &Socket) -> Result<(Stopper, Receiver)> {
             socket: socket.clone(),
             recv_fd,
             stop,
+            busy: Arc::new(AtomicBool::new(true)),
         },
     ))
 }
@@ -125,13 +151,31 @@ impl Receiver {
         &self.socket
     }
 
+    /// A flag that is true whenever this receiver may hold a message taken
+    /// from NNG that its caller has not handed on yet: from the moment
+    /// [`next`](Receiver::next) is called, or wakes, until it finds NNG's
+    /// queue empty. Together with the receive descriptor being readable
+    /// ([`readable`]), it tells another thread whether messages are still
+    /// on their way through this receiver: check the flag, then the
+    /// descriptor, then where the caller hands messages, then the flag and
+    /// that place again.
+    pub(crate) fn busy(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.busy)
+    }
+
+    /// The socket's receive descriptor (readable while messages wait).
+    pub(crate) fn recv_fd(&self) -> RawFd {
+        self.recv_fd
+    }
+
     /// The next message, or `None` once stopped (or the socket is closed).
     /// Unexpected errors are logged with `what` and retried.
     pub(crate) fn next(&mut self, what: &str) -> Option<Message> {
+        self.busy.store(true, Ordering::SeqCst);
         loop {
             match self.socket.try_recv() {
                 Ok(msg) => return Some(msg),
-                Err(nng::Error::TryAgain) => {}
+                Err(nng::Error::TryAgain) => self.busy.store(false, Ordering::SeqCst),
                 Err(nng::Error::Closed) => return None,
                 Err(e) => {
                     log::warn!("{what}: {e}");
@@ -141,6 +185,7 @@ impl Receiver {
             if wait(&[self.recv_fd], &self.stop, None) {
                 return None;
             }
+            self.busy.store(true, Ordering::SeqCst);
         }
     }
 }

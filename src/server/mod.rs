@@ -6,9 +6,11 @@ pub(crate) mod schedule;
 pub(crate) mod stats;
 pub(crate) mod watch_server;
 
+use std::os::unix::io::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 use nng::options::{Options as _, RecvBufferSize};
@@ -20,7 +22,7 @@ use crate::nng::receiver::{self, Receiver as NngReceiver, Stopper};
 use crate::nng::transport;
 use crate::options::Options;
 use crate::server::membership::{AnswerOutcome, Membership};
-use crate::server::schedule::{Action, Schedule};
+use crate::server::schedule::{Action, Behind, Schedule, Verdict};
 use crate::server::stats::Stats;
 use crate::subscriber::mailbox::Mailbox;
 use crate::wire::{self, MAX_NAME_LEN};
@@ -78,6 +80,10 @@ enum Control {
 /// the clients are still reconnecting. And a server that resumes after a
 /// stall (its process stopped, or starved of CPU) surveys again and takes
 /// in the connections that closed meanwhile before it publishes anything.
+/// A heartbeat round in which the server could not have read every answer
+/// in time (its thread woke late, or answers were left unread) charges no
+/// misses: it is counted in [`Stats::rounds_not_counted`] instead, so a
+/// server short of CPU does not drop peers that keep answering.
 ///
 /// With [`Options::watch_url`], it also listens there for watchers (the
 /// watch protocol, see `docs/PROTOCOL.md`): each watcher is sent only what changed
@@ -203,6 +209,7 @@ impl Server {
             None => (None, None),
         };
         let (stopper, answers) = receiver::receiver(&surveyor)?;
+        let (recv_fd, reader_busy) = (answers.recv_fd(), answers.busy());
         let reader = std::thread::Builder::new()
             .name("nng-discovery-reader".into())
             .spawn(move || read_answers(answers, answers_tx))
@@ -226,9 +233,14 @@ impl Server {
             shared_stats: Arc::clone(&stats),
             round_seq: None,
             round_answers: 0,
+            round_last_answer: None,
             watch: watch_core,
             peer_host: options.require_peer_host.then(|| Arc::clone(&gate)),
             started: Instant::now(),
+            recv_fd,
+            reader_busy,
+            behind_warned: None,
+            behind_unwarned: 0,
         };
         let server_thread = std::thread::Builder::new()
             .name("nng-discovery-server".into())
@@ -377,6 +389,8 @@ struct Core {
     round_seq: Option<u32>,
     /// Answers to `round_seq` so far.
     round_answers: u64,
+    /// When the last answer to `round_seq` was taken.
+    round_last_answer: Option<Instant>,
     /// The watch protocol's state, with a watch URL.
     watch: Option<WatchCore>,
     /// With `require_peer_host`: the gate, which knows each connection's
@@ -384,7 +398,18 @@ struct Core {
     peer_host: Option<SharedGate>,
     /// When the server started (for the log line of its first publish).
     started: Instant,
+    /// The surveyor's receive descriptor: readable while answers wait in
+    /// NNG's queue.
+    recv_fd: RawFd,
+    /// Whether the reading thread may hold an answer it has not handed on.
+    reader_busy: Arc<AtomicBool>,
+    /// When "server behind" was last logged, and rounds not counted since.
+    behind_warned: Option<Instant>,
+    behind_unwarned: u64,
 }
+
+/// "server behind: round not counted" is logged at most this often.
+const BEHIND_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// How many queued answers the server thread takes in one go before it
 /// looks at its clock again.
@@ -424,13 +449,17 @@ impl Core {
                         "the server thread ran {late:?} late (process stopped or starved): surveying again before publishing"
                     );
                 }
-                self.act(action, now);
+                self.stats.rounds_not_counted += self.schedule.take_dropped_rounds();
+                self.act(action, now, &answers);
             }
             // Before waiting (which may last until the next heartbeat):
             // `stats()` shows everything done so far, publishes included.
             self.stats.peers = self.membership.len();
             self.stats.connections = self.membership.pipe_count();
             let mut wakeup = self.schedule.next_wakeup();
+            if let Some(check) = self.schedule.next_check() {
+                wakeup = wakeup.min(check);
+            }
             if let Some(watch) = &self.watch {
                 watch.fill_stats(&mut self.stats);
                 wakeup = watch.next_deadline().map_or(wakeup, |d| d.min(wakeup));
@@ -466,29 +495,87 @@ impl Core {
         }
     }
 
-    fn act(&mut self, action: Action, now: Instant) {
+    fn act(&mut self, action: Action, now: Instant, answers: &Receiver<Message>) {
         match action {
             Action::StartRound => {
                 self.membership.start_round();
                 self.send_survey();
                 self.round_seq = Some(self.seq);
                 self.round_answers = 0;
+                self.round_last_answer = None;
             }
             Action::Survey => self.send_survey(),
             Action::EndRound => {
-                self.round_seq = None;
-                self.stats.rounds += 1;
-                self.stats.answers_last_round = self.round_answers;
-                for name in self.membership.end_round() {
-                    log::info!("left: {name} (stopped answering surveys)");
+                // Answers already queued may be this round's: take them
+                // all before judging it.
+                for msg in answers.try_iter().take(ANSWER_QUEUE) {
+                    self.on_answer(msg);
                 }
-                self.after_change();
-                if !self.event_driven && self.dirty {
-                    self.schedule.request_publish(now);
-                }
+                let unread = self.answers_unread(answers);
+                let verdict = self.schedule.close_round(unread, self.round_last_answer);
+                self.end_round(verdict, now);
             }
             Action::Publish => self.publish(),
         }
+    }
+
+    /// Whether answers are still on their way to this thread: held by the
+    /// reading thread, queued in NNG, or in the channel. The order matters:
+    /// the reader marks itself busy before it takes a message from NNG and
+    /// stays so until it finds NNG's queue empty, so a message is seen in
+    /// one of the places checked, wherever it moves meanwhile.
+    fn answers_unread(&self, answers: &Receiver<Message>) -> bool {
+        let busy = || self.reader_busy.load(Ordering::SeqCst);
+        busy()
+            || receiver::readable(self.recv_fd)
+            || !answers.is_empty()
+            || busy()
+            || !answers.is_empty()
+    }
+
+    /// Ends the heartbeat round under way: charges misses if `verdict`
+    /// says the server kept up, and nobody anything otherwise.
+    fn end_round(&mut self, verdict: Verdict, now: Instant) {
+        self.round_seq = None;
+        self.stats.rounds += 1;
+        self.stats.answers_last_round = self.round_answers;
+        match verdict {
+            Verdict::Counted => {
+                for name in self.membership.end_round() {
+                    log::info!("left: {name} (stopped answering surveys)");
+                }
+            }
+            Verdict::NotCounted(why) => self.round_not_counted(why, now),
+        }
+        self.after_change();
+        if !self.event_driven && self.dirty {
+            self.schedule.request_publish(now);
+        }
+    }
+
+    /// Books a round not counted, and warns (at most every
+    /// [`BEHIND_WARN_EVERY`]).
+    fn round_not_counted(&mut self, why: Behind, now: Instant) {
+        self.stats.rounds_not_counted += 1;
+        self.behind_unwarned += 1;
+        if self
+            .behind_warned
+            .is_some_and(|t| now.saturating_duration_since(t) < BEHIND_WARN_EVERY)
+        {
+            return;
+        }
+        let why = match why {
+            Behind::Late(late) => format!("the server thread woke {late:?} late"),
+            Behind::Unread => "answers were still queued unread".to_owned(),
+            Behind::StillArriving => "its answers were still coming in at its end".to_owned(),
+        };
+        let since = match self.behind_unwarned {
+            1 => String::new(),
+            n => format!("; {n} rounds not counted since the last warning"),
+        };
+        log::warn!("server behind: round not counted ({why}): no miss charged{since}");
+        self.behind_warned = Some(now);
+        self.behind_unwarned = 0;
     }
 
     fn on_control(&mut self, event: Control) {
@@ -562,6 +649,7 @@ impl Core {
         }
         if self.round_seq == Some(id) {
             self.round_answers += 1;
+            self.round_last_answer = Some(Instant::now());
         }
         match self.membership.answer(pipe, name) {
             AnswerOutcome::Joined => {

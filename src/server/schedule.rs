@@ -43,6 +43,12 @@
 //! A server that was not running for a while (stopped, starved) finds its
 //! timers overdue: it takes that for a stall, surveys everyone again and
 //! publishes nothing until that survey has ended ([`Schedule::due`]).
+//!
+//! A heartbeat round only counts misses if the server could have read every
+//! answer in time ([`RoundWatch`]): its thread woke on time throughout the
+//! round (it is woken every tenth of the survey time to check), the round's
+//! end came on time, and no answer was left unread when it closed.
+//! Otherwise the round is not counted: nobody is charged a miss.
 
 use std::time::{Duration, Instant};
 
@@ -208,6 +214,116 @@ impl JoinSurveys {
     }
 }
 
+/// Why a heartbeat round was not counted (see [`RoundWatch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Behind {
+    /// The thread woke this late (at a check during the round, or at its
+    /// end): the process was stopped or short of CPU, and answers may have
+    /// been waiting unread in NNG or in the kernel meanwhile.
+    Late(Duration),
+    /// Answers were still queued unread when the round closed.
+    Unread,
+    /// Answers to the round were still coming in within a tolerance of its
+    /// end: the server was working through a backlog (in the kernel, where
+    /// it cannot be seen), and more may have been on their way.
+    StillArriving,
+}
+
+/// Whether a heartbeat round may charge misses, as returned by
+/// [`RoundWatch::close`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// The server kept up: a name that did not answer missed the round.
+    Counted,
+    /// The server was behind: no miss is charged to anyone.
+    NotCounted(Behind),
+}
+
+/// Judges whether the server could have read every answer of a heartbeat
+/// round in time: a pure rule, fed with wake-up times.
+///
+/// A peer's answer waits in the kernel, then in NNG's receive queue, then
+/// in the channel to the server thread; a process that is stopped or
+/// starved of CPU moves none of it along. So while a round is under way
+/// the thread asks to be woken every tolerance (a tenth of the survey
+/// time), and a wake-up that comes later than that
+/// after its due time shows the process was not running: any stop longer
+/// than two tolerances is seen. The round counts only if no wake-up during
+/// it, and not its end either, came later than the tolerance, nothing was
+/// left unread when it closed, and its last answer was taken more than a
+/// tolerance before its end (healthy peers answer within milliseconds; a
+/// server still taking answers at the deadline is working through a
+/// backlog, part of which may still be in the kernel, where no queue
+/// length shows it).
+#[derive(Debug, Clone)]
+pub(crate) struct RoundWatch {
+    /// The most a wake-up may be late without making the round uncounted,
+    /// and the time between checks.
+    tolerance: Duration,
+    /// When the thread should next wake to check, while a round is under way.
+    next_check: Option<Instant>,
+    /// The latest wake-up of the round under way so far.
+    worst: Duration,
+}
+
+impl RoundWatch {
+    /// A watch for rounds of `survey_time`; no round under way.
+    pub(crate) fn new(survey_time: Duration) -> RoundWatch {
+        RoundWatch {
+            tolerance: (survey_time / 10).max(Duration::from_millis(1)),
+            next_check: None,
+            worst: Duration::ZERO,
+        }
+    }
+
+    /// A round started at `now`.
+    pub(crate) fn started(&mut self, now: Instant) {
+        self.next_check = Some(now + self.tolerance);
+        self.worst = Duration::ZERO;
+    }
+
+    /// The round under way was dropped (a stall): nothing to watch.
+    pub(crate) fn dropped(&mut self) {
+        self.next_check = None;
+    }
+
+    /// The thread woke at `now`: a check that was due is judged.
+    pub(crate) fn woke(&mut self, now: Instant) {
+        if let Some(check) = self.next_check.filter(|c| *c <= now) {
+            self.worst = self.worst.max(now - check);
+            self.next_check = Some(now + self.tolerance);
+        }
+    }
+
+    /// When the thread should wake next to check, if a round is under way.
+    pub(crate) fn next_check(&self) -> Option<Instant> {
+        self.next_check
+    }
+
+    /// The round's end was due at `due` and taken at `now`; `unread` tells
+    /// whether answers were still queued unread then, and `last_answer`
+    /// when the last answer to the round was taken.
+    pub(crate) fn close(
+        &mut self,
+        due: Instant,
+        now: Instant,
+        unread: bool,
+        last_answer: Option<Instant>,
+    ) -> Verdict {
+        self.next_check = None;
+        let late = self.worst.max(now.saturating_duration_since(due));
+        if late > self.tolerance {
+            Verdict::NotCounted(Behind::Late(late))
+        } else if unread {
+            Verdict::NotCounted(Behind::Unread)
+        } else if last_answer.is_some_and(|t| t + self.tolerance > due) {
+            Verdict::NotCounted(Behind::StillArriving)
+        } else {
+            Verdict::Counted
+        }
+    }
+}
+
 /// The most a thread may be late (woken after an action was due) before
 /// the schedule takes it for a stall: see [`Schedule::due`]. Capped by the
 /// survey time.
@@ -245,6 +361,13 @@ pub(crate) struct Schedule {
     /// has been judged: only its first call judges it, against the
     /// schedule as it stood before any of its actions.
     judged: Option<Instant>,
+    /// Whether the heartbeat round under way may count its misses.
+    watch: RoundWatch,
+    /// The last round's end: when it was due and when it was taken, until
+    /// judged by [`Schedule::close_round`].
+    ended: Option<(Instant, Instant)>,
+    /// Rounds dropped uncounted by stalls, until taken.
+    dropped: u64,
 }
 
 impl Schedule {
@@ -273,6 +396,9 @@ impl Schedule {
             stall_after: options.survey_time.min(STALL),
             stalled: None,
             judged: None,
+            watch: RoundWatch::new(options.survey_time),
+            ended: None,
+            dropped: 0,
         }
     }
 
@@ -328,6 +454,31 @@ impl Schedule {
     /// [`Schedule::due`]), once; `None` if it was not since the last call.
     pub(crate) fn take_stall(&mut self) -> Option<Duration> {
         self.stalled.take()
+    }
+
+    /// How many heartbeat rounds stalls dropped uncounted since the last
+    /// call (their answers may not have been read: see [`Schedule::due`]).
+    pub(crate) fn take_dropped_rounds(&mut self) -> u64 {
+        std::mem::take(&mut self.dropped)
+    }
+
+    /// Judges the round whose end [`Schedule::due`] just returned
+    /// ([`Action::EndRound`]): whether its misses count, given whether
+    /// answers were still queued unread when it closed and when its last
+    /// answer was taken (see [`RoundWatch`]). Not counted if no round has
+    /// ended since the last call.
+    pub(crate) fn close_round(&mut self, unread: bool, last_answer: Option<Instant>) -> Verdict {
+        match self.ended.take() {
+            Some((due, now)) => self.watch.close(due, now, unread, last_answer),
+            None => Verdict::NotCounted(Behind::Unread),
+        }
+    }
+
+    /// When the thread should wake to check that it keeps up, while a
+    /// heartbeat round is under way (see [`RoundWatch`]); to be woken at
+    /// the earlier of this and [`Schedule::next_wakeup`].
+    pub(crate) fn next_check(&self) -> Option<Instant> {
+        self.watch.next_check()
     }
 
     /// A new connection arrived at `now` (`connections` are open, it
@@ -397,17 +548,25 @@ impl Schedule {
         let late = now
             .checked_duration_since(self.stall_reference())
             .filter(|_| new_wakeup);
+        if new_wakeup {
+            self.watch.woke(now);
+        }
         if let Some(late) = late {
             if late > self.stall_after {
                 self.stalled = Some(late);
+                if self.round_end.is_some() {
+                    self.dropped += 1;
+                    self.watch.dropped();
+                }
                 self.round_end = None;
                 self.next_round = now;
                 self.hold_publish_until = self.hold_publish_until.max(now + self.survey_time);
             }
         }
-        if self.round_end_at().is_some_and(|t| t <= now) {
+        if let Some(due) = self.round_end_at().filter(|t| *t <= now) {
             self.round_end = None;
             self.a_round_ended = true;
+            self.ended = Some((due, now));
             return Some(Action::EndRound);
         }
         let join_due = !self.answer_backlog && self.joins.due_at().is_some_and(|t| t <= now);
@@ -426,6 +585,7 @@ impl Schedule {
                 self.next_round = now + self.poll_interval;
             }
             self.round_end = Some(now + self.survey_time);
+            self.watch.started(now);
             // The round's survey reaches everyone: nobody waits any more.
             self.joins.surveyed(now, false);
             return Some(Action::StartRound);
@@ -670,6 +830,120 @@ mod tests {
         drain(&mut s, t0);
         assert_eq!(drain(&mut s, t0 + ms(5_001) + STALL), [Action::StartRound]);
         assert!(s.take_stall().is_some());
+    }
+
+    #[test]
+    fn a_round_on_time_with_nothing_unread_counts() {
+        let t0 = Instant::now();
+        let mut w = RoundWatch::new(ms(100)); // checks every 10 ms
+        w.started(t0);
+        assert_eq!(w.next_check(), Some(t0 + ms(10)));
+        // Woken 3 ms after a check was due: the next one is 10 ms later.
+        w.woke(t0 + ms(13));
+        assert_eq!(w.next_check(), Some(t0 + ms(23)));
+        // A wake-up before a check is due judges nothing.
+        w.woke(t0 + ms(20));
+        assert_eq!(w.next_check(), Some(t0 + ms(23)));
+        let last_answer = Some(t0 + ms(2));
+        assert_eq!(
+            w.close(t0 + ms(100), t0 + ms(105), false, last_answer),
+            Verdict::Counted
+        );
+        assert_eq!(w.next_check(), None);
+    }
+
+    #[test]
+    fn a_round_is_not_counted_when_the_server_was_behind() {
+        let t0 = Instant::now();
+        let end = t0 + ms(100);
+        let early = Some(t0 + ms(1));
+        let mut w = RoundWatch::new(ms(100));
+        // Stopped from 1 to 60 ms: the check due at 10 came 50 ms late,
+        // though the round's end itself came on time.
+        w.started(t0);
+        w.woke(t0 + ms(60));
+        assert_eq!(
+            w.close(end, end, false, early),
+            Verdict::NotCounted(Behind::Late(ms(50)))
+        );
+        // Its end came late.
+        w.started(t0);
+        assert_eq!(
+            w.close(end, end + ms(11), false, early),
+            Verdict::NotCounted(Behind::Late(ms(11)))
+        );
+        // Answers queued unread.
+        w.started(t0);
+        assert_eq!(
+            w.close(end, end, true, early),
+            Verdict::NotCounted(Behind::Unread)
+        );
+        // Its answers still coming in near its end, or taken after it.
+        for last in [end - ms(9), end + ms(1)] {
+            w.started(t0);
+            assert_eq!(
+                w.close(end, end, false, Some(last)),
+                Verdict::NotCounted(Behind::StillArriving)
+            );
+        }
+        // A new round starts with a clean slate.
+        w.started(t0 + ms(200));
+        assert_eq!(
+            w.close(t0 + ms(300), t0 + ms(300), false, None),
+            Verdict::Counted
+        );
+    }
+
+    #[test]
+    fn the_schedule_judges_each_round_from_its_wakeups() {
+        let t0 = Instant::now();
+        let mut s = sched(&options(), t0); // survey 200 ms: checks every 20
+        assert_eq!(drain(&mut s, t0), [Action::StartRound]);
+        assert_eq!(s.next_check(), Some(t0 + ms(20)));
+        // Woken for every check on time, and at the end.
+        let mut t = t0;
+        while let Some(check) = s.next_check().filter(|c| *c < t0 + ms(200)) {
+            t = check;
+            assert!(drain(&mut s, t).is_empty());
+        }
+        assert!(t > t0 + ms(150));
+        assert_eq!(
+            drain(&mut s, t0 + ms(200)),
+            [Action::EndRound, Action::Publish]
+        );
+        assert_eq!(s.close_round(false, Some(t0 + ms(1))), Verdict::Counted);
+        assert_eq!(s.next_check(), None, "no checks between rounds");
+        // The next round: the process stopped from 1,001 to 1,150 ms (less
+        // than the stall bound), then ran on time to the round's end.
+        assert_eq!(drain(&mut s, t0 + ms(1000)), [Action::StartRound]);
+        assert!(drain(&mut s, t0 + ms(1150)).is_empty());
+        assert_eq!(s.take_stall(), None);
+        assert_eq!(drain(&mut s, t0 + ms(1200)), [Action::EndRound]);
+        assert_eq!(
+            s.close_round(false, None),
+            Verdict::NotCounted(Behind::Late(ms(130)))
+        );
+        // Nothing ended since: not counted either.
+        assert_eq!(
+            s.close_round(false, None),
+            Verdict::NotCounted(Behind::Unread)
+        );
+    }
+
+    #[test]
+    fn rounds_dropped_by_stalls_are_reported() {
+        let t0 = Instant::now();
+        let mut s = sched(&options(), t0);
+        drain(&mut s, t0);
+        assert_eq!(drain(&mut s, t0 + ms(5000)), [Action::StartRound]);
+        assert!(s.take_stall().is_some());
+        assert_eq!(s.take_dropped_rounds(), 1);
+        assert_eq!(s.take_dropped_rounds(), 0);
+        // A stall between rounds drops none.
+        drain(&mut s, t0 + ms(5200));
+        assert_eq!(drain(&mut s, t0 + ms(9000)), [Action::StartRound]);
+        assert!(s.take_stall().is_some());
+        assert_eq!(s.take_dropped_rounds(), 0);
     }
 
     #[test]
@@ -1171,6 +1445,153 @@ mod tests {
             )
         }
 
+        /// How a simulated server process fares against peers that answer
+        /// every survey at once, while it runs and stops in slices.
+        #[derive(Debug, Default)]
+        struct Starved {
+            /// Names evicted (must stay empty).
+            evicted: Vec<String>,
+            /// Rounds counted, and rounds ended, after the release.
+            counted_after: usize,
+            ended_after: usize,
+        }
+
+        /// One run, in 1 ms steps: `slices` of (running, stopped) ms, then
+        /// `free_ms` running. An answer reaches the kernel `delay` ms after
+        /// its survey; while the process runs, NNG's threads move
+        /// `nng_rate` a ms from the kernel to NNG's queue (unseen before),
+        /// the reader `reader_rate` a ms from there to the channel, and the
+        /// server thread, when due or when answers wait, takes `batch`
+        /// of them, then acts as `Core::run` does (at a round's end: takes
+        /// the whole channel, looks for unread answers, asks the verdict).
+        #[allow(clippy::too_many_arguments)]
+        fn starve(
+            peers: u32,
+            delay: &[u64],
+            slices: &[(u64, u64)],
+            free_ms: u64,
+            nng_rate: usize,
+            reader_rate: usize,
+            batch: usize,
+        ) -> Starved {
+            use crate::server::membership::Membership;
+            use std::collections::VecDeque;
+            let opts = Options::default()
+                .poll_interval(ms(200))
+                .survey_time(ms(100))
+                .first_publish_delay(Duration::ZERO);
+            let t0 = Instant::now();
+            let mut s = sched(&opts, t0);
+            let mut m = Membership::new(1, 1000, true);
+            for p in 0..peers {
+                m.pipe_added(p);
+                m.answer(p, &format!("p{p}"));
+            }
+            // (arrival ms, peer, survey id)
+            let mut kernel: Vec<(u64, u32, u32)> = Vec::new();
+            let mut nng: VecDeque<(u32, u32)> = VecDeque::new();
+            let mut channel: VecDeque<(u32, u32)> = VecDeque::new();
+            let (mut seq, mut round_seq, mut last_answer) = (0u32, None, None);
+            let mut wake = t0;
+            let mut out = Starved::default();
+            let stopped_until: u64 = slices.iter().map(|(r, st)| r + st).sum();
+            let mut running_at = Vec::with_capacity(stopped_until as usize);
+            for &(run, stop) in slices {
+                running_at.extend(std::iter::repeat(true).take(run as usize));
+                running_at.extend(std::iter::repeat(false).take(stop as usize));
+            }
+            for tick in 0..stopped_until + free_ms {
+                if !running_at.get(tick as usize).copied().unwrap_or(true) {
+                    continue;
+                }
+                let now = t0 + ms(tick);
+                kernel.sort_unstable();
+                let ready = kernel
+                    .iter()
+                    .take_while(|a| a.0 <= tick)
+                    .count()
+                    .min(nng_rate);
+                nng.extend(kernel.drain(..ready).map(|(_, p, id)| (p, id)));
+                for _ in 0..reader_rate {
+                    match nng.pop_front() {
+                        Some(a) => channel.push_back(a),
+                        None => break,
+                    }
+                }
+                if now < wake && channel.is_empty() {
+                    continue;
+                }
+                for _ in 0..batch {
+                    match channel.pop_front() {
+                        Some(a) => take(&mut m, a, round_seq, &mut last_answer, now),
+                        None => break,
+                    }
+                }
+                s.set_answer_backlog(channel.len() > batch);
+                while let Some(action) = s.due(now) {
+                    match action {
+                        Action::StartRound | Action::Survey => {
+                            if action == Action::StartRound {
+                                m.start_round();
+                            }
+                            seq += 1;
+                            if action == Action::StartRound {
+                                round_seq = Some(seq);
+                                last_answer = None;
+                            }
+                            for p in 0..peers {
+                                kernel.push((tick + delay[p as usize % delay.len()], p, seq));
+                            }
+                        }
+                        Action::EndRound => {
+                            while let Some(a) = channel.pop_front() {
+                                take(&mut m, a, round_seq, &mut last_answer, now);
+                            }
+                            let unread = !nng.is_empty() || !channel.is_empty();
+                            let verdict = s.close_round(unread, last_answer);
+                            round_seq = None;
+                            let after = tick >= stopped_until;
+                            out.ended_after += usize::from(after);
+                            if verdict == Verdict::Counted {
+                                out.counted_after += usize::from(after);
+                                out.evicted.extend(m.end_round());
+                            }
+                        }
+                        Action::Publish => {}
+                    }
+                }
+                s.take_stall();
+                wake = s.next_wakeup();
+                if let Some(check) = s.next_check() {
+                    wake = wake.min(check);
+                }
+            }
+            out
+        }
+
+        /// The server thread takes answer `(peer, id)` at `now`.
+        fn take(
+            m: &mut crate::server::membership::Membership<u32>,
+            (p, id): (u32, u32),
+            round_seq: Option<u32>,
+            last_answer: &mut Option<Instant>,
+            now: Instant,
+        ) {
+            m.answer(p, &format!("p{p}"));
+            if round_seq == Some(id) {
+                *last_answer = Some(now);
+            }
+        }
+
+        #[test]
+        fn a_slow_pipeline_under_a_duty_cycle_evicts_nobody() {
+            // 2 ms running out of 50 for 2 s, NNG moving one answer a ms
+            // for 40 peers: most answers sit in the kernel at most ends.
+            let run = starve(40, &[0, 3], &[(2, 48); 40], 1500, 1, 20, 8);
+            assert!(run.evicted.is_empty(), "{run:?}");
+            assert!(run.counted_after > 0, "{run:?}");
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -1247,6 +1668,26 @@ mod tests {
                     }
                     prop_assert!(s.next_wakeup() > now);
                 }
+            }
+
+            /// Whatever the slices of running and stopping (none of them a
+            /// stall, or some), and however slowly NNG, the reader and the
+            /// server thread move answers along: a peer that answers every
+            /// survey is never dropped, even at a miss threshold of 1; and
+            /// once the process runs freely again, rounds count again.
+            #[test]
+            fn a_peer_that_answers_every_survey_is_never_dropped(
+                peers in 1..60u32,
+                delay in prop::collection::vec(0..8u64, 1..8),
+                slices in prop::collection::vec((1..40u64, 0..300u64), 1..40),
+                nng_rate in 1..30usize,
+                reader_rate in 1..30usize,
+                batch in 1..64usize,
+            ) {
+                let run = starve(peers, &delay, &slices, 1500, nng_rate, reader_rate, batch);
+                prop_assert!(run.evicted.is_empty(), "evicted {:?}", run.evicted);
+                prop_assert!(run.ended_after >= 5, "{run:?}");
+                prop_assert!(run.counted_after >= 1, "{run:?}");
             }
 
             /// With only a heartbeat every minute, a burst of up to 20,000

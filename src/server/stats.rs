@@ -3,7 +3,7 @@
 /// A snapshot of a [`Server`](crate::Server)'s counters, from
 /// [`Server::stats`](crate::Server::stats).
 ///
-/// Counters (`surveys_sent`, `answers`, `refused_*`, `publishes`,
+/// Counters (`surveys_sent`, `rounds`, `rounds_not_counted`, `answers`, `refused_*`, `publishes`,
 /// `bytes_published`, `watch_requests`, `watch_snapshots`, `watch_deltas`,
 /// `watch_keepalives`) count from the server's start; the others are
 /// current values. The `watch*` fields stay 0 without a
@@ -20,8 +20,15 @@ pub struct Stats {
     /// Surveys sent: heartbeat rounds plus the extra surveys sent for new
     /// connections.
     pub surveys_sent: u64,
-    /// Heartbeat rounds completed.
+    /// Heartbeat rounds completed (counted or not).
     pub rounds: u64,
+    /// Heartbeat rounds that charged no miss to anyone because the server
+    /// was behind: its thread woke late during the round or at its end
+    /// (process stopped, or starved of CPU), or answers were still queued
+    /// unread when it closed; rounds that a stall dropped are counted here
+    /// too. A peer is only dropped for misses in rounds the server could
+    /// have read its answer in time. See `docs/parts/starvation.md`.
+    pub rounds_not_counted: u64,
     /// Answers carrying the id of the last completed heartbeat round that
     /// arrived before it ended: with healthy peers, one per connection.
     pub answers_last_round: u64,
@@ -72,7 +79,7 @@ impl std::fmt::Display for Stats {
         write!(
             f,
             "peers={} connections={} subscribers={} surveys_sent={} rounds={} \
-             answers_last_round={} answers={} refused_invalid={} refused_stale={} \
+             rounds_not_counted={} answers_last_round={} answers={} refused_invalid={} refused_stale={} \
              refused_full={} publishes={} bytes_published={} watchers={} watch_held={} \
              watch_requests={} watch_snapshots={} watch_deltas={} watch_keepalives={} \
              refused_network={} refused_connections={} refused_peer_host={}",
@@ -81,6 +88,7 @@ impl std::fmt::Display for Stats {
             self.subscribers,
             self.surveys_sent,
             self.rounds,
+            self.rounds_not_counted,
             self.answers_last_round,
             self.answers,
             self.refused_invalid,
@@ -113,6 +121,7 @@ mod tests {
             subscribers: 3,
             surveys_sent: 4,
             rounds: 5,
+            rounds_not_counted: 22,
             answers_last_round: 6,
             answers: 7,
             refused_invalid: 8,
@@ -133,7 +142,7 @@ mod tests {
         assert_eq!(
             s.to_string(),
             "peers=1 connections=2 subscribers=3 surveys_sent=4 rounds=5 \
-             answers_last_round=6 answers=7 refused_invalid=8 refused_stale=9 \
+             rounds_not_counted=22 answers_last_round=6 answers=7 refused_invalid=8 refused_stale=9 \
              refused_full=10 publishes=11 bytes_published=12 watchers=13 watch_held=14 \
              watch_requests=15 watch_snapshots=16 watch_deltas=17 watch_keepalives=18 \
              refused_network=19 refused_connections=20 refused_peer_host=21"

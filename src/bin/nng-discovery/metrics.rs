@@ -76,6 +76,12 @@ pub fn render(s: &Stats, version: &str) -> String {
     );
     counter(
         &mut out,
+        "nng_discovery_rounds_not_counted_total",
+        "Heartbeat rounds that charged no miss because the server was behind (stopped, starved of CPU, or answers unread).",
+        s.rounds_not_counted,
+    );
+    counter(
+        &mut out,
         "nng_discovery_answers_total",
         "Valid answers taken.",
         s.answers,
@@ -157,6 +163,7 @@ mod tests {
         s.subscribers = 3;
         s.surveys_sent = 4;
         s.rounds = 5;
+        s.rounds_not_counted = 22;
         s.answers_last_round = 6;
         s.answers = 7;
         s.refused_invalid = 8;
@@ -190,6 +197,7 @@ mod tests {
                 "nng_discovery_answers_last_round 6",
                 "nng_discovery_surveys_total 4",
                 "nng_discovery_rounds_total 5",
+                "nng_discovery_rounds_not_counted_total 22",
                 "nng_discovery_answers_total 7",
                 "nng_discovery_refused_answers_total{reason=\"invalid\"} 8",
                 "nng_discovery_refused_answers_total{reason=\"stale\"} 9",
@@ -240,7 +248,7 @@ mod tests {
                 assert_eq!(name, family, "{line}");
             }
         }
-        assert_eq!(families, 16);
+        assert_eq!(families, 17);
     }
 
     #[test]
@@ -251,7 +259,7 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn rendered_values_are_the_stats(v in proptest::prelude::any::<[u64; 21]>()) {
+        fn rendered_values_are_the_stats(v in proptest::prelude::any::<[u64; 22]>()) {
             let mut s = Stats::default();
             s.peers = v[0] as usize;
             s.connections = v[1] as usize;
@@ -274,6 +282,7 @@ mod tests {
             s.refused_network = v[18];
             s.refused_connections = v[19];
             s.refused_peer_host = v[20];
+            s.rounds_not_counted = v[21];
             let text = render(&s, "0.1.0");
             let values: Vec<u64> = text
                 .lines()
@@ -283,7 +292,7 @@ mod tests {
                 .collect();
             let want = [
                 s.peers as u64, s.connections as u64, s.subscribers as u64,
-                s.answers_last_round, s.surveys_sent, s.rounds, s.answers,
+                s.answers_last_round, s.surveys_sent, s.rounds, s.rounds_not_counted, s.answers,
                 s.refused_invalid, s.refused_stale, s.refused_full,
                 s.refused_peer_host, s.refused_network, s.refused_connections,
                 s.publishes, s.bytes_published,

@@ -9,6 +9,7 @@
 //! cargo bench --bench scale -- only=mass    # just the mass-connect rows, about 1 minute
 //! cargo bench --bench scale -- only=restart # one server SIGKILLed and restarted under 2,000 redialing peers, 3 runs
 //! cargo bench --bench scale -- only=watch   # issue 14: 5,000 watchers against 5,000 raw subscribers, about 5 minutes
+//! cargo bench --bench scale -- only=starve  # a server held to 5% of a core for 60 s under 5,000 peers and 5,000 subscribers
 //! cargo bench --bench scale -- keep-logs    # every child's output, to a directory in /tmp
 //! ```
 //!
@@ -53,7 +54,18 @@ struct Plan {
     mass_runs: usize,
     restart_runs: usize,
     watch: WatchPlan,
+    starve: StarvePlan,
     sections: Vec<String>,
+}
+
+/// Sizes and durations of the `starve` section.
+struct StarvePlan {
+    peers: u32,
+    /// How long the server is held to a few % of a core.
+    window: Duration,
+    /// The duty cycle: running this long, then stopped this long.
+    running: Duration,
+    stopped: Duration,
 }
 
 /// Sizes and windows of the `watch` section (issue 14).
@@ -75,7 +87,7 @@ impl Plan {
             .unwrap_or_else(|| {
                 [
                     "floor", "ours", "ipc", "mass", "churn", "clients", "stalls", "restart",
-                    "watch",
+                    "watch", "starve",
                 ]
                 .map(String::from)
                 .to_vec()
@@ -101,6 +113,12 @@ impl Plan {
                     churn_window: s(6),
                     joins: 5,
                 },
+                starve: StarvePlan {
+                    peers: 1000,
+                    window: s(10),
+                    running: Duration::from_millis(5),
+                    stopped: Duration::from_millis(95),
+                },
                 sections,
             }
         } else {
@@ -125,6 +143,12 @@ impl Plan {
                     idle_window: s(30),
                     churn_window: s(30),
                     joins: 20,
+                },
+                starve: StarvePlan {
+                    peers: 5000,
+                    window: s(60),
+                    running: Duration::from_millis(5),
+                    stopped: Duration::from_millis(95),
                 },
                 sections,
             }
@@ -1392,6 +1416,110 @@ fn stall_run(meter: &Meter, urls: &mut Urls, n: u32, window: Duration) -> Result
     })
 }
 
+/// What the `starve` section saw.
+struct StarveRun {
+    /// Lists that left a follower without a live peer, during the
+    /// starvation and after it (must be 0).
+    short_lists: u64,
+    /// From the release until every follower held the whole list (0 if
+    /// they all still held it).
+    release_to_full_s: f64,
+    /// The server's CPU over the starvation window, % of one core.
+    cpu: f64,
+    /// Rounds that ended, and those not counted, over the whole run.
+    rounds: u64,
+    rounds_not_counted: u64,
+    /// Rounds not counted after the release (from a stats line 5 s after).
+    not_counted_after_release: u64,
+}
+
+/// `n` peers and `n` raw subscribers (one loadgen on core 1) against a
+/// server at poll 1 s / survey 500 ms / miss threshold 2 on core 0. Once
+/// every subscriber holds all `n`, the server is stopped and continued
+/// (SIGSTOP / SIGCONT) in a duty cycle for the window, then released.
+fn starve_run(meter: &Meter, urls: &mut Urls, plan: &StarvePlan) -> Result<StarveRun, String> {
+    let n = plan.peers;
+    let (mut server, survey, publish) = start_server_with(
+        urls,
+        Transport::Tcp,
+        FAST_POLL,
+        &[s("--stats-ms"), s("500")],
+    )?;
+    let mut gen = Proc::spawn(
+        "loadgen",
+        LOADGEN,
+        &[
+            s("--survey"),
+            survey,
+            s("--publish"),
+            publish,
+            s("--peers"),
+            n.to_string(),
+            s("--subs"),
+            n.to_string(),
+            s("--report-ms"),
+            s("100"),
+        ],
+        Some(1),
+    );
+    gen.wait_for("all_full", |_| true, STEP_TIMEOUT)?;
+    let pid = server.pid() as libc::pid_t;
+    let signal = |sig: libc::c_int| -> Result<(), String> {
+        // SAFETY: kill has no memory-safety preconditions; the child is not
+        // reaped before `server` is stopped, so the pid is still its own.
+        match unsafe { libc::kill(pid, sig) } {
+            0 => Ok(()),
+            _ => Err(format!(
+                "kill({pid}, {sig}): {}",
+                std::io::Error::last_os_error()
+            )),
+        }
+    };
+    let before = server.cpu_ticks();
+    let t0 = Instant::now();
+    while t0.elapsed() < plan.window {
+        signal(libc::SIGSTOP)?;
+        std::thread::sleep(plan.stopped);
+        signal(libc::SIGCONT)?;
+        std::thread::sleep(plan.running);
+    }
+    signal(libc::SIGCONT)?;
+    let released = Instant::now();
+    let cpu =
+        (server.cpu_ticks() - before) as f64 / meter.ticks_per_s / (released - t0).as_secs_f64()
+            * 100.0;
+    // Every follower holds the whole list again (at once if none lost it).
+    gen.skip_past();
+    let want = u64::from(n);
+    let (full_at, _) =
+        gen.wait_for("tick", |l| l.num::<u64>("full") == Some(want), STEP_TIMEOUT)?;
+    let release_to_full_s = (full_at.saturating_duration_since(released)).as_secs_f64();
+    // Then 5 s of rounds at full speed, which must not drop anyone either.
+    server.skip_past();
+    let (_, at_release) = server.wait_for("stats", |_| true, STEP_TIMEOUT)?;
+    std::thread::sleep(Duration::from_secs(5));
+    let (_, after) = server.wait_for(
+        "stats",
+        |l| l.num::<f64>("t") >= at_release.num::<f64>("t").map(|t| t + 5.0),
+        STEP_TIMEOUT,
+    )?;
+    gen.skip_past();
+    let (_, tick) = gen.wait_for("tick", |_| true, STEP_TIMEOUT)?;
+    let num = |l: &Line, k: &str| l.num::<u64>(k).unwrap_or(0);
+    let run = StarveRun {
+        short_lists: num(&tick, "short_lists"),
+        release_to_full_s,
+        cpu,
+        rounds: num(&after, "rounds"),
+        rounds_not_counted: num(&after, "rounds_not_counted"),
+        not_counted_after_release: num(&after, "rounds_not_counted")
+            - num(&at_release, "rounds_not_counted"),
+    };
+    gen.stop();
+    server.stop();
+    Ok(run)
+}
+
 /// The `watch` section: peers only, then watchers, then raw subscribers,
 /// each against its own server; one table with the ratios.
 fn watch_section(meter: &Meter, plan: &WatchPlan, verdicts: &mut Verdicts) {
@@ -2185,6 +2313,54 @@ fn main() {
             ),
             ok_runs == plan.stall_runs,
         );
+    }
+
+    if plan.runs("starve") {
+        let p = &plan.starve;
+        let label = format!(
+            "starve: {} peers, {} subscribers, running {:?} of every {:?} for {:?}",
+            p.peers,
+            p.peers,
+            p.running,
+            p.running + p.stopped,
+            p.window
+        );
+        match starve_run(&meter, &mut urls, p) {
+            Ok(r) => {
+                println!();
+                println!("# {label}, poll 1s / survey 500ms / miss threshold 2");
+                println!(
+                    "server CPU while starved {:.1}% of a core; lists lacking a live peer: {}; \
+                     release to every follower holding all {}: {:.2} s; rounds {} of which not \
+                     counted {} ({} in the 5 s after the release)",
+                    r.cpu,
+                    r.short_lists,
+                    p.peers,
+                    r.release_to_full_s,
+                    r.rounds,
+                    r.rounds_not_counted,
+                    r.not_counted_after_release
+                );
+                verdicts.check(
+                    format!(
+                        "starve: {} lists lacking a live peer (target 0)",
+                        r.short_lists
+                    ),
+                    r.short_lists == 0,
+                );
+                verdicts.check(
+                    format!(
+                        "starve: every follower held the live list {:.2} s after the release (target < 5 s)",
+                        r.release_to_full_s
+                    ),
+                    r.release_to_full_s < 5.0,
+                );
+            }
+            Err(e) => {
+                println!("# {label}: FAILED: {e}");
+                verdicts.check(format!("starve: {e}"), false);
+            }
+        }
     }
 
     let _ = std::fs::remove_dir_all(&urls.dir);

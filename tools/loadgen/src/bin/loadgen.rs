@@ -90,7 +90,10 @@
 //!   than the server's history should get one), `watch_stale` (replies to a request no longer waited for),
 //!   and the bytes received per kind of connection (`rx_peer_bytes`,
 //!   `rx_sub_bytes`, `rx_watch_bytes`: everything the server wrote to
-//!   them, SP framing included).
+//!   them, SP framing included), and `short_lists`: lists (or applied
+//!   watch replies) that left a follower which had held a full list
+//!   holding fewer names than peers answer (without churn or `hang`, a
+//!   list lacking a live peer).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, BufRead, BufWriter, Read, Stdout, Write};
@@ -442,6 +445,10 @@ struct Totals {
     rx_peer_bytes: u64,
     rx_sub_bytes: u64,
     rx_watch_bytes: u64,
+    /// Lists (or applied watch replies) that left a follower, which had
+    /// held a list naming every answering peer before, holding fewer names
+    /// than peers answer: a live peer missing (without churn or hangs).
+    short_lists: u64,
 }
 
 struct Gen {
@@ -771,7 +778,7 @@ impl Gen {
     fn watch_fields(&self) -> String {
         let t = &self.totals;
         format!(
-            "watch_snapshots={} watch_deltas={} watch_keepalives={} watch_refused={} watch_smaller={} watch_unasked={} watch_stale={} rx_peer_bytes={} rx_sub_bytes={} rx_watch_bytes={}",
+            "watch_snapshots={} watch_deltas={} watch_keepalives={} watch_refused={} watch_smaller={} watch_unasked={} watch_stale={} rx_peer_bytes={} rx_sub_bytes={} rx_watch_bytes={} short_lists={}",
             t.watch_snapshots,
             t.watch_deltas,
             t.watch_keepalives,
@@ -782,6 +789,7 @@ impl Gen {
             t.rx_peer_bytes,
             t.rx_sub_bytes,
             t.rx_watch_bytes,
+            t.short_lists,
         )
     }
 
@@ -1308,6 +1316,9 @@ impl Gen {
         }
         let full = count == self.answering;
         let state = &mut self.subs[sub as usize];
+        if state.announced && count < self.answering {
+            self.totals.short_lists += 1;
+        }
         let was_full = std::mem::replace(&mut state.full, full);
         let announce = full && !std::mem::replace(&mut state.announced, true);
         if announce {
@@ -1442,6 +1453,9 @@ impl Gen {
         }
         let full = count == self.answering;
         let state = &mut self.watchers[w as usize];
+        if state.announced && count < self.answering {
+            self.totals.short_lists += 1;
+        }
         let was_full = std::mem::replace(&mut state.full, full);
         if full && !std::mem::replace(&mut state.announced, true) {
             let _ = writeln!(self.out, "full t={t:.6} watcher={w} len={count}");
