@@ -7,7 +7,7 @@ use nng::{Protocol, RawSocket, Socket};
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
-use crate::nng::receiver::{self, Receiver as NngReceiver, Stopper};
+use crate::nng::receiver::{self, Next, Receiver as NngReceiver, Stopper, WakeSignal};
 use crate::nng::transport;
 use crate::options::Options;
 use crate::subscriber::Subscriber;
@@ -29,11 +29,18 @@ enum Follow {
 /// redundant ones.
 ///
 /// The client dials the server's survey URL in the background (the server
-/// may start later, or restart) and answers every survey with its service
-/// name: the survey is the heartbeat, and answering it is what keeps the
-/// name listed. When the client shuts down or is dropped it stops answering
-/// at once and its connection closes, which the server sees within
-/// milliseconds.
+/// may start later, or restart). As soon as a connection is up it
+/// announces its service name on it, unasked (an answer with survey id
+/// [`ANNOUNCE_ID`](crate::wire::ANNOUNCE_ID); see `docs/parts/announce.md`),
+/// and a server of this crate lists it then, without surveying anyone;
+/// servers that do not know announcements (the Go original, older
+/// versions, nngcat) drop it and survey the connection as they always did.
+/// After that the client answers every survey with its name: the survey is
+/// the heartbeat, and answering it is what keeps the name listed. Every
+/// new connection announces once: after a redial, a server restart, or
+/// [`set_available(true)`](Client::set_available). When the client shuts
+/// down or is dropped it stops answering at once and its connection
+/// closes, which the server sees within milliseconds.
 ///
 /// Given several survey URLs (any [`Urls`] form), it answers every server:
 /// one socket with a dialer per server, each dialing and redialing its
@@ -46,8 +53,9 @@ enum Follow {
 /// [`with_watch`](Client::with_watch), it receives the same lists through
 /// the servers' watch URLs, like [`Subscriber::watch`].
 ///
-/// Threads: one, two with a subscription (either kind), whatever the number of servers,
-/// plus NNG's shared pool.
+/// Threads: one (it answers surveys and sends the announcements), two with
+/// a subscription (either kind), whatever the number of servers, plus
+/// NNG's shared pool.
 ///
 /// # Availability and draining
 ///
@@ -57,8 +65,8 @@ enum Follow {
 /// [`set_available(true)`](Client::set_available) brings it back as fast.
 /// It needs nothing from the server: an unavailable client closes its
 /// survey connection (a server drops a name at once when the connection
-/// that answered for it closes) and an available one dials again (a server
-/// surveys a new connection at once).
+/// that answered for it closes) and an available one dials again and
+/// announces itself on the new connection.
 ///
 /// To drain before stopping, so that no peer picks a process that is about
 /// to go: `set_available(false)`, wait while in-flight requests finish and
@@ -264,7 +272,16 @@ impl Client {
             .map_err(Error::nng("open a raw RESPONDENT socket"))?
             .socket;
         transport::limit(&socket, MAX_SURVEY_BYTES)?;
-        let link = transport::Link::watch(&socket, &survey_urls)?;
+        // Each new connection is announced by the client's thread: the
+        // callback, on NNG's threads, only hands its pipe id over.
+        let (connected_tx, connected) = crossbeam_channel::unbounded();
+        let (wake, woken) = receiver::wake()?;
+        let link = transport::Link::watch_with(&socket, &survey_urls, move |pipe, event| {
+            if event == nng::PipeEvent::AddPost {
+                let _ = connected_tx.send(pipe_id(pipe));
+                wake.raise();
+            }
+        })?;
         // Every URL is checked before any is dialed (and when starting
         // unavailable all the same: a bad URL must not wait to be found
         // until `set_available(true)`).
@@ -292,7 +309,7 @@ impl Client {
         let name = service.to_owned();
         let thread = std::thread::Builder::new()
             .name("nng-discovery-client".into())
-            .spawn(move || answer_surveys(surveys, name))
+            .spawn(move || answer_surveys(surveys, connected, woken, name))
             .map_err(Error::spawn)?;
         Ok(Client {
             service: service.to_owned(),
@@ -415,18 +432,75 @@ impl Drop for Client {
     }
 }
 
-fn answer_surveys(mut surveys: NngReceiver, name: String) {
+/// NNG's id of `pipe`, which a raw RESPONDENT socket takes from the first
+/// header word of a message to pick the connection it goes to.
+fn pipe_id(pipe: nng::Pipe) -> u32 {
+    // SAFETY: nng_pipe_id only reads the id out of the handle, by value;
+    // it returns -1 for a handle that was never set, which a pipe given to
+    // a callback is not.
+    let id = unsafe { nng_sys::nng_pipe_id(pipe.nng_pipe()) };
+    id as u32
+}
+
+/// The client's thread: announces `name` on each connection whose pipe id
+/// comes on `connected` (with `woken` raised), and answers every survey.
+fn answer_surveys(
+    mut surveys: NngReceiver,
+    connected: Receiver<u32>,
+    woken: WakeSignal,
+    name: String,
+) {
     let what = format!("receiving a survey as {name}");
-    while let Some(mut msg) = surveys.next(&what) {
-        // Reuse the survey's message: its header (the connection id and the
-        // survey id) routes the answer back; the body becomes our name.
-        msg.clear();
-        msg.push_back(name.as_bytes());
-        match surveys.socket().send(msg) {
-            Ok(()) => {}
-            Err((_, nng::Error::Closed)) => return,
-            // The connection dropped: the next survey gets the next answer.
-            Err((_, e)) => log::debug!("answering a survey as {name}: {e}"),
+    while let Some(next) = surveys.next_or_woken(&woken, &what) {
+        let msg = match next {
+            Next::Woken => {
+                for pipe in connected.try_iter() {
+                    if !announce(surveys.socket(), pipe, &name) {
+                        return;
+                    }
+                }
+                continue;
+            }
+            Next::Message(msg) => msg,
+        };
+        if !answer(surveys.socket(), msg, &name) {
+            return;
+        }
+    }
+}
+
+/// Sends the announcement of `name` on connection `pipe`: the header
+/// routes it (see [`wire::announcement_header`]). False once the socket is
+/// closed.
+fn announce(socket: &Socket, pipe: u32, name: &str) -> bool {
+    let mut msg = nng::Message::new();
+    msg.as_mut_header()
+        .push_back(&wire::announcement_header(pipe));
+    msg.push_back(name.as_bytes());
+    match socket.send(msg) {
+        Ok(()) => true,
+        Err((_, nng::Error::Closed)) => false,
+        // The connection dropped already: its successor announces itself.
+        Err((_, e)) => {
+            log::debug!("announcing {name}: {e}");
+            true
+        }
+    }
+}
+
+/// Answers survey `msg` with `name`. False once the socket is closed.
+fn answer(socket: &Socket, mut msg: nng::Message, name: &str) -> bool {
+    // Reuse the survey's message: its header (the connection id and the
+    // survey id) routes the answer back; the body becomes our name.
+    msg.clear();
+    msg.push_back(name.as_bytes());
+    match socket.send(msg) {
+        Ok(()) => true,
+        Err((_, nng::Error::Closed)) => false,
+        // The connection dropped: the next survey gets the next answer.
+        Err((_, e)) => {
+            log::debug!("answering a survey as {name}: {e}");
+            true
         }
     }
 }

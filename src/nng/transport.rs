@@ -322,16 +322,11 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    /// Watches `socket`'s connections, which dial `urls`. The callback
-    /// only records: it never touches a socket (closing one from a pipe
-    /// callback deadlocks NNG).
-    pub(crate) fn watch(socket: &Socket, urls: &[String]) -> Result<Arc<Link>> {
-        Link::watch_with(socket, urls, |_, _| {})
-    }
-
-    /// Like [`watch`](Link::watch), and also calls `also` on every pipe
-    /// event (a socket has one pipe callback). `also` runs on NNG's
-    /// threads: it must be tiny and must not touch a socket either.
+    /// Watches `socket`'s connections, which dial `urls`, and also calls
+    /// `also` on every pipe event (a socket has one pipe callback). The
+    /// callback only records: it never touches a socket (closing one from
+    /// a pipe callback deadlocks NNG); `also` runs on NNG's threads too,
+    /// so it must be tiny and must not touch a socket either.
     pub(crate) fn watch_with(
         socket: &Socket,
         urls: &[String],
