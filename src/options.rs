@@ -29,8 +29,9 @@ use crate::watch::history::HistoryLimits;
 /// | [`tls`](Options::tls) | none | all: mutual TLS for `tls+tcp://` URLs (cargo feature `tls`) |
 /// | [`silence_timeout`](Options::silence_timeout) | 3 × `republish_interval` | subscribers of several servers: a server not heard from for this long stops counting |
 /// | [`first_publish_delay`](Options::first_publish_delay) | 2 × `reconnect_max` + `survey_time` (3 s) | a freshly started server publishes nothing before this |
+/// | [`announce_grace`](Options::announce_grace) | 5 ms | server: how long a new connection may take to announce itself before it is surveyed |
 ///
-/// The first seven and `first_publish_delay` are the server's; the reconnect pair is read by
+/// The first seven, `first_publish_delay` and `announce_grace` are the server's; the reconnect pair is read by
 /// [`Client::with_options`](crate::Client::with_options) and
 /// [`Subscriber::with_options`](crate::Subscriber::with_options) (the server
 /// only listens: it reads `reconnect_max` only for the default
@@ -84,6 +85,7 @@ pub struct Options {
     silence_timeout: Option<Duration>,
     /// `None`: derived from `reconnect_max` and `survey_time`.
     first_publish_delay: Option<Duration>,
+    announce_grace: Duration,
 }
 
 impl Default for Options {
@@ -109,6 +111,7 @@ impl Default for Options {
             tls: None,
             silence_timeout: None,
             first_publish_delay: None,
+            announce_grace: crate::server::schedule::ANNOUNCE_GRACE,
         }
     }
 }
@@ -382,6 +385,29 @@ impl Options {
     pub fn get_first_publish_delay(&self) -> Duration {
         self.first_publish_delay
             .unwrap_or(2 * self.reconnect_max + self.survey_time)
+    }
+
+    /// How long the server gives a new connection to announce itself
+    /// (a [`Client`](crate::Client) sends its name unasked as soon as its
+    /// connection is up: see `docs/parts/announce.md`) before it surveys it
+    /// (5 ms by default). A client that announces is listed as soon as its
+    /// announcement arrives and costs no survey; a peer that does not (the
+    /// Go original, nngcat, pynng) is surveyed once this has passed, or
+    /// sooner if a survey goes out anyway, or later if thousands connect at
+    /// once and the surveys' budget holds it back (up to 300–450 ms), but
+    /// never later than this grace. An announcement crosses the network
+    /// once after the server has seen the connection, so on links slower
+    /// than loopback set it above their round-trip time, or announcing
+    /// clients are surveyed all the same (listed just as fast, at the cost
+    /// of a survey of every connection). Zero surveys every new connection.
+    pub fn announce_grace(mut self, grace: Duration) -> Self {
+        self.announce_grace = grace;
+        self
+    }
+
+    /// The announcement grace.
+    pub fn get_announce_grace(&self) -> Duration {
+        self.announce_grace
     }
 
     /// Whether a client starts available.
@@ -694,6 +720,19 @@ mod tests {
         let o = o.first_publish_delay(Duration::from_millis(10));
         o.validate().unwrap();
         assert_eq!(o.get_first_publish_delay(), Duration::from_millis(10));
+    }
+
+    #[test]
+    fn announce_grace_defaults_to_5_ms_and_takes_any_value() {
+        assert_eq!(
+            Options::default().get_announce_grace(),
+            Duration::from_millis(5)
+        );
+        for grace in [Duration::ZERO, Duration::from_secs(3600)] {
+            let o = Options::default().announce_grace(grace);
+            o.validate().unwrap();
+            assert_eq!(o.get_announce_grace(), grace);
+        }
     }
 
     #[test]

@@ -125,7 +125,8 @@ pub(crate) const PUBLISH_BYTES_PER_SEC: f64 = 400e6;
 pub(crate) const LIST_BYTES_PER_SEC: f64 = 20e6;
 
 /// How long a new connection may take to announce itself (see
-/// [`crate::wire::ANNOUNCE_ID`]) before it waits for a join survey. A
+/// [`crate::wire::ANNOUNCE_ID`]) before it waits for a join survey: the
+/// default of [`Options::announce_grace`]. A
 /// client announces as soon as its connection is up, which a server on
 /// loopback takes in well under a millisecond; 5 ms leaves room for a
 /// loaded server (its threads delayed by the scheduler while thousands
@@ -147,7 +148,8 @@ pub(crate) const ANNOUNCE_GRACE: Duration = Duration::from_millis(5);
 /// open connection, refilled at [`EXTRA_SURVEY_ANSWERS_PER_SEC`], at most
 /// two surveys' worth saved), at least [`MIN_SURVEY_GAP`] after the
 /// previous survey; and in any case [`MAX_JOIN_WAIT`] after the first
-/// waiting connection arrived (the grace counts in that wait). Connections
+/// waiting connection arrived (the grace counts in that wait; a grace set
+/// longer than that wait is the wait). Connections
 /// that arrive before it goes out share it. A connection that announces
 /// itself, or closes, before then is no longer waited for: connections
 /// that all announce cost no survey.
@@ -241,11 +243,11 @@ impl<K: Copy + Eq + Hash> JoinSurveys<K> {
     pub(crate) fn due_at(&self) -> Option<Instant> {
         let (arrived, _) = *self.arrivals.front()?;
         let max_wait = max_join_wait(self.connections);
-        let latest = arrived + max_wait;
+        let heard_by = arrived + self.grace;
+        let latest = (arrived + max_wait).max(heard_by);
         let short = (self.cost() - self.credit).max(0.0) / EXTRA_SURVEY_ANSWERS_PER_SEC;
         let funded = self.credit_at + Duration::from_secs_f64(short.min(max_wait.as_secs_f64()));
         let spaced = self.last_survey.map_or(arrived, |t| t + MIN_SURVEY_GAP);
-        let heard_by = arrived + self.grace.min(max_wait);
         Some(funded.max(heard_by).min(latest).max(spaced))
     }
 
@@ -306,9 +308,9 @@ pub(crate) struct Schedule<K> {
 
 impl<K: Copy + Eq + Hash> Schedule<K> {
     /// A schedule whose first heartbeat round starts at `now`, giving new
-    /// connections [`ANNOUNCE_GRACE`] to announce themselves.
+    /// connections [`Options::get_announce_grace`] to announce themselves.
     pub(crate) fn new(options: &Options, now: Instant) -> Schedule<K> {
-        Schedule::with_grace(options, now, ANNOUNCE_GRACE)
+        Schedule::with_grace(options, now, options.get_announce_grace())
     }
 
     /// [`new`](Schedule::new) with another announcement grace (zero: every
