@@ -549,7 +549,7 @@ mod tests {
                 assert_eq!(name, family, "{line}");
             }
         }
-        assert_eq!(families, 16);
+        assert_eq!(families, 17);
     }
 
     #[test]
