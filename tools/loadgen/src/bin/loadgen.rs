@@ -58,7 +58,9 @@
 //! Lines on standard input: `hang K` (K answering peers stop answering but
 //! keep their connection), `churn K` (K peers leave and rejoin now),
 //! `rate R` (from now on R peers per second leave and rejoin, as `--churn`;
-//! `rate 0` stops), `tick` (a `tick` line now), `quit`. End of input quits
+//! `rate 0` stops), `join K` (K new answering peers connect now, each a
+//! `change kind=join`: a join with no leave before it), `tick` (a `tick`
+//! line now), `quit`. End of input quits
 //! too, unless `--duration-s` is set.
 //!
 //! Output, one line per event, `kind key=value ...`, `t` in seconds since
@@ -813,6 +815,12 @@ impl Gen {
                         self.churn_step(now);
                     }
                 }
+                "join" => {
+                    let now = Instant::now();
+                    for _ in 0..n {
+                        self.join_step(now);
+                    }
+                }
                 "tick" => self.tick(Instant::now())?,
                 "rate" => {
                     let rate: f64 = line
@@ -898,6 +906,28 @@ impl Gen {
         let name = slot.name.clone();
         self.record_change(name, true, now);
         self.queue.push_front(Role::Peer(s as u32));
+    }
+
+    /// A new answering peer (the next slot, named as the `--peers` ones
+    /// are) connects now: a change like a churned peer's rejoin, with no
+    /// leave before it.
+    fn join_step(&mut self, now: Instant) {
+        let s = self.slots.len() as u32;
+        let name = peer_name(s, 0).into_bytes();
+        self.slots.push(Slot {
+            gen: 0,
+            name: name.clone(),
+            hung: false,
+            conn: None,
+            ready: false,
+            connected_at: None,
+            ready_at: None,
+            listed: false,
+            backoff: Backoff::LIBRARY,
+        });
+        self.answering += 1;
+        self.record_change(name, true, now);
+        self.queue.push_front(Role::Peer(s));
     }
 
     fn record_change(&mut self, name: Vec<u8>, join: bool, at: Instant) {
