@@ -394,8 +394,12 @@ impl Options {
     /// announcement arrives and costs no survey; a peer that does not (the
     /// Go original, nngcat, pynng) is surveyed once this has passed, or
     /// sooner if a survey goes out anyway, or later if thousands connect at
-    /// once and the surveys' budget holds it back (up to 300–450 ms), but
-    /// never later than this grace. An announcement crosses the network
+    /// once and the surveys' budget holds it back (up to 300–450 ms). While
+    /// announcements arrive late (a server or clients short of CPU), the
+    /// server waits up to twice the latest recent delay instead, at most
+    /// 50 ms, and back to this grace within seconds of their arriving on
+    /// time again: a join survey is dearest on a loaded server. An
+    /// announcement crosses the network
     /// once after the server has seen the connection, so on links slower
     /// than loopback set it above their round-trip time, or announcing
     /// clients are surveyed all the same (listed just as fast, at the cost

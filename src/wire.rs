@@ -4,7 +4,10 @@
 //! mangos) and with any other Scalability Protocols peer:
 //!
 //! * a **survey** carries an empty body (clients ignore whatever it carries);
-//! * an **answer** body is the service name's UTF-8 bytes;
+//! * an **answer** body is the service name's UTF-8 bytes; an
+//!   **announcement** is an answer a client sends unasked when its
+//!   connection comes up, with survey id [`ANNOUNCE_ID`] (which no survey
+//!   ever carries: see [`next_survey_id`]);
 //! * a **published list** is the names joined by [`SEPARATOR`]; an empty body
 //!   is the empty list.
 //!

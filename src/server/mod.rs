@@ -70,8 +70,9 @@ enum Control {
 /// [`Client`](crate::Client) announces its name on a new connection unasked
 /// and is listed as soon as that answer arrives, with no survey; a peer
 /// that does not announce (the Go original, nngcat, pynng) is surveyed
-/// 5 ms after it connects (sooner if a survey goes out anyway; later only
-/// when thousands connect at once and the surveys' budget holds it back);
+/// 5 ms after it connects ([`Options::announce_grace`]; sooner if a survey
+/// goes out anyway; later when thousands connect at once and the surveys'
+/// budget holds it back, or up to 50 ms while announcements arrive late);
 /// a closed connection removes its names at once; and heartbeat surveys
 /// catch peers that hang with their connection open. An announcement is
 /// taken exactly like an answer (name checks, `max_peers`,
@@ -540,7 +541,7 @@ impl Core {
                 return;
             }
             self.stats.announcements += 1;
-            self.schedule.announced(pipe);
+            self.schedule.announced(Instant::now(), pipe);
         } else if self.seq.wrapping_sub(id) & SEQ_MASK >= SEQ_WINDOW {
             log::debug!("ignoring an answer to survey {id:#x}, not a recent one");
             self.stats.refused_stale += 1;

@@ -134,8 +134,23 @@ pub(crate) const LIST_BYTES_PER_SEC: f64 = 20e6;
 /// never announces (the Go original, nngcat, pynng, older versions of this
 /// crate) is surveyed at most this much later than without announcements,
 /// and not later at all when the budget would hold its survey back longer
-/// anyway.
+/// anyway (but see [`LATE_GRACE_MAX`]).
 pub(crate) const ANNOUNCE_GRACE: Duration = Duration::from_millis(5);
+
+/// The longest the grace grows to while announcements arrive late. A
+/// server that takes announcements late (short of CPU, or its clients
+/// are) is taking everything late, and there a join survey costs the most:
+/// every connection's answer queues behind the announcements, which then
+/// arrive later still, and more surveys follow. So the grace is at least
+/// twice the latest recent announcement delay (from a connection's arrival
+/// to its announcement), up to this; that delay halves every
+/// [`LATE_HALF_LIFE`]. A server whose announcements arrive within half the
+/// configured grace never stretches it.
+pub(crate) const LATE_GRACE_MAX: Duration = Duration::from_millis(50);
+
+/// How fast a late announcement stops stretching the grace: the delay
+/// remembered halves every this long.
+pub(crate) const LATE_HALF_LIFE: Duration = Duration::from_secs(1);
 
 /// When to send the extra survey that new connections wait for: a pure
 /// rule, fed with connection events, announcements and the surveys that
@@ -143,7 +158,8 @@ pub(crate) const ANNOUNCE_GRACE: Duration = Duration::from_millis(5);
 ///
 /// A connection waits for a survey once it has arrived after the last
 /// survey of any kind, has not announced itself, and its announcement
-/// grace ([`ANNOUNCE_GRACE`]) has passed. A survey is due once a
+/// grace ([`ANNOUNCE_GRACE`] by default, stretched while announcements
+/// arrive late: see [`LATE_GRACE_MAX`]) has passed. A survey is due once a
 /// connection waits and the budget holds the survey's cost (one answer per
 /// open connection, refilled at [`EXTRA_SURVEY_ANSWERS_PER_SEC`], at most
 /// two surveys' worth saved), at least [`MIN_SURVEY_GAP`] after the
@@ -162,8 +178,12 @@ pub(crate) struct JoinSurveys<K> {
     /// since heard from or closed are dropped once they reach the front
     /// (so the front is always the oldest of `unheard`).
     arrivals: VecDeque<(Instant, K)>,
-    /// The announcement grace.
+    /// The announcement grace set.
     grace: Duration,
+    /// The latest recent announcement delay, as it was at `late_at`
+    /// (it halves every [`LATE_HALF_LIFE`] from then).
+    late: Duration,
+    late_at: Instant,
     /// When the last survey (a heartbeat's or an extra one) went out.
     last_survey: Option<Instant>,
     /// Open connections: what the next survey costs, in answers.
@@ -181,6 +201,8 @@ impl<K: Copy + Eq + Hash> JoinSurveys<K> {
             unheard: HashMap::new(),
             arrivals: VecDeque::new(),
             grace,
+            late: Duration::ZERO,
+            late_at: now,
             last_survey: None,
             connections: 0,
             credit: f64::INFINITY,
@@ -232,10 +254,33 @@ impl<K: Copy + Eq + Hash> JoinSurveys<K> {
         self.tidy();
     }
 
-    /// Connection `key` announced itself: no survey is needed for it.
-    pub(crate) fn announced(&mut self, key: K) {
-        self.unheard.remove(&key);
+    /// Connection `key` announced itself at `now`: no survey is needed
+    /// for it.
+    pub(crate) fn announced(&mut self, now: Instant, key: K) {
+        if let Some(arrived) = self.unheard.remove(&key) {
+            let delay = now.saturating_duration_since(arrived);
+            self.late = self.late_as_of(now).max(delay);
+            self.late_at = now;
+        }
         self.tidy();
+    }
+
+    /// The remembered announcement delay as of `at`.
+    fn late_as_of(&self, at: Instant) -> Duration {
+        let halvings =
+            at.saturating_duration_since(self.late_at).as_secs_f64() / LATE_HALF_LIFE.as_secs_f64();
+        self.late.mul_f64(0.5f64.powf(halvings))
+    }
+
+    /// The grace of a connection that arrived at `arrived`: the one set,
+    /// or twice the recent announcement delay if longer, up to
+    /// [`LATE_GRACE_MAX`] (zero stays zero: no waiting for announcements).
+    pub(crate) fn grace_at(&self, arrived: Instant) -> Duration {
+        if self.grace.is_zero() {
+            return Duration::ZERO;
+        }
+        let stretched = (2 * self.late_as_of(arrived)).min(LATE_GRACE_MAX);
+        self.grace.max(stretched)
     }
 
     /// When the extra survey is due, if a connection waits for one (or
@@ -243,7 +288,7 @@ impl<K: Copy + Eq + Hash> JoinSurveys<K> {
     pub(crate) fn due_at(&self) -> Option<Instant> {
         let (arrived, _) = *self.arrivals.front()?;
         let max_wait = max_join_wait(self.connections);
-        let heard_by = arrived + self.grace;
+        let heard_by = arrived + self.grace_at(arrived);
         let latest = (arrived + max_wait).max(heard_by);
         let short = (self.cost() - self.credit).max(0.0) / EXTRA_SURVEY_ANSWERS_PER_SEC;
         let funded = self.credit_at + Duration::from_secs_f64(short.min(max_wait.as_secs_f64()));
@@ -407,10 +452,10 @@ impl<K: Copy + Eq + Hash> Schedule<K> {
         self.joins.connection_added(now, key, connections);
     }
 
-    /// Connection `key` announced itself (see
+    /// Connection `key` announced itself at `now` (see
     /// [`crate::wire::ANNOUNCE_ID`]): it needs no join survey.
-    pub(crate) fn announced(&mut self, key: K) {
-        self.joins.announced(key);
+    pub(crate) fn announced(&mut self, now: Instant, key: K) {
+        self.joins.announced(now, key);
     }
 
     /// Whether answers are queued faster than the server takes them. While
@@ -808,7 +853,7 @@ mod tests {
         s.connection_added(t, 1, 10_000);
         assert_eq!(s.next_wakeup(), t + ANNOUNCE_GRACE);
         assert!(drain(&mut s, t + ms(1)).is_empty());
-        s.announced(1);
+        s.announced(t + ms(1), 1);
         assert!(drain(&mut s, t + ANNOUNCE_GRACE).is_empty());
         assert!(!drain(&mut s, t + ms(59_000)).contains(&Action::Survey));
     }
@@ -822,7 +867,7 @@ mod tests {
         assert!(drain(&mut s, t + ANNOUNCE_GRACE - ms(1)).is_empty());
         assert_eq!(drain(&mut s, t + ANNOUNCE_GRACE), [Action::Survey]);
         // An announcement after the survey changes nothing.
-        s.announced(1);
+        s.announced(t + ms(10), 1);
         assert!(drain(&mut s, t + ms(1000)).is_empty());
         // Among announcing connections, the silent one is waited for from
         // its own arrival.
@@ -830,11 +875,52 @@ mod tests {
         s.connection_added(t, 2, 10_000);
         s.connection_added(t + ms(1), 3, 10_001);
         s.connection_added(t + ms(2), 4, 10_002);
-        s.announced(2);
+        s.announced(t + ms(2), 2);
         assert_eq!(s.next_wakeup(), t + ms(1) + ANNOUNCE_GRACE);
-        s.announced(3);
+        s.announced(t + ms(2), 3);
         assert_eq!(s.next_wakeup(), t + ms(2) + ANNOUNCE_GRACE);
         assert_eq!(drain(&mut s, t + ms(2) + ANNOUNCE_GRACE), [Action::Survey]);
+    }
+
+    #[test]
+    fn late_announcements_stretch_the_grace_for_a_while() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(&options().poll_interval(ms(60_000)), t0);
+        let t = settled(&mut s, t0);
+        // Announced 4 ms after its arrival: within the grace, and it does
+        // not stretch it (twice 4 ms is 8: it does).
+        s.connection_added(t, 1, 10);
+        s.announced(t + ms(2), 1);
+        s.connection_added(t + ms(2), 2, 11);
+        assert_eq!(s.next_wakeup(), t + ms(2) + ANNOUNCE_GRACE);
+        // 20 ms late (the survey was held back by the budget, say): the
+        // next connection gets 40 ms to announce itself.
+        s.connection_added(t + ms(3), 3, 12);
+        s.announced(t + ms(3), 2);
+        s.announced(t + ms(23), 3);
+        s.connection_added(t + ms(23), 4, 13);
+        assert_eq!(s.next_wakeup(), t + ms(63));
+        assert!(drain(&mut s, t + ms(62)).is_empty());
+        assert_eq!(drain(&mut s, t + ms(63)), [Action::Survey]);
+        // A second later it counts half; after a few, not at all.
+        s.connection_added(t + ms(1023), 5, 13);
+        assert_eq!(s.next_wakeup(), t + ms(1043));
+        drain(&mut s, t + ms(1043));
+        s.connection_added(t + ms(5023), 6, 13);
+        assert_eq!(s.next_wakeup(), t + ms(5023) + ANNOUNCE_GRACE);
+        drain(&mut s, t + ms(5023) + ANNOUNCE_GRACE);
+        // However late, at most LATE_GRACE_MAX.
+        s.connection_added(t + ms(6000), 7, 14);
+        s.announced(t + ms(6400), 7);
+        s.connection_added(t + ms(6400), 8, 15);
+        assert_eq!(s.next_wakeup(), t + ms(6400) + LATE_GRACE_MAX);
+        // A zero grace is never stretched.
+        let mut s = survey_only(&options().poll_interval(ms(60_000)), t0);
+        let t = settled(&mut s, t0);
+        s.connection_added(t, 1, 10);
+        s.announced(t + ms(30), 1);
+        s.connection_added(t + ms(30), 2, 11);
+        assert_eq!(drain(&mut s, t + ms(30)), [Action::Survey]);
     }
 
     #[test]
@@ -1316,7 +1402,7 @@ mod tests {
             }
             while n < announcements.len() && start + announcements[n].0 <= now {
                 let key = announcements[n].1;
-                s.announced(key);
+                s.announced(now, key);
                 waiting.retain(|&(_, k)| k != key);
                 n += 1;
             }
