@@ -178,6 +178,10 @@ pub(crate) struct JoinSurveys<K> {
     /// since heard from or closed are dropped once they reach the front
     /// (so the front is always the oldest of `unheard`).
     arrivals: VecDeque<(Instant, K)>,
+    /// The open connections that have not announced themselves (surveyed
+    /// or not), with when each arrived: an announcement's delay is
+    /// measured from there.
+    silent: HashMap<K, Instant>,
     /// The announcement grace set.
     grace: Duration,
     /// The latest recent announcement delay, as it was at `late_at`
@@ -200,6 +204,7 @@ impl<K: Copy + Eq + Hash> JoinSurveys<K> {
         JoinSurveys {
             unheard: HashMap::new(),
             arrivals: VecDeque::new(),
+            silent: HashMap::new(),
             grace,
             late: Duration::ZERO,
             late_at: now,
@@ -242,6 +247,7 @@ impl<K: Copy + Eq + Hash> JoinSurveys<K> {
         self.connections = connections;
         self.refill(now);
         self.unheard.insert(key, now);
+        self.silent.insert(key, now);
         self.arrivals.push_back((now, key));
         self.tidy();
     }
@@ -251,17 +257,20 @@ impl<K: Copy + Eq + Hash> JoinSurveys<K> {
         self.connections = connections;
         self.refill(now);
         self.unheard.remove(&key);
+        self.silent.remove(&key);
         self.tidy();
     }
 
     /// Connection `key` announced itself at `now`: no survey is needed
-    /// for it.
+    /// for it. Its delay counts even if a survey reached it meanwhile
+    /// (the grace was too short for it).
     pub(crate) fn announced(&mut self, now: Instant, key: K) {
-        if let Some(arrived) = self.unheard.remove(&key) {
+        if let Some(arrived) = self.silent.remove(&key) {
             let delay = now.saturating_duration_since(arrived);
             self.late = self.late_as_of(now).max(delay);
             self.late_at = now;
         }
+        self.unheard.remove(&key);
         self.tidy();
     }
 
@@ -866,12 +875,13 @@ mod tests {
         s.connection_added(t, 1, 10_000);
         assert!(drain(&mut s, t + ANNOUNCE_GRACE - ms(1)).is_empty());
         assert_eq!(drain(&mut s, t + ANNOUNCE_GRACE), [Action::Survey]);
-        // An announcement after the survey changes nothing.
+        // An announcement after the survey sends nothing more.
         s.announced(t + ms(10), 1);
         assert!(drain(&mut s, t + ms(1000)).is_empty());
         // Among announcing connections, the silent one is waited for from
-        // its own arrival.
-        let t = t + ms(2000);
+        // its own arrival (once the late announcement above no longer
+        // stretches the grace).
+        let t = t + ms(3000);
         s.connection_added(t, 2, 10_000);
         s.connection_added(t + ms(1), 3, 10_001);
         s.connection_added(t + ms(2), 4, 10_002);
@@ -914,6 +924,15 @@ mod tests {
         s.announced(t + ms(6400), 7);
         s.connection_added(t + ms(6400), 8, 15);
         assert_eq!(s.next_wakeup(), t + ms(6400) + LATE_GRACE_MAX);
+        // An announcement that comes after its connection was surveyed
+        // (the grace was too short for it) stretches it all the same.
+        let mut s = Schedule::new(&options().poll_interval(ms(60_000)), t0);
+        let t = settled(&mut s, t0);
+        s.connection_added(t, 1, 10);
+        assert_eq!(drain(&mut s, t + ANNOUNCE_GRACE), [Action::Survey]);
+        s.announced(t + ms(10), 1);
+        s.connection_added(t + ms(10), 2, 11);
+        assert_eq!(s.next_wakeup(), t + ms(30));
         // A zero grace is never stretched.
         let mut s = survey_only(&options().poll_interval(ms(60_000)), t0);
         let t = settled(&mut s, t0);
