@@ -48,9 +48,11 @@ use crate::watch::history::HistoryLimits;
 /// list within milliseconds (its connection closes); a peer that hangs with
 /// its connection open is dropped within
 /// `miss_threshold × poll_interval + survey_time` = 11 s. A new peer appears
-/// within milliseconds, whatever the poll interval; when thousands connect at
-/// once they share surveys, and each is asked within 300 ms of connecting
-/// (see "How membership works" in the README).
+/// within milliseconds, whatever the poll interval: a [`Client`](crate::Client)
+/// announces itself as soon as it connects and costs no survey; a peer that
+/// does not announce is surveyed 5 ms after connecting, and when thousands
+/// of those connect at once they share surveys, and each is asked within
+/// 300 ms of connecting (see "How membership works" in the README).
 ///
 /// ```
 /// use std::time::Duration;
@@ -161,8 +163,10 @@ impl Options {
     }
 
     /// Whether the server reacts to connection events (the default): a new
-    /// connection is surveyed at once, a closed one leaves at once, answers
-    /// are published as they arrive and a new subscriber is sent the list.
+    /// connection is surveyed unless it announces itself within
+    /// [`announce_grace`](Options::announce_grace), a closed one leaves at
+    /// once, answers (announcements included) are published as they
+    /// arrive and a new subscriber is sent the list.
     /// Off, the server only learns of changes at the end of each heartbeat
     /// survey, like the Go original; useful as a reference in benchmarks.
     pub fn event_driven(mut self, on: bool) -> Self {
