@@ -30,8 +30,9 @@ use crate::watch::history::HistoryLimits;
 /// | [`tls`](Options::tls) | none | all: mutual TLS for `tls+tcp://` URLs (cargo feature `tls`) |
 /// | [`silence_timeout`](Options::silence_timeout) | 3 × `republish_interval` | subscribers of several servers: a server not heard from for this long stops counting |
 /// | [`first_publish_delay`](Options::first_publish_delay) | 2 × `reconnect_max` + `survey_time` (3 s) | a freshly started server publishes nothing before this |
+/// | [`announce_grace`](Options::announce_grace) | 5 ms | server: how long a new connection may take to announce itself before it is surveyed |
 ///
-/// The first seven and `first_publish_delay` are the server's; the reconnect pair is read by
+/// The first seven, `first_publish_delay` and `announce_grace` are the server's; the reconnect pair is read by
 /// [`Client::with_options`](crate::Client::with_options) and
 /// [`Subscriber::with_options`](crate::Subscriber::with_options) (the server
 /// only listens: it reads `reconnect_max` only for the default
@@ -48,9 +49,11 @@ use crate::watch::history::HistoryLimits;
 /// list within milliseconds (its connection closes); a peer that hangs with
 /// its connection open is dropped within
 /// `miss_threshold × poll_interval + survey_time` = 11 s. A new peer appears
-/// within milliseconds, whatever the poll interval; when thousands connect at
-/// once they share surveys, and each is asked within 300 ms of connecting
-/// (see "How membership works" in `docs/INTERNALS.md`).
+/// within milliseconds, whatever the poll interval: a [`Client`](crate::Client)
+/// announces itself as soon as it connects and costs no survey; a peer that
+/// does not announce is surveyed 5 ms after connecting, and when thousands
+/// of those connect at once they share surveys, and each is asked within
+/// 300 ms of connecting (see "How membership works" in `docs/INTERNALS.md`).
 ///
 /// ```
 /// use std::time::Duration;
@@ -86,6 +89,7 @@ pub struct Options {
     silence_timeout: Option<Duration>,
     /// `None`: derived from `reconnect_max` and `survey_time`.
     first_publish_delay: Option<Duration>,
+    announce_grace: Duration,
 }
 
 impl Default for Options {
@@ -111,6 +115,7 @@ impl Default for Options {
             tls: None,
             silence_timeout: None,
             first_publish_delay: None,
+            announce_grace: Duration::from_millis(5),
         }
     }
 }
@@ -166,8 +171,10 @@ impl Options {
     }
 
     /// Whether the server reacts to connection events (the default): a new
-    /// connection is surveyed at once, a closed one leaves at once, answers
-    /// are published as they arrive and a new subscriber is sent the list.
+    /// connection is surveyed unless it announces itself within
+    /// [`announce_grace`](Options::announce_grace), a closed one leaves at
+    /// once, answers (announcements included) are published as they
+    /// arrive and a new subscriber is sent the list.
     /// Off, the server only learns of changes at the end of each heartbeat
     /// survey, like the Go original; useful as a reference in benchmarks.
     #[must_use = "a setter returns the changed Options; use it"]
@@ -438,6 +445,29 @@ impl Options {
             .unwrap_or(2 * self.reconnect_max + self.survey_time)
     }
 
+    /// How long the server gives a new connection to announce itself
+    /// (a [`Client`](crate::Client) sends its name unasked as soon as its
+    /// connection is up: see `docs/parts/announce.md`) before it surveys it
+    /// (5 ms by default). A client that announces is listed as soon as its
+    /// announcement arrives and costs no survey; a peer that does not (the
+    /// Go original, nngcat, pynng) is surveyed once this has passed, or
+    /// sooner if a survey goes out anyway, or later if thousands connect at
+    /// once and the surveys' budget holds it back (up to 300–450 ms). While
+    /// announcements arrive late (a server or clients short of CPU), the
+    /// server waits up to twice the latest recent delay instead, at most
+    /// 50 ms, and back to this grace within seconds of their arriving on
+    /// time again: a join survey is dearest on a loaded server. An
+    /// announcement crosses the network
+    /// once after the server has seen the connection, so on links slower
+    /// than loopback set it above their round-trip time, or announcing
+    /// clients are surveyed all the same (listed just as fast, at the cost
+    /// of a survey of every connection). Zero surveys every new connection.
+    #[must_use = "a setter returns the changed Options; use it"]
+    pub fn announce_grace(mut self, grace: Duration) -> Self {
+        self.announce_grace = grace;
+        self
+    }
+
     /// Whether a client starts available.
     #[deprecated(since = "0.2.0", note = "read options.client_settings()?.available")]
     pub fn get_available(&self) -> bool {
@@ -609,6 +639,8 @@ pub struct ServerSettings {
     pub event_driven: bool,
     /// See [`Options::first_publish_delay`].
     pub first_publish_delay: Duration,
+    /// See [`Options::announce_grace`].
+    pub announce_grace: Duration,
     /// See [`Options::watch_url`].
     pub watch_url: Option<String>,
     /// See [`Options::watch_keepalive`].
@@ -683,6 +715,7 @@ impl Options {
             first_publish_delay: self
                 .first_publish_delay
                 .unwrap_or(2 * self.reconnect_max + self.survey_time),
+            announce_grace: self.announce_grace,
             watch_url: self.watch_url.clone(),
             watch_keepalive: self.watch_keepalive,
             watch_history: self.watch_history,
@@ -947,6 +980,19 @@ mod tests {
         let o = o.first_publish_delay(Duration::from_millis(10));
         o.validate().unwrap();
         assert_eq!(o.get_first_publish_delay(), Duration::from_millis(10));
+    }
+
+    #[test]
+    fn announce_grace_defaults_to_5_ms_and_takes_any_value() {
+        assert_eq!(
+            Options::default().server_settings().unwrap().announce_grace,
+            Duration::from_millis(5)
+        );
+        for grace in [Duration::ZERO, Duration::from_secs(3600)] {
+            let o = Options::default().announce_grace(grace);
+            o.validate().unwrap();
+            assert_eq!(o.server_settings().unwrap().announce_grace, grace);
+        }
     }
 
     #[test]

@@ -4,7 +4,10 @@
 //! mangos) and with any other Scalability Protocols peer:
 //!
 //! * a **survey** carries an empty body (clients ignore whatever it carries);
-//! * an **answer** body is the service name's UTF-8 bytes;
+//! * an **answer** body is the service name's UTF-8 bytes; an
+//!   **announcement** is an answer a client sends unasked when its
+//!   connection comes up, with survey id [`ANNOUNCE_ID`] (which no survey
+//!   ever carries: see [`next_survey_id`]);
 //! * a **published list** is the names joined by [`SEPARATOR`]; an empty body
 //!   is the empty list.
 //!
@@ -185,6 +188,41 @@ pub fn survey_header(seq: u32) -> [u8; 4] {
     (seq | SURVEY_ID_FLAG).to_be_bytes()
 }
 
+/// The survey id of an announcement: an answer a client sends unasked as
+/// soon as its survey connection is up, to say "this connection's name is
+/// X" (on the wire, with the top bit: `80 00 00 00`). Servers never give a
+/// survey this id (see [`next_survey_id`]), so an answer carrying it cannot
+/// be mistaken for an answer to a survey. The protocol is described in
+/// `docs/parts/announce.md`.
+pub const ANNOUNCE_ID: u32 = 0;
+
+/// The 8-byte header a raw RESPONDENT socket sends an announcement with:
+/// the connection's pipe id (big-endian), which the socket strips to pick
+/// the connection, then [`survey_header`]`(`[`ANNOUNCE_ID`]`)`, which goes
+/// on the wire. The body is the service name, as in any answer.
+pub fn announcement_header(pipe_id: u32) -> [u8; 8] {
+    let mut header = [0; 8];
+    header[..4].copy_from_slice(&pipe_id.to_be_bytes());
+    header[4..].copy_from_slice(&survey_header(ANNOUNCE_ID));
+    header
+}
+
+/// The survey id after `seq`: the next 31-bit number, skipping
+/// [`ANNOUNCE_ID`] when the count wraps.
+///
+/// ```
+/// use nng_discovery::wire::{next_survey_id, ANNOUNCE_ID};
+/// assert_eq!(next_survey_id(41), 42);
+/// assert_eq!(next_survey_id(0x7fff_ffff), 1);
+/// assert_ne!(next_survey_id(0x7fff_ffff), ANNOUNCE_ID);
+/// ```
+pub fn next_survey_id(seq: u32) -> u32 {
+    match seq.wrapping_add(1) & !SURVEY_ID_FLAG {
+        ANNOUNCE_ID => ANNOUNCE_ID + 1,
+        next => next,
+    }
+}
+
 /// Reads the survey id that an answer's header carries back (its last four
 /// bytes), or `None` when the header is too short or the id lacks the top bit.
 pub fn answer_survey_id(header: &[u8]) -> Option<u32> {
@@ -352,5 +390,32 @@ mod tests {
         assert_eq!(answer_survey_id(&[0x80, 0, 0]), None);
         assert_eq!(answer_survey_id(&[]), None);
         assert_eq!(answer_survey_id(&[0x7f, 0, 0, 1]), None);
+    }
+
+    #[test]
+    fn announcements() {
+        // As a raw respondent sends it: pipe id, then the id with the end bit.
+        assert_eq!(
+            announcement_header(0x0102_0304),
+            [1, 2, 3, 4, 0x80, 0, 0, 0]
+        );
+        // What reaches the server: the last word, id 0.
+        assert_eq!(
+            answer_survey_id(&announcement_header(7)[4..]),
+            Some(ANNOUNCE_ID)
+        );
+    }
+
+    #[test]
+    fn survey_ids_never_take_the_announcement_id() {
+        assert_eq!(next_survey_id(0), 1);
+        assert_eq!(next_survey_id(0x7fff_fffe), 0x7fff_ffff);
+        assert_eq!(next_survey_id(0x7fff_ffff), 1);
+        // Whatever the start (a stray top bit included): 31 bits, never 0.
+        for seq in [u32::MAX, 0xffff_fffe, 0x8000_0000, 0x8000_0001] {
+            let next = next_survey_id(seq);
+            assert_ne!(next, ANNOUNCE_ID, "{seq:#x}");
+            assert_eq!(next & SURVEY_ID_FLAG, 0, "{seq:#x}");
+        }
     }
 }

@@ -5,7 +5,11 @@
 //! * an nngcat respondent answering with a name appears in our server's list;
 //! * an nngcat subscriber receives our server's lists in the documented
 //!   format: the sorted names joined by `|`;
-//! * our `Client` answers an nngcat surveyor with its name.
+//! * our `Client` answers an nngcat surveyor with its name (the cooked
+//!   surveyor drops the client's unasked announcement and takes the answer
+//!   to its own survey);
+//! * an nngcat respondent, which never announces, is still listed by a
+//!   server that runs no heartbeat: its join survey lists it.
 //!
 //! Without nngcat these tests print a note and pass, except under `CI=true`,
 //! where they fail: CI must run them.
@@ -201,12 +205,45 @@ fn our_client_answers_an_nngcat_surveyor() {
         "1",
         "--quoted",
     ]);
-    // The client redials until nngcat listens, whichever starts first.
+    // The client redials until nngcat listens, whichever starts first. It
+    // announces itself on connecting: nngcat (cooked, NNG 1.5.2) has no
+    // survey with that id open and drops it; what it prints is the answer
+    // to its own survey.
     let client = Client::new(&url, "http://10.0.0.9:8080").expect("client");
+    nngcat.expect(r#""http://10.0.0.9:8080""#);
+    // And the next survey's, a second later: the client answers on.
     nngcat.expect(r#""http://10.0.0.9:8080""#);
     client.shutdown();
     drop(nngcat);
     if let Some(path) = url.strip_prefix("ipc://") {
         let _ = std::fs::remove_file(path);
     }
+}
+
+#[test]
+fn an_nngcat_respondent_is_surveyed_when_it_connects() {
+    nngcat_or_return!();
+    // No heartbeat after the first round: only the join survey of its
+    // connection can list nngcat, which never announces.
+    let options = Options::default()
+        .poll_interval(common::NEVER)
+        .republish_interval(common::NEVER)
+        .first_publish_delay(Duration::ZERO);
+    let server = Server::new("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", options)
+        .unwrap_or_else(|e| panic!("starting a server: {e}"));
+    let changes = server.changes();
+    let _nngcat = Nngcat::start(&[
+        "--respondent0",
+        "--dial",
+        server.survey_url(),
+        "--data",
+        "nngcat-peer",
+    ]);
+    wait_for_list(&changes, &["nngcat-peer"]);
+    let s = server.stats();
+    assert_eq!(s.announcements, 0, "{s}");
+    assert!(
+        s.surveys_sent >= 2,
+        "the first round and a join survey: {s}"
+    );
 }

@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use builder::ClientBuilder;
 
 use crate::error::{Error, Result};
-use crate::nng::receiver::{self, Receiver as NngReceiver, Stopper};
+use crate::nng::receiver::{self, Next, Receiver as NngReceiver, Stopper, WakeSignal};
 use crate::nng::transport;
 use crate::options::{DialSettings, Options};
 use crate::subscriber::Subscriber;
@@ -33,11 +33,18 @@ pub(crate) enum Follow {
 /// redundant ones.
 ///
 /// The client dials the server's survey URL in the background (the server
-/// may start later, or restart) and answers every survey with its service
-/// name: the survey is the heartbeat, and answering it is what keeps the
-/// name listed. When the client shuts down or is dropped it stops answering
-/// at once and its connection closes, which the server sees within
-/// milliseconds.
+/// may start later, or restart). As soon as a connection is up it
+/// announces its service name on it, unasked (an answer with survey id
+/// [`ANNOUNCE_ID`](crate::wire::ANNOUNCE_ID); see `docs/parts/announce.md`),
+/// and a server of this crate lists it then, without surveying anyone;
+/// servers that do not know announcements (the Go original, older
+/// versions, nngcat) drop it and survey the connection as they always did.
+/// After that the client answers every survey with its name: the survey is
+/// the heartbeat, and answering it is what keeps the name listed. Every
+/// new connection announces once: after a redial, a server restart, or
+/// [`set_available(true)`](Client::set_available). When the client shuts
+/// down or is dropped it stops answering at once and its connection
+/// closes, which the server sees within milliseconds.
 ///
 /// Given several survey URLs (any [`Urls`] form), it answers every server:
 /// one socket with a dialer per server, each dialing and redialing its
@@ -50,8 +57,9 @@ pub(crate) enum Follow {
 /// [`with_watch`](Client::with_watch), it receives the same lists through
 /// the servers' watch URLs, like [`Subscriber::watch`].
 ///
-/// Threads: one, two with a subscription (either kind), whatever the number of servers,
-/// plus NNG's shared pool.
+/// Threads: one (it answers surveys and sends the announcements), two with
+/// a subscription (either kind), whatever the number of servers, plus
+/// NNG's shared pool.
 ///
 /// # Availability and draining
 ///
@@ -61,8 +69,8 @@ pub(crate) enum Follow {
 /// [`set_available(true)`](Client::set_available) brings it back as fast.
 /// It needs nothing from the server: an unavailable client closes its
 /// survey connection (a server drops a name at once when the connection
-/// that answered for it closes) and an available one dials again (a server
-/// surveys a new connection at once).
+/// that answered for it closes) and an available one dials again and
+/// announces itself on the new connection.
 ///
 /// To drain before stopping, so that no peer picks a process that is about
 /// to go: `set_available(false)`, wait while in-flight requests finish and
@@ -306,7 +314,16 @@ impl Client {
             .map_err(Error::nng("open a raw RESPONDENT socket"))?
             .socket;
         transport::limit(&socket, MAX_SURVEY_BYTES)?;
-        let link = transport::Link::watch(&socket, &survey_urls)?;
+        // Each new connection is announced by the client's thread: the
+        // callback, on NNG's threads, only hands its pipe id over.
+        let (connected_tx, connected) = crossbeam_channel::unbounded();
+        let (wake, woken) = receiver::wake()?;
+        let link = transport::Link::watch_with(&socket, &survey_urls, move |pipe, event| {
+            if event == nng::PipeEvent::AddPost {
+                let _ = connected_tx.send(transport::pipe_id(pipe));
+                wake.raise();
+            }
+        })?;
         // Every URL is checked before any is dialed (and when starting
         // unavailable all the same: a bad URL must not wait to be found
         // until `set_available(true)`).
@@ -336,7 +353,7 @@ impl Client {
         let count = std::sync::Arc::clone(&counter);
         let thread = std::thread::Builder::new()
             .name("nng-discovery-client".into())
-            .spawn(move || answer_surveys(surveys, name, &count))
+            .spawn(move || answer_surveys(surveys, connected, woken, name, &count))
             .map_err(Error::spawn)?;
         Ok(Client {
             service: service.to_owned(),
@@ -473,19 +490,68 @@ impl Drop for Client {
     }
 }
 
-fn answer_surveys(mut surveys: NngReceiver, name: String, count: &std::sync::atomic::AtomicU64) {
+/// The client's thread: announces `name` on each connection whose pipe id
+/// comes on `connected` (with `woken` raised), and answers every survey.
+/// Counts the surveys it receives in `count`.
+fn answer_surveys(
+    mut surveys: NngReceiver,
+    connected: Receiver<u32>,
+    woken: WakeSignal,
+    name: String,
+    count: &std::sync::atomic::AtomicU64,
+) {
     let what = format!("receiving a survey as {name}");
-    while let Some(mut msg) = surveys.next(&what) {
+    while let Some(next) = surveys.next_or_woken(&woken, &what) {
+        let msg = match next {
+            Next::Woken => {
+                for pipe in connected.try_iter() {
+                    if !announce(surveys.socket(), pipe, &name) {
+                        return;
+                    }
+                }
+                continue;
+            }
+            Next::Message(msg) => msg,
+        };
         count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        // Reuse the survey's message: its header (the connection id and the
-        // survey id) routes the answer back; the body becomes our name.
-        msg.clear();
-        msg.push_back(name.as_bytes());
-        match surveys.socket().send(msg) {
-            Ok(()) => {}
-            Err((_, nng::Error::Closed)) => return,
-            // The connection dropped: the next survey gets the next answer.
-            Err((_, e)) => log::debug!("answering a survey as {name}: {e}"),
+        if !answer(surveys.socket(), msg, &name) {
+            return;
+        }
+    }
+}
+
+/// Sends the announcement of `name` on connection `pipe`: the header
+/// routes it (see [`wire::announcement_header`]). False once the socket is
+/// closed.
+fn announce(socket: &Socket, pipe: u32, name: &str) -> bool {
+    let mut msg = nng::Message::new();
+    msg.as_mut_header()
+        .push_back(&wire::announcement_header(pipe));
+    msg.push_back(name.as_bytes());
+    match socket.send(msg) {
+        Ok(()) => true,
+        Err((_, nng::Error::Closed)) => false,
+        // The connection dropped already: its successor announces itself.
+        Err((_, e)) => {
+            log::debug!("announcing {name}: {e}");
+            true
+        }
+    }
+}
+
+/// Answers survey `msg` with `name`. False once the socket is closed.
+fn answer(socket: &Socket, mut msg: nng::Message, name: &str) -> bool {
+    // Reuse the survey's message: its header (the connection id and the
+    // survey id) routes the answer back; the body becomes our name.
+    msg.clear();
+    msg.push_back(name.as_bytes());
+    match socket.send(msg) {
+        Ok(()) => true,
+        Err((_, nng::Error::Closed)) => false,
+        // The connection dropped: the next survey gets the next answer.
+        Err((_, e)) => {
+            log::debug!("answering a survey as {name}: {e}");
+            true
         }
     }
 }

@@ -121,6 +121,57 @@ pub(crate) fn wait(fds: &[RawFd], stop: &StopSignal, deadline: Option<Instant>) 
     }
 }
 
+/// Raises a [`WakeSignal`]: safe to call from an NNG pipe callback (one
+/// non-blocking write to a socketpair, nothing else).
+#[derive(Debug)]
+pub(crate) struct Wake(UnixStream);
+
+impl Wake {
+    /// Makes the signal readable (it stays so until drained).
+    pub(crate) fn raise(&self) {
+        // Non-blocking: a full buffer already means "readable".
+        let _ = (&self.0).write(&[1]);
+    }
+}
+
+/// The waiting thread's end of a [`Wake`]: see [`Receiver::next_or_woken`].
+#[derive(Debug)]
+pub(crate) struct WakeSignal(UnixStream);
+
+impl WakeSignal {
+    /// Reads every pending wake-up; whether there was any.
+    fn drain(&self) -> bool {
+        use std::io::Read;
+        let mut buf = [0u8; 64];
+        let mut woken = false;
+        while let Ok(n) = (&self.0).read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            woken = true;
+        }
+        woken
+    }
+}
+
+/// A wake-up for a receiving thread, raised from elsewhere (a pipe
+/// callback) without blocking.
+pub(crate) fn wake() -> Result<(Wake, WakeSignal)> {
+    let (tx, rx) = UnixStream::pair().map_err(Error::spawn)?;
+    tx.set_nonblocking(true).map_err(Error::spawn)?;
+    rx.set_nonblocking(true).map_err(Error::spawn)?;
+    Ok((Wake(tx), WakeSignal(rx)))
+}
+
+/// What [`Receiver::next_or_woken`] returns.
+#[derive(Debug)]
+pub(crate) enum Next {
+    /// A message arrived.
+    Message(Message),
+    /// The [`WakeSignal`] was raised.
+    Woken,
+}
+
 /// The receiving thread's handle.
 #[derive(Debug)]
 pub(crate) struct Receiver {
@@ -166,6 +217,28 @@ impl Receiver {
     /// The socket's receive descriptor (readable while messages wait).
     pub(crate) fn recv_fd(&self) -> RawFd {
         self.recv_fd
+    }
+
+    /// Like [`next`](Receiver::next), but also returns when `wake` is
+    /// raised (a raised signal is taken before any message waiting).
+    pub(crate) fn next_or_woken(&mut self, wake: &WakeSignal, what: &str) -> Option<Next> {
+        loop {
+            if wake.drain() {
+                return Some(Next::Woken);
+            }
+            match self.socket.try_recv() {
+                Ok(msg) => return Some(Next::Message(msg)),
+                Err(nng::Error::TryAgain) => {}
+                Err(nng::Error::Closed) => return None,
+                Err(e) => {
+                    log::warn!("{what}: {e}");
+                    std::thread::sleep(ERROR_BACKOFF); // never spin
+                }
+            }
+            if wait(&[self.recv_fd, wake.0.as_raw_fd()], &self.stop, None) {
+                return None;
+            }
+        }
     }
 
     /// The next message, or `None` once stopped (or the socket is closed).
@@ -236,6 +309,32 @@ mod tests {
         stopper.stop();
         thread.join().unwrap();
         assert!(got_rx.try_recv().is_err(), "a message from nowhere");
+    }
+
+    #[test]
+    fn a_wake_interrupts_the_wait_and_messages_still_come() {
+        let (a, b, _) = pair();
+        let (stopper, mut rx) = receiver(&a).unwrap();
+        let (waker, signal) = wake().unwrap();
+        let (got_tx, got_rx) = crossbeam_channel::unbounded();
+        let thread = std::thread::spawn(move || {
+            while let Some(next) = rx.next_or_woken(&signal, "test") {
+                let _ = got_tx.send(match next {
+                    Next::Message(m) => Some(m.as_slice().to_vec()),
+                    Next::Woken => None,
+                });
+            }
+        });
+        let patience = Duration::from_secs(10);
+        waker.raise();
+        assert_eq!(got_rx.recv_timeout(patience).unwrap(), None);
+        b.send([5]).unwrap();
+        assert_eq!(got_rx.recv_timeout(patience).unwrap(), Some(vec![5]));
+        waker.raise();
+        assert_eq!(got_rx.recv_timeout(patience).unwrap(), None);
+        stopper.stop();
+        thread.join().unwrap();
+        assert!(got_rx.try_recv().is_err(), "an event from nowhere");
     }
 
     #[test]

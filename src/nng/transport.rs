@@ -177,6 +177,16 @@ fn check_tcp_port(url: &str) -> Result<()> {
     }
 }
 
+/// NNG's id of `pipe`, which a raw RESPONDENT socket takes from the first
+/// header word of a message to pick the connection it goes to.
+pub(crate) fn pipe_id(pipe: nng::Pipe) -> u32 {
+    // SAFETY: nng_pipe_id only reads the id out of the handle, by value;
+    // it returns -1 for a handle that was never set, which a pipe given to
+    // a callback is not.
+    let id = unsafe { nng_sys::nng_pipe_id(pipe.nng_pipe()) };
+    id as u32
+}
+
 /// Sets the largest message the socket accepts and the send timeout.
 pub(crate) fn limit(socket: &Socket, max_recv: usize) -> Result<()> {
     socket

@@ -10,7 +10,7 @@
 //! | A TLS dialer closed during its handshake leaves the process unable to complete any later TLS connection. | The same wait, at least 2 s for `tls+tcp://` ([`SETTLE_LEAST_TLS`]). | A TLS client dropped before its first handshake waits up to 2 s. | Not found fixed upstream. |
 //! | An IPC listener whose connection closes before the SP handshake stops accepting for good; NNG's own "address in use" probe does exactly that to a live server. | [`ipc_in_use`] probes the path itself and completes the handshake before closing; a server refuses to start on a live path. | None; a local process can still deafen an IPC listener, so `tcp://` is advised (the test `tests/hostile.rs` shows it, ignored). | Fixed after NNG 1.5.2 (upstream pull request 1519). |
 //! | A thread entering a blocking receive while another closes the socket waits forever, or touches a freed queue when its timeout fires. | Background threads wait in `poll(2)` on the receive descriptor and take messages without blocking; the owner closes a socket only after joining its thread (`nng::receiver`). | One descriptor pair per receiving thread. | — |
-//! | Closing a socket (or dropping its last handle) inside a pipe callback deadlocks: the callback runs on the thread that closing waits for. | Pipe callbacks only send an event on a channel (`server`, `client`, `transport::Link::watch_with`); refusing a connection closes the *pipe* in the add-pre event, the documented way (`server::admission`). | — | Documented behaviour (upstream issues 1247 and 1665). |
+//! | Closing a socket (or dropping its last handle) inside a pipe callback deadlocks: the callback runs on the thread that closing waits for. | Pipe callbacks only send an event on a channel (`server`, `client`, `Link::watch_with`); refusing a connection closes the *pipe* in the add-pre event, the documented way (`server::admission`). | — | Documented behaviour (upstream issues 1247 and 1665). |
 //! | A cooked SURVEYOR queues at most 128 answers per survey and drops the rest; it keeps one survey outstanding, and a new one cancels the old one's late answers. | The server's surveyor is raw: it stamps survey ids itself, owns the deadline, and its receive queue (8,192) applies backpressure (`server`). | Our own id window and deadlines. | Unchanged in NNG 1.x. |
 //! | A cooked RESPONDENT can touch a freed connection when one closes with a survey pending (a crash under churn). | The client's respondent is raw: it queues messages, not connections, and routes each answer by its header (`client`). | None. | Fixed in December 2024 (upstream pull request 1955). |
 //! | An IPC listener's file mode is masked by the process's umask (`0o660` becomes `0o640` under umask 022). | The socket file is set to the mode asked for after the listener binds (`transport::listen`). | A brief window at bind in which the umask's mode applies. | — |
@@ -194,16 +194,11 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    /// Watches `socket`'s connections, which dial `urls`. The callback
-    /// only records: it never touches a socket (closing one from a pipe
-    /// callback deadlocks NNG).
-    pub(crate) fn watch(socket: &Socket, urls: &[String]) -> Result<Arc<Link>> {
-        Link::watch_with(socket, urls, |_, _| {})
-    }
-
-    /// Like [`watch`](Link::watch), and also calls `also` on every pipe
-    /// event (a socket has one pipe callback). `also` runs on NNG's
-    /// threads: it must be tiny and must not touch a socket either.
+    /// Watches `socket`'s connections, which dial `urls`, and also calls
+    /// `also` on every pipe event (a socket has one pipe callback). The
+    /// callback only records: it never touches a socket (closing one from
+    /// a pipe callback deadlocks NNG); `also` runs on NNG's threads too,
+    /// so it must be tiny and must not touch a socket either.
     pub(crate) fn watch_with(
         socket: &Socket,
         urls: &[String],

@@ -211,6 +211,11 @@ impl<P: Copy + Eq + Hash> Membership<P> {
         self.names.is_empty()
     }
 
+    /// Whether `pipe` is open (added and not removed since).
+    pub fn has_pipe(&self, pipe: P) -> bool {
+        self.pipes.contains_key(&pipe)
+    }
+
     /// How many pipes are open.
     pub fn pipe_count(&self) -> usize {
         self.pipes.len()
@@ -257,7 +262,9 @@ mod tests {
     fn unknown_pipes_are_ignored() {
         let mut m = live(2);
         assert_eq!(m.answer(9, "a"), UnknownPipe);
+        assert!(!m.has_pipe(9));
         m.pipe_added(9);
+        assert!(m.has_pipe(9));
         m.pipe_removed(9);
         assert_eq!(
             m.answer(9, "a"),

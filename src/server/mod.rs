@@ -1,6 +1,7 @@
 //! The discovery server: surveys the clients, publishes the list.
 
 pub mod admission;
+mod early;
 pub mod membership;
 pub(crate) mod schedule;
 pub(crate) mod stats;
@@ -21,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::nng::receiver::{self, Receiver as NngReceiver, Stopper};
 use crate::nng::transport;
 use crate::options::Options;
+use crate::server::early::Early;
 use crate::server::membership::{AnswerOutcome, Membership};
 use crate::server::schedule::{Action, Behind, Schedule, Verdict};
 use crate::server::stats::Stats;
@@ -46,7 +48,8 @@ const NNG_RECV_QUEUE: i32 = 8192;
 const SEQ_MASK: u32 = 0x7fff_ffff;
 
 /// Answers carrying one of the last this-many survey ids are accepted; older
-/// or unknown ids are ignored.
+/// or unknown ids are ignored (announcements aside: see
+/// [`wire::ANNOUNCE_ID`]).
 const SEQ_WINDOW: u32 = 1024;
 
 /// Events handed from NNG's pipe callbacks (and from `shutdown`) to the
@@ -65,10 +68,17 @@ enum Control {
 /// It listens on two URLs: a survey URL, where clients connect and answer
 /// heartbeat surveys with their service names, and a publish URL, where it
 /// publishes the list of live names whenever it changes. With the default
-/// [`Options`], joins and leaves are seen within milliseconds: a new
-/// connection is surveyed at once, a closed connection removes its names at
-/// once, and heartbeat surveys catch peers that hang with their connection
-/// open.
+/// [`Options`], joins and leaves are seen within milliseconds: a
+/// [`Client`](crate::Client) announces its name on a new connection unasked
+/// and is listed as soon as that answer arrives, with no survey; a peer
+/// that does not announce (the Go original, nngcat, pynng) is surveyed
+/// 5 ms after it connects ([`Options::announce_grace`]; sooner if a survey
+/// goes out anyway; later when thousands connect at once and the surveys'
+/// budget holds it back, or up to 50 ms while announcements arrive late);
+/// a closed connection removes its names at once; and heartbeat surveys
+/// catch peers that hang with their connection open. An announcement is
+/// taken exactly like an answer (name checks, `max_peers`,
+/// `require_peer_host`); the protocol is in `docs/parts/announce.md`.
 ///
 /// Every new subscriber receives the current list as soon as it connects,
 /// and the unchanged list is republished every
@@ -221,6 +231,7 @@ impl Server {
                 options.event_driven,
             ),
             schedule: Schedule::new(&options, Instant::now()),
+            early: Early::new(),
             event_driven: options.event_driven,
             surveyor: surveyor.clone(),
             publisher: publisher.clone(),
@@ -351,7 +362,9 @@ impl Drop for Server {
 }
 
 /// A starting survey id that differs between runs, so a restarted server's
-/// ids do not match answers meant for its predecessor.
+/// ids do not match answers meant for its predecessor. It is the id "last
+/// sent": the first survey carries the next one ([`wire::next_survey_id`],
+/// never [`wire::ANNOUNCE_ID`]).
 fn initial_seq() -> u32 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -371,7 +384,9 @@ fn read_answers(mut incoming: NngReceiver, answers: Sender<Message>) {
 /// The server thread's state.
 struct Core {
     membership: Membership<Pipe>,
-    schedule: Schedule,
+    schedule: Schedule<Pipe>,
+    /// Announcements taken before their connection's arrival.
+    early: Early<Pipe, Message>,
     event_driven: bool,
     surveyor: Socket,
     publisher: Socket,
@@ -589,7 +604,10 @@ impl Core {
                 );
                 if self.event_driven {
                     let pipes = self.membership.pipe_count();
-                    self.schedule.connection_added(now, pipes);
+                    self.schedule.connection_added(now, pipe, pipes);
+                }
+                while let Some(msg) = self.early.take(now, &pipe) {
+                    self.on_answer(msg);
                 }
             }
             Control::PipeRemoved(pipe) => {
@@ -597,7 +615,7 @@ impl Core {
                     log::info!("left: {name} (connection closed)");
                 }
                 let pipes = self.membership.pipe_count();
-                self.schedule.connection_removed(now, pipes);
+                self.schedule.connection_removed(now, pipe, pipes);
             }
             Control::SubscriberRemoved => {
                 self.stats.subscribers = self.stats.subscribers.saturating_sub(1);
@@ -620,7 +638,17 @@ impl Core {
             self.stats.refused_stale += 1;
             return;
         };
-        if self.seq.wrapping_sub(id) & SEQ_MASK >= SEQ_WINDOW {
+        if id == wire::ANNOUNCE_ID {
+            // An announcement: "this connection's name is X", sent unasked.
+            // Taken as an answer below; it spares the connection a survey.
+            if !self.membership.has_pipe(pipe) {
+                // Its connection's arrival is still on its way (see early).
+                self.early.hold(Instant::now(), pipe, msg);
+                return;
+            }
+            self.stats.announcements += 1;
+            self.schedule.announced(Instant::now(), pipe);
+        } else if self.seq.wrapping_sub(id) & SEQ_MASK >= SEQ_WINDOW {
             log::debug!("ignoring an answer to survey {id:#x}, not a recent one");
             self.stats.refused_stale += 1;
             return;
@@ -680,7 +708,7 @@ impl Core {
     }
 
     fn send_survey(&mut self) {
-        self.seq = self.seq.wrapping_add(1) & SEQ_MASK;
+        self.seq = wire::next_survey_id(self.seq);
         let mut msg = Message::new();
         msg.as_mut_header()
             .push_back(&wire::survey_header(self.seq));

@@ -4,8 +4,12 @@
 //! Two kinds of survey go out, and every one reaches every open
 //! connection (NNG's surveyor broadcasts; it cannot address one pipe):
 //! * a heartbeat round every `poll_interval`, which counts misses;
-//! * an extra survey when connections arrive ([`JoinSurveys`]): a lone new
-//!   connection is surveyed at once, connections arriving close together
+//! * an extra survey when connections arrive that do not announce
+//!   themselves ([`JoinSurveys`]; a client of this crate announces its name
+//!   on a new connection unasked, and is listed without any survey): a lone
+//!   new connection that has not announced within the announcement grace
+//!   ([`Options::announce_grace`](crate::Options::announce_grace), 5 ms by default)
+//!   is surveyed then, connections arriving close together
 //!   share one survey, and none waits longer than [`max_join_wait`] (300 ms
 //!   up to 6,667 connections, growing to 450 ms at 10,000) unless the
 //!   server is still taking the answers to earlier surveys (then the next
@@ -50,6 +54,8 @@
 //! end came on time, and no answer was left unread when it closed.
 //! Otherwise the round is not counted: nobody is charged a miss.
 
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 use crate::options::ServerSettings;
@@ -125,20 +131,57 @@ pub(crate) const PUBLISH_BYTES_PER_SEC: f64 = 400e6;
 /// instead of every 2 ms; a 22 KB list (1,000 names) still every 2 ms.
 pub(crate) const LIST_BYTES_PER_SEC: f64 = 20e6;
 
+/// The longest the grace grows to while announcements arrive late. A
+/// server that takes announcements late (short of CPU, or its clients
+/// are) is taking everything late, and there a join survey costs the most:
+/// every connection's answer queues behind the announcements, which then
+/// arrive later still, and more surveys follow. So the grace is at least
+/// twice the latest recent announcement delay (from a connection's arrival
+/// to its announcement), up to this; that delay halves every
+/// [`LATE_HALF_LIFE`]. A server whose announcements arrive within half the
+/// configured grace never stretches it.
+pub(crate) const LATE_GRACE_MAX: Duration = Duration::from_millis(50);
+
+/// How fast a late announcement stops stretching the grace: the delay
+/// remembered halves every this long.
+pub(crate) const LATE_HALF_LIFE: Duration = Duration::from_secs(1);
+
 /// When to send the extra survey that new connections wait for: a pure
-/// rule, fed with connection counts and the surveys that went out.
+/// rule, fed with connection events, announcements and the surveys that
+/// went out. `K` identifies a connection (NNG's pipe in the server).
 ///
-/// A survey is due once a connection is waiting (arrived after the last
-/// survey of any kind) and the budget holds the survey's cost (one answer
-/// per open connection, refilled at [`EXTRA_SURVEY_ANSWERS_PER_SEC`], at
-/// most two surveys' worth saved), at least [`MIN_SURVEY_GAP`] after the
+/// A connection waits for a survey once it has arrived after the last
+/// survey of any kind, has not announced itself, and its announcement
+/// grace ([`Options::announce_grace`](crate::Options::announce_grace), stretched while announcements
+/// arrive late: see [`LATE_GRACE_MAX`]) has passed. A survey is due once a
+/// connection waits and the budget holds the survey's cost (one answer per
+/// open connection, refilled at [`EXTRA_SURVEY_ANSWERS_PER_SEC`], at most
+/// two surveys' worth saved), at least [`MIN_SURVEY_GAP`] after the
 /// previous survey; and in any case [`MAX_JOIN_WAIT`] after the first
-/// waiting connection arrived. Connections that arrive before it goes out
-/// share it.
+/// waiting connection arrived (the grace counts in that wait; a grace set
+/// longer than that wait is the wait). Connections
+/// that arrive before it goes out share it. A connection that announces
+/// itself, or closes, before then is no longer waited for: connections
+/// that all announce cost no survey.
 #[derive(Debug)]
-pub(crate) struct JoinSurveys {
-    /// When the first connection that no survey has reached yet arrived.
-    waiting_since: Option<Instant>,
+pub(crate) struct JoinSurveys<K> {
+    /// The connections that arrived since the last survey and have neither
+    /// announced nor closed, with when each arrived.
+    unheard: HashMap<K, Instant>,
+    /// The same connections in order of arrival; entries of connections
+    /// since heard from or closed are dropped once they reach the front
+    /// (so the front is always the oldest of `unheard`).
+    arrivals: VecDeque<(Instant, K)>,
+    /// The open connections that have not announced themselves (surveyed
+    /// or not), with when each arrived: an announcement's delay is
+    /// measured from there.
+    silent: HashMap<K, Instant>,
+    /// The announcement grace set.
+    grace: Duration,
+    /// The latest recent announcement delay, as it was at `late_at`
+    /// (it halves every [`LATE_HALF_LIFE`] from then).
+    late: Duration,
+    late_at: Instant,
     /// When the last survey (a heartbeat's or an extra one) went out.
     last_survey: Option<Instant>,
     /// Open connections: what the next survey costs, in answers.
@@ -148,11 +191,17 @@ pub(crate) struct JoinSurveys {
     credit_at: Instant,
 }
 
-impl JoinSurveys {
-    /// No connection waiting; the budget starts full.
-    pub(crate) fn new(now: Instant) -> JoinSurveys {
+impl<K: Copy + Eq + Hash> JoinSurveys<K> {
+    /// No connection waiting; the budget starts full; connections have
+    /// `grace` to announce themselves.
+    pub(crate) fn new(now: Instant, grace: Duration) -> JoinSurveys<K> {
         JoinSurveys {
-            waiting_since: None,
+            unheard: HashMap::new(),
+            arrivals: VecDeque::new(),
+            silent: HashMap::new(),
+            grace,
+            late: Duration::ZERO,
+            late_at: now,
             last_survey: None,
             connections: 0,
             credit: f64::INFINITY,
@@ -175,35 +224,87 @@ impl JoinSurveys {
         self.credit = self.credit.min(2.0 * self.cost());
     }
 
-    /// A connection arrived at `now`; `connections` are open, it included.
-    pub(crate) fn connection_added(&mut self, now: Instant, connections: usize) {
-        self.connections = connections;
-        self.refill(now);
-        self.waiting_since.get_or_insert(now);
+    /// Drops the entries at the front of `arrivals` whose connection is no
+    /// longer unheard (or arrived again since: a reused key).
+    fn tidy(&mut self) {
+        while let Some((at, key)) = self.arrivals.front() {
+            if self.unheard.get(key) == Some(at) {
+                break;
+            }
+            self.arrivals.pop_front();
+        }
     }
 
-    /// A connection closed; `connections` are still open.
-    pub(crate) fn connection_removed(&mut self, now: Instant, connections: usize) {
+    /// Connection `key` arrived at `now`; `connections` are open, it
+    /// included.
+    pub(crate) fn connection_added(&mut self, now: Instant, key: K, connections: usize) {
         self.connections = connections;
         self.refill(now);
+        self.unheard.insert(key, now);
+        self.silent.insert(key, now);
+        self.arrivals.push_back((now, key));
+        self.tidy();
     }
 
-    /// When the extra survey is due, if a connection waits for one.
+    /// Connection `key` closed; `connections` are still open.
+    pub(crate) fn connection_removed(&mut self, now: Instant, key: K, connections: usize) {
+        self.connections = connections;
+        self.refill(now);
+        self.unheard.remove(&key);
+        self.silent.remove(&key);
+        self.tidy();
+    }
+
+    /// Connection `key` announced itself at `now`: no survey is needed
+    /// for it. Its delay counts even if a survey reached it meanwhile
+    /// (the grace was too short for it).
+    pub(crate) fn announced(&mut self, now: Instant, key: K) {
+        if let Some(arrived) = self.silent.remove(&key) {
+            let delay = now.saturating_duration_since(arrived);
+            self.late = self.late_as_of(now).max(delay);
+            self.late_at = now;
+        }
+        self.unheard.remove(&key);
+        self.tidy();
+    }
+
+    /// The remembered announcement delay as of `at`.
+    fn late_as_of(&self, at: Instant) -> Duration {
+        let halvings =
+            at.saturating_duration_since(self.late_at).as_secs_f64() / LATE_HALF_LIFE.as_secs_f64();
+        self.late.mul_f64(0.5f64.powf(halvings))
+    }
+
+    /// The grace of a connection that arrived at `arrived`: the one set,
+    /// or twice the recent announcement delay if longer, up to
+    /// [`LATE_GRACE_MAX`] (zero stays zero: no waiting for announcements).
+    pub(crate) fn grace_at(&self, arrived: Instant) -> Duration {
+        if self.grace.is_zero() {
+            return Duration::ZERO;
+        }
+        let stretched = (2 * self.late_as_of(arrived)).min(LATE_GRACE_MAX);
+        self.grace.max(stretched)
+    }
+
+    /// When the extra survey is due, if a connection waits for one (or
+    /// will, unless it announces itself first).
     pub(crate) fn due_at(&self) -> Option<Instant> {
-        let waiting = self.waiting_since?;
+        let (arrived, _) = *self.arrivals.front()?;
         let max_wait = max_join_wait(self.connections);
-        let latest = waiting + max_wait;
+        let heard_by = arrived + self.grace_at(arrived);
+        let latest = (arrived + max_wait).max(heard_by);
         let short = (self.cost() - self.credit).max(0.0) / EXTRA_SURVEY_ANSWERS_PER_SEC;
         let funded = self.credit_at + Duration::from_secs_f64(short.min(max_wait.as_secs_f64()));
-        let spaced = self.last_survey.map_or(waiting, |t| t + MIN_SURVEY_GAP);
-        Some(funded.max(waiting).min(latest).max(spaced))
+        let spaced = self.last_survey.map_or(arrived, |t| t + MIN_SURVEY_GAP);
+        Some(funded.max(heard_by).min(latest).max(spaced))
     }
 
     /// A survey reaching every open connection went out at `now`: an extra
     /// one (`extra`: paid from the budget) or a heartbeat round's (paid by
     /// the poll interval). Nobody is waiting any more.
     pub(crate) fn surveyed(&mut self, now: Instant, extra: bool) {
-        self.waiting_since = None;
+        self.unheard.clear();
+        self.arrivals.clear();
         self.last_survey = Some(now);
         if extra {
             self.refill(now);
@@ -331,14 +432,14 @@ pub(crate) const STALL: Duration = Duration::from_millis(500);
 
 /// The server's timing: heartbeat rounds, extra surveys, publishes.
 #[derive(Debug)]
-pub(crate) struct Schedule {
+pub(crate) struct Schedule<K> {
     poll_interval: Duration,
     survey_time: Duration,
     republish_interval: Duration,
     publish_gap: Duration,
     next_round: Instant,
     round_end: Option<Instant>,
-    joins: JoinSurveys,
+    joins: JoinSurveys<K>,
     /// More answers wait to be taken than the server takes in one go.
     answer_backlog: bool,
     /// The publish gap set in the options.
@@ -370,9 +471,20 @@ pub(crate) struct Schedule {
     dropped: u64,
 }
 
-impl Schedule {
-    /// A schedule whose first heartbeat round starts at `now`.
-    pub(crate) fn new(options: &ServerSettings, now: Instant) -> Schedule {
+impl<K: Copy + Eq + Hash> Schedule<K> {
+    /// A schedule whose first heartbeat round starts at `now`, giving new
+    /// connections [`ServerSettings::announce_grace`] to announce themselves.
+    pub(crate) fn new(options: &ServerSettings, now: Instant) -> Schedule<K> {
+        Schedule::with_grace(options, now, options.announce_grace)
+    }
+
+    /// [`new`](Schedule::new) with another announcement grace (zero: every
+    /// connection is surveyed as if no peer ever announced).
+    pub(crate) fn with_grace(
+        options: &ServerSettings,
+        now: Instant,
+        grace: Duration,
+    ) -> Schedule<K> {
         // Never before the first round has ended, whatever the delay set.
         let first_publish = now + options.first_publish_delay.max(options.survey_time);
         Schedule {
@@ -382,7 +494,7 @@ impl Schedule {
             publish_gap: options.publish_gap,
             next_round: now,
             round_end: None,
-            joins: JoinSurveys::new(now),
+            joins: JoinSurveys::new(now, grace),
             answer_backlog: false,
             min_publish_gap: options.publish_gap,
             // The first list goes out once the first publish delay has
@@ -481,12 +593,18 @@ impl Schedule {
         self.watch.next_check()
     }
 
-    /// A new connection arrived at `now` (`connections` are open, it
-    /// included): it is surveyed by an extra survey (see [`JoinSurveys`])
-    /// or the next heartbeat round, whichever comes first, within
-    /// [`MAX_JOIN_WAIT`].
-    pub(crate) fn connection_added(&mut self, now: Instant, connections: usize) {
-        self.joins.connection_added(now, connections);
+    /// New connection `key` arrived at `now` (`connections` are open, it
+    /// included): unless it announces itself within the announcement grace ([`Options::announce_grace`](crate::Options::announce_grace)), it
+    /// is surveyed by an extra survey (see [`JoinSurveys`]) or the next
+    /// heartbeat round, whichever comes first, within [`MAX_JOIN_WAIT`].
+    pub(crate) fn connection_added(&mut self, now: Instant, key: K, connections: usize) {
+        self.joins.connection_added(now, key, connections);
+    }
+
+    /// Connection `key` announced itself at `now` (see
+    /// [`crate::wire::ANNOUNCE_ID`]): it needs no join survey.
+    pub(crate) fn announced(&mut self, now: Instant, key: K) {
+        self.joins.announced(now, key);
     }
 
     /// Whether answers are queued faster than the server takes them. While
@@ -499,10 +617,11 @@ impl Schedule {
         self.answer_backlog = behind;
     }
 
-    /// A connection closed at `now`; `connections` are still open (what
-    /// the next survey costs).
-    pub(crate) fn connection_removed(&mut self, now: Instant, connections: usize) {
-        self.joins.connection_removed(now, connections);
+    /// Connection `key` closed at `now`; `connections` are still open (what
+    /// the next survey costs). If it was waiting for a survey, it no longer
+    /// is.
+    pub(crate) fn connection_removed(&mut self, now: Instant, key: K, connections: usize) {
+        self.joins.connection_removed(now, key, connections);
     }
 
     /// Sets the gap before the next publish from what the last one cost:
@@ -617,10 +736,19 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The default announcement grace.
+    const ANNOUNCE_GRACE: Duration = Duration::from_millis(5);
+
+    #[test]
+    fn the_default_grace_is_the_options_default() {
+        let settings = Options::default().server_settings().unwrap();
+        assert_eq!(settings.announce_grace, ANNOUNCE_GRACE);
+    }
     use crate::options::Options;
 
     /// A schedule for these options, which must be valid.
-    fn sched(options: &Options, now: Instant) -> Schedule {
+    fn sched(options: &Options, now: Instant) -> Schedule<u64> {
         Schedule::new(&options.server_settings().expect("valid options"), now)
     }
 
@@ -639,15 +767,49 @@ mod tests {
             .first_publish_delay(ms(200))
     }
 
+    /// A schedule as before announcements existed: no grace, every new
+    /// connection is waited for at once (the budget rules on their own).
+    fn survey_only(options: &Options, now: Instant) -> Schedule<u64> {
+        graced(options, now, Duration::ZERO)
+    }
+
+    /// A schedule for these options with this announcement grace.
+    fn graced(options: &Options, now: Instant, grace: Duration) -> Schedule<u64> {
+        Schedule::with_grace(
+            &options.server_settings().expect("valid options"),
+            now,
+            grace,
+        )
+    }
+
+    /// A key no other connection in these tests has.
+    fn fresh_key() -> u64 {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A new connection that never announces; `open` are open, it included.
+    fn add(s: &mut Schedule<u64>, now: Instant, open: usize) -> u64 {
+        let key = fresh_key();
+        s.connection_added(now, key, open);
+        key
+    }
+
+    /// Some connection that was not waiting closed; `open` are still open.
+    fn remove(s: &mut Schedule<u64>, now: Instant, open: usize) {
+        s.connection_removed(now, fresh_key(), open);
+    }
+
     /// Every action due at or before `now`, in order.
-    fn drain(s: &mut Schedule, now: Instant) -> Vec<Action> {
+    fn drain(s: &mut Schedule<u64>, now: Instant) -> Vec<Action> {
         std::iter::from_fn(|| s.due(now)).collect()
     }
 
     #[test]
     fn rounds_start_at_once_and_keep_the_beat() {
         let t0 = Instant::now();
-        let mut s = sched(&options(), t0);
+        let mut s = survey_only(&options(), t0);
         assert_eq!(s.next_wakeup(), t0);
         assert_eq!(drain(&mut s, t0), [Action::StartRound]);
         assert_eq!(s.next_wakeup(), t0 + ms(200));
@@ -668,7 +830,7 @@ mod tests {
     #[test]
     fn a_long_stall_restarts_the_beat_instead_of_bursting() {
         let t0 = Instant::now();
-        let mut s = sched(&options(), t0);
+        let mut s = survey_only(&options(), t0);
         drain(&mut s, t0);
         // Stalled for 5 intervals: the round under way is dropped
         // uncounted, one new round starts, nothing more; the first list
@@ -687,7 +849,7 @@ mod tests {
     #[test]
     fn the_round_ends_before_the_next_starts() {
         let t0 = Instant::now();
-        let mut s = sched(
+        let mut s = survey_only(
             &options().survey_time(ms(999)).first_publish_delay(ms(999)),
             t0,
         );
@@ -703,11 +865,11 @@ mod tests {
     fn the_first_list_waits_for_the_first_publish_delay() {
         // Defaults: 2 x reconnect_max (1 s) + survey_time (1 s) = 3 s.
         let t0 = Instant::now();
-        let mut s = sched(&Options::default(), t0);
+        let mut s = survey_only(&Options::default(), t0);
         assert_eq!(drain(&mut s, t0), [Action::StartRound]);
         // Joins and subscribers ask for a publish: held.
         s.request_publish(t0 + ms(10));
-        s.connection_added(t0 + ms(20), 1);
+        add(&mut s, t0 + ms(20), 1);
         assert_eq!(drain(&mut s, t0 + ms(20)), [Action::Survey]);
         s.request_publish(t0 + ms(30));
         assert_eq!(drain(&mut s, t0 + ms(1000)), [Action::EndRound]);
@@ -718,14 +880,14 @@ mod tests {
         s.request_publish(t0 + ms(3100));
         assert_eq!(drain(&mut s, t0 + ms(3100)), [Action::Publish]);
         // Set explicitly, it holds whatever the other options.
-        let mut s = sched(&options().first_publish_delay(ms(700)), t0);
+        let mut s = survey_only(&options().first_publish_delay(ms(700)), t0);
         drain(&mut s, t0);
         drain(&mut s, t0 + ms(200));
         s.request_publish(t0 + ms(300));
         assert_eq!(s.next_wakeup(), t0 + ms(700));
         assert_eq!(drain(&mut s, t0 + ms(700)), [Action::Publish]);
         // Shorter than the survey time (zero too): when the first round ends.
-        let mut s = sched(&options().first_publish_delay(Duration::ZERO), t0);
+        let mut s = survey_only(&options().first_publish_delay(Duration::ZERO), t0);
         s.request_publish(t0);
         assert_eq!(drain(&mut s, t0), [Action::StartRound]);
         assert_eq!(s.next_wakeup(), t0 + ms(200));
@@ -738,7 +900,7 @@ mod tests {
     #[test]
     fn after_a_stall_nothing_is_published_until_a_new_round_has_ended() {
         let t0 = Instant::now();
-        let mut s = sched(&options(), t0);
+        let mut s = survey_only(&options(), t0);
         drain(&mut s, t0);
         drain(&mut s, t0 + ms(200));
         // A change is waiting for the publish gap when the thread stops.
@@ -765,7 +927,7 @@ mod tests {
     #[test]
     fn a_stall_during_a_round_drops_it_uncounted() {
         let t0 = Instant::now();
-        let mut s = sched(&options().first_publish_delay(ms(200)), t0);
+        let mut s = survey_only(&options().first_publish_delay(ms(200)), t0);
         drain(&mut s, t0);
         drain(&mut s, t0 + ms(200));
         assert_eq!(drain(&mut s, t0 + ms(1000)), [Action::StartRound]);
@@ -786,7 +948,7 @@ mod tests {
     #[test]
     fn ending_the_first_round_does_not_make_the_same_wakeup_late() {
         let t0 = Instant::now();
-        let mut s = sched(&options().first_publish_delay(ms(100)), t0);
+        let mut s = survey_only(&options().first_publish_delay(ms(100)), t0);
         // The first round starts late, at 134 ms (within the stall bound):
         // it ends at 334, and the first list waits for it.
         assert_eq!(drain(&mut s, t0 + ms(134)), [Action::StartRound]);
@@ -806,7 +968,7 @@ mod tests {
     #[test]
     fn lateness_within_the_stall_bound_is_not_a_stall() {
         let t0 = Instant::now();
-        let mut s = sched(&options(), t0);
+        let mut s = survey_only(&options(), t0);
         drain(&mut s, t0);
         // The round's end and the first list, 199 ms late (survey time 200).
         assert_eq!(
@@ -819,14 +981,14 @@ mod tests {
             .poll_interval(ms(10_000))
             .survey_time(ms(5_000))
             .first_publish_delay(ms(5_000));
-        let mut s = sched(&long, t0);
+        let mut s = survey_only(&long, t0);
         drain(&mut s, t0);
         assert_eq!(
             drain(&mut s, t0 + ms(5_000) + STALL),
             [Action::EndRound, Action::Publish]
         );
         assert_eq!(s.take_stall(), None);
-        let mut s = sched(&long, t0);
+        let mut s = survey_only(&long, t0);
         drain(&mut s, t0);
         assert_eq!(drain(&mut s, t0 + ms(5_001) + STALL), [Action::StartRound]);
         assert!(s.take_stall().is_some());
@@ -949,10 +1111,10 @@ mod tests {
     #[test]
     fn an_answer_backlog_holding_a_survey_back_is_not_a_stall() {
         let t0 = Instant::now();
-        let mut s = sched(&options().poll_interval(ms(60_000)), t0);
+        let mut s = survey_only(&options().poll_interval(ms(60_000)), t0);
         let t = settled(&mut s, t0);
         s.set_answer_backlog(true);
-        s.connection_added(t, 10);
+        add(&mut s, t, 10);
         assert!(drain(&mut s, t + ms(2000)).is_empty());
         s.set_answer_backlog(false);
         assert_eq!(drain(&mut s, t + ms(2001)), [Action::Survey]);
@@ -961,7 +1123,7 @@ mod tests {
 
     /// Drains the schedule with the rounds out of the way (the first ends
     /// at 200 ms, the next starts at 1 s), returning the time to start at.
-    fn settled(s: &mut Schedule, t0: Instant) -> Instant {
+    fn settled(s: &mut Schedule<u64>, t0: Instant) -> Instant {
         drain(s, t0);
         drain(s, t0 + ms(200));
         t0 + ms(300)
@@ -970,9 +1132,9 @@ mod tests {
     #[test]
     fn a_lone_connection_is_surveyed_at_once_even_among_10000() {
         let t0 = Instant::now();
-        let mut s = sched(&options(), t0);
+        let mut s = survey_only(&options(), t0);
         let t = settled(&mut s, t0);
-        s.connection_added(t, 10_000);
+        add(&mut s, t, 10_000);
         assert_eq!(s.next_wakeup(), t);
         assert_eq!(drain(&mut s, t), [Action::Survey]);
         // Nobody waits: nothing more until the next round.
@@ -980,21 +1142,161 @@ mod tests {
     }
 
     #[test]
+    fn an_announced_connection_costs_no_survey() {
+        let t0 = Instant::now();
+        let mut s = sched(&options().poll_interval(ms(60_000)), t0);
+        let t = settled(&mut s, t0);
+        s.connection_added(t, 1, 10_000);
+        assert_eq!(s.next_wakeup(), t + ANNOUNCE_GRACE);
+        assert!(drain(&mut s, t + ms(1)).is_empty());
+        s.announced(t + ms(1), 1);
+        assert!(drain(&mut s, t + ANNOUNCE_GRACE).is_empty());
+        assert!(!drain(&mut s, t + ms(59_000)).contains(&Action::Survey));
+    }
+
+    #[test]
+    fn a_silent_connection_is_surveyed_once_its_grace_has_passed() {
+        let t0 = Instant::now();
+        let mut s = sched(&options().poll_interval(ms(60_000)), t0);
+        let t = settled(&mut s, t0);
+        s.connection_added(t, 1, 10_000);
+        assert!(drain(&mut s, t + ANNOUNCE_GRACE - ms(1)).is_empty());
+        assert_eq!(drain(&mut s, t + ANNOUNCE_GRACE), [Action::Survey]);
+        // An announcement after the survey sends nothing more.
+        s.announced(t + ms(10), 1);
+        assert!(drain(&mut s, t + ms(1000)).is_empty());
+        // Among announcing connections, the silent one is waited for from
+        // its own arrival (once the late announcement above no longer
+        // stretches the grace).
+        let t = t + ms(3000);
+        s.connection_added(t, 2, 10_000);
+        s.connection_added(t + ms(1), 3, 10_001);
+        s.connection_added(t + ms(2), 4, 10_002);
+        s.announced(t + ms(2), 2);
+        assert_eq!(s.next_wakeup(), t + ms(1) + ANNOUNCE_GRACE);
+        s.announced(t + ms(2), 3);
+        assert_eq!(s.next_wakeup(), t + ms(2) + ANNOUNCE_GRACE);
+        assert_eq!(drain(&mut s, t + ms(2) + ANNOUNCE_GRACE), [Action::Survey]);
+    }
+
+    #[test]
+    fn late_announcements_stretch_the_grace_for_a_while() {
+        let t0 = Instant::now();
+        let mut s = sched(&options().poll_interval(ms(60_000)), t0);
+        let t = settled(&mut s, t0);
+        // Announced 4 ms after its arrival: within the grace, and it does
+        // not stretch it (twice 4 ms is 8: it does).
+        s.connection_added(t, 1, 10);
+        s.announced(t + ms(2), 1);
+        s.connection_added(t + ms(2), 2, 11);
+        assert_eq!(s.next_wakeup(), t + ms(2) + ANNOUNCE_GRACE);
+        // 20 ms late (the survey was held back by the budget, say): the
+        // next connection gets 40 ms to announce itself.
+        s.connection_added(t + ms(3), 3, 12);
+        s.announced(t + ms(3), 2);
+        s.announced(t + ms(23), 3);
+        s.connection_added(t + ms(23), 4, 13);
+        assert_eq!(s.next_wakeup(), t + ms(63));
+        assert!(drain(&mut s, t + ms(62)).is_empty());
+        assert_eq!(drain(&mut s, t + ms(63)), [Action::Survey]);
+        // A second later it counts half; after a few, not at all.
+        s.connection_added(t + ms(1023), 5, 13);
+        assert_eq!(s.next_wakeup(), t + ms(1043));
+        drain(&mut s, t + ms(1043));
+        s.connection_added(t + ms(5023), 6, 13);
+        assert_eq!(s.next_wakeup(), t + ms(5023) + ANNOUNCE_GRACE);
+        drain(&mut s, t + ms(5023) + ANNOUNCE_GRACE);
+        // However late, at most LATE_GRACE_MAX.
+        s.connection_added(t + ms(6000), 7, 14);
+        s.announced(t + ms(6400), 7);
+        s.connection_added(t + ms(6400), 8, 15);
+        assert_eq!(s.next_wakeup(), t + ms(6400) + LATE_GRACE_MAX);
+        // An announcement that comes after its connection was surveyed
+        // (the grace was too short for it) stretches it all the same.
+        let mut s = sched(&options().poll_interval(ms(60_000)), t0);
+        let t = settled(&mut s, t0);
+        s.connection_added(t, 1, 10);
+        assert_eq!(drain(&mut s, t + ANNOUNCE_GRACE), [Action::Survey]);
+        s.announced(t + ms(10), 1);
+        s.connection_added(t + ms(10), 2, 11);
+        assert_eq!(s.next_wakeup(), t + ms(30));
+        // A zero grace is never stretched.
+        let mut s = survey_only(&options().poll_interval(ms(60_000)), t0);
+        let t = settled(&mut s, t0);
+        s.connection_added(t, 1, 10);
+        s.announced(t + ms(30), 1);
+        s.connection_added(t + ms(30), 2, 11);
+        assert_eq!(drain(&mut s, t + ms(30)), [Action::Survey]);
+    }
+
+    #[test]
+    fn a_connection_that_closes_in_its_grace_is_not_waited_for() {
+        let t0 = Instant::now();
+        let mut s = sched(&options().poll_interval(ms(60_000)), t0);
+        let t = settled(&mut s, t0);
+        s.connection_added(t, 1, 10);
+        s.connection_removed(t + ms(1), 1, 9);
+        assert!(!drain(&mut s, t + ms(1000)).contains(&Action::Survey));
+    }
+
+    #[test]
+    fn a_survey_in_the_grace_reaches_the_connections_still_in_it() {
+        let t0 = Instant::now();
+        let mut s = sched(&options().poll_interval(ms(60_000)), t0);
+        let t = settled(&mut s, t0);
+        s.connection_added(t, 1, 10);
+        s.connection_added(t + ms(4), 2, 11);
+        // The survey for the first reaches the second too: it is not
+        // waited for again, announced or not.
+        assert_eq!(drain(&mut s, t + ANNOUNCE_GRACE), [Action::Survey]);
+        assert!(drain(&mut s, t + ms(1000)).is_empty());
+    }
+
+    #[test]
+    fn the_grace_adds_nothing_when_the_budget_holds_the_survey_longer() {
+        // The budget spent at 4,000 connections (two surveys): a third
+        // connection waits MAX_JOIN_WAIT, announcement grace or not.
+        for grace in [Duration::ZERO, ANNOUNCE_GRACE] {
+            let t0 = Instant::now();
+            let opts = options().poll_interval(ms(60_000));
+            let mut s = graced(&opts, t0, grace);
+            let t = settled(&mut s, t0);
+            s.connection_added(t, 1, 4_000);
+            assert_eq!(drain(&mut s, t + grace), [Action::Survey]);
+            s.connection_added(t + ms(10), 2, 4_001);
+            assert_eq!(drain(&mut s, t + ms(10) + grace), [Action::Survey]);
+            s.connection_added(t + ms(20), 3, 4_002);
+            assert_eq!(s.next_wakeup(), t + ms(20) + MAX_JOIN_WAIT, "{grace:?}");
+            // Partly spent (1,000 connections, 900 answers short): the
+            // budget's 90 ms, not 90 + 5.
+            let mut s = graced(&opts, t0, grace);
+            let t = settled(&mut s, t0);
+            s.connection_added(t, 1, 1000);
+            drain(&mut s, t + grace);
+            s.connection_added(t + ms(10), 2, 1000);
+            drain(&mut s, t + ms(10) + grace);
+            let after = t + ms(10) + grace;
+            s.connection_added(after, 3, 1000);
+            assert_eq!(s.next_wakeup(), after + ms(90), "{grace:?}");
+        }
+    }
+
+    #[test]
     fn connections_in_quick_succession_share_surveys_within_the_budget() {
         let t0 = Instant::now();
-        let mut s = sched(&options(), t0);
+        let mut s = survey_only(&options(), t0);
         let t = settled(&mut s, t0);
         // 1,000 connections: two surveys' worth of credit, then one per
         // 100 ms (10,000 answers a second).
-        s.connection_added(t, 1000);
+        add(&mut s, t, 1000);
         assert_eq!(drain(&mut s, t), [Action::Survey]);
-        s.connection_added(t + ms(1), 1000);
+        add(&mut s, t + ms(1), 1000);
         assert_eq!(drain(&mut s, t + ms(1)), [Action::Survey]);
         // 20 answers of credit by now: the 980 missing take 98 ms, and the
         // connections arriving meanwhile share that survey.
-        s.connection_added(t + ms(2), 1000);
-        s.connection_added(t + ms(3), 1001);
-        s.connection_added(t + ms(50), 1002);
+        add(&mut s, t + ms(2), 1000);
+        add(&mut s, t + ms(3), 1001);
+        add(&mut s, t + ms(50), 1002);
         assert_eq!(s.next_wakeup(), t + ms(100) + Duration::from_micros(200));
         assert!(drain(&mut s, t + ms(100)).is_empty());
         assert_eq!(
@@ -1004,11 +1306,11 @@ mod tests {
         );
         assert_eq!(s.next_wakeup(), t0 + ms(1000));
         // A few connections: only the 1 ms floor between surveys.
-        let mut s = sched(&options(), t0);
+        let mut s = survey_only(&options(), t0);
         let t = settled(&mut s, t0);
-        s.connection_added(t, 3);
+        add(&mut s, t, 3);
         assert_eq!(drain(&mut s, t), [Action::Survey]);
-        s.connection_added(t, 4);
+        add(&mut s, t, 4);
         assert_eq!(s.next_wakeup(), t + ms(1));
         assert_eq!(drain(&mut s, t + ms(1)), [Action::Survey]);
     }
@@ -1016,29 +1318,29 @@ mod tests {
     #[test]
     fn a_spent_budget_delays_a_survey_by_at_most_max_join_wait() {
         let t0 = Instant::now();
-        let mut s = sched(&options().poll_interval(ms(60_000)), t0);
+        let mut s = survey_only(&options().poll_interval(ms(60_000)), t0);
         let t = settled(&mut s, t0);
-        s.connection_added(t, 4_000);
+        add(&mut s, t, 4_000);
         assert_eq!(drain(&mut s, t), [Action::Survey]);
-        s.connection_added(t + ms(1), 4_001);
+        add(&mut s, t + ms(1), 4_001);
         assert_eq!(drain(&mut s, t + ms(1)), [Action::Survey]);
         // The budget is spent: it would take 0.4 s to refill, but the
         // survey goes out MAX_JOIN_WAIT after the connection arrived.
-        s.connection_added(t + ms(2), 4_002);
+        add(&mut s, t + ms(2), 4_002);
         assert_eq!(s.next_wakeup(), t + ms(2) + MAX_JOIN_WAIT);
         assert!(drain(&mut s, t + ms(2) + MAX_JOIN_WAIT - ms(1)).is_empty());
         assert_eq!(drain(&mut s, t + ms(2) + MAX_JOIN_WAIT), [Action::Survey]);
         // Spaced by MAX_JOIN_WAIT, that survey left no debt: the next one
         // again waits for the budget, capped the same way.
         let t = t + ms(2) + MAX_JOIN_WAIT;
-        s.connection_added(t + ms(5), 4_003);
+        add(&mut s, t + ms(5), 4_003);
         assert_eq!(s.next_wakeup(), t + ms(5) + MAX_JOIN_WAIT);
         // After two quiet seconds, two connections go at once again.
         let t = t + ms(5) + MAX_JOIN_WAIT;
         assert_eq!(drain(&mut s, t), [Action::Survey]);
-        s.connection_added(t + ms(2000), 4_004);
+        add(&mut s, t + ms(2000), 4_004);
         assert_eq!(drain(&mut s, t + ms(2000)), [Action::Survey]);
-        s.connection_added(t + ms(2001), 4_005);
+        add(&mut s, t + ms(2001), 4_005);
         assert_eq!(drain(&mut s, t + ms(2001)), [Action::Survey]);
     }
 
@@ -1050,15 +1352,15 @@ mod tests {
         assert_eq!(max_join_wait(10_000), LONGEST_JOIN_WAIT);
         assert_eq!(max_join_wait(usize::MAX), LONGEST_JOIN_WAIT);
         let t0 = Instant::now();
-        let mut s = sched(&options().poll_interval(ms(60_000)), t0);
+        let mut s = survey_only(&options().poll_interval(ms(60_000)), t0);
         let t = settled(&mut s, t0);
-        s.connection_added(t, 10_000);
+        add(&mut s, t, 10_000);
         assert_eq!(drain(&mut s, t), [Action::Survey]);
-        s.connection_added(t + ms(1), 10_001);
+        add(&mut s, t + ms(1), 10_001);
         assert_eq!(drain(&mut s, t + ms(1)), [Action::Survey]);
         // Budget spent, 10,002 open: the next survey waits 450 ms, so
         // surveys of 10,000 answers go out at most every 450 ms.
-        s.connection_added(t + ms(2), 10_002);
+        add(&mut s, t + ms(2), 10_002);
         assert_eq!(s.next_wakeup(), t + ms(2) + LONGEST_JOIN_WAIT);
         assert_eq!(
             drain(&mut s, t + ms(2) + LONGEST_JOIN_WAIT),
@@ -1069,10 +1371,10 @@ mod tests {
     #[test]
     fn an_answer_backlog_holds_extra_surveys_back_but_not_rounds() {
         let t0 = Instant::now();
-        let mut s = sched(&options(), t0);
+        let mut s = survey_only(&options(), t0);
         let t = settled(&mut s, t0);
         s.set_answer_backlog(true);
-        s.connection_added(t, 10);
+        add(&mut s, t, 10);
         assert!(drain(&mut s, t).is_empty());
         assert_eq!(s.next_wakeup(), t0 + ms(1000), "not woken for the survey");
         // Still behind when MAX_JOIN_WAIT has passed: still held.
@@ -1084,7 +1386,7 @@ mod tests {
         // A heartbeat round starts on time, backlog or not, and serves the
         // connections waiting.
         s.set_answer_backlog(true);
-        s.connection_added(t + ms(600), 11);
+        add(&mut s, t + ms(600), 11);
         assert_eq!(drain(&mut s, t0 + ms(1000)), [Action::StartRound]);
         s.set_answer_backlog(false);
         assert_eq!(s.next_wakeup(), t0 + ms(1200));
@@ -1093,7 +1395,7 @@ mod tests {
     #[test]
     fn a_round_ends_after_an_answer_backlog_is_taken_but_at_most_a_survey_time_late() {
         let t0 = Instant::now();
-        let mut s = sched(&options(), t0);
+        let mut s = survey_only(&options(), t0);
         drain(&mut s, t0);
         // Answers are queued when the round should end (200 ms): it waits,
         // and so does the first list.
@@ -1118,17 +1420,17 @@ mod tests {
     #[test]
     fn closed_connections_make_the_next_survey_cheaper() {
         let t0 = Instant::now();
-        let mut s = sched(&options().poll_interval(ms(60_000)), t0);
+        let mut s = survey_only(&options().poll_interval(ms(60_000)), t0);
         let t = settled(&mut s, t0);
-        s.connection_added(t, 2000);
-        s.connection_added(t, 2000);
+        add(&mut s, t, 2000);
+        add(&mut s, t, 2000);
         assert_eq!(drain(&mut s, t), [Action::Survey]);
-        s.connection_added(t + ms(1), 2000);
+        add(&mut s, t + ms(1), 2000);
         assert_eq!(drain(&mut s, t + ms(1)), [Action::Survey]);
         // 20 answers of credit now. Most connections leave: surveying the
         // 101 left needs 81 more, 8.1 ms of budget (not 198 ms for 2,001).
-        s.connection_removed(t + ms(2), 100);
-        s.connection_added(t + ms(2), 101);
+        remove(&mut s, t + ms(2), 100);
+        add(&mut s, t + ms(2), 101);
         assert_eq!(s.next_wakeup(), t + ms(2) + Duration::from_micros(8_100));
     }
 
@@ -1138,7 +1440,7 @@ mod tests {
         // poll (5 s: no heartbeat round falls in the burst).
         let t0 = Instant::now();
         let defaults = Options::default();
-        let mut s = sched(&defaults, t0);
+        let mut s = survey_only(&defaults, t0);
         drain(&mut s, t0);
         let start = t0 + ms(1100);
         drain(&mut s, start);
@@ -1165,7 +1467,7 @@ mod tests {
     fn a_steady_stream_of_joins_costs_the_budget_or_one_survey_per_max_join_wait() {
         // One new connection every 100 µs for 1 s, then 2 s of quiet.
         let t0 = Instant::now();
-        let mut s = sched(&options().poll_interval(ms(60_000)), t0);
+        let mut s = survey_only(&options().poll_interval(ms(60_000)), t0);
         let start = settled(&mut s, t0);
         let arrivals: Vec<Duration> = (0..10_000u64)
             .map(|i| Duration::from_micros(100 * i))
@@ -1183,7 +1485,7 @@ mod tests {
     #[test]
     fn publishes_to_many_subscribers_are_spaced_by_their_cost() {
         let t0 = Instant::now();
-        let mut s = sched(&options().publish_gap(ms(2)), t0);
+        let mut s = survey_only(&options().publish_gap(ms(2)), t0);
         s.publish_cost(22_000, 10);
         assert_eq!(s.publish_gap, ms(2));
         s.publish_cost(22_000, 1000);
@@ -1200,13 +1502,13 @@ mod tests {
     #[test]
     fn a_round_survey_reaches_the_waiting_connections() {
         let t0 = Instant::now();
-        let mut s = sched(&options(), t0);
+        let mut s = survey_only(&options(), t0);
         drain(&mut s, t0);
         drain(&mut s, t0 + ms(200));
-        s.connection_added(t0 + ms(500), 10_000); // credit for two: now
+        add(&mut s, t0 + ms(500), 10_000); // credit for two: now
         assert_eq!(drain(&mut s, t0 + ms(500)), [Action::Survey]);
-        s.connection_added(t0 + ms(500), 10_000);
-        s.connection_added(t0 + ms(500), 10_000); // budget spent: waits
+        add(&mut s, t0 + ms(500), 10_000);
+        add(&mut s, t0 + ms(500), 10_000); // budget spent: waits
         assert_eq!(drain(&mut s, t0 + ms(1009)), [Action::StartRound]);
         assert!(drain(&mut s, t0 + ms(1100)).is_empty());
         // Nothing waits but the round's end (it started late, at 1009).
@@ -1216,25 +1518,25 @@ mod tests {
     #[test]
     fn a_join_survey_just_before_a_round_starts_the_round_instead() {
         let t0 = Instant::now();
-        let mut s = sched(&options(), t0);
+        let mut s = survey_only(&options(), t0);
         drain(&mut s, t0);
         drain(&mut s, t0 + ms(200));
         // 10,000 open: a join survey due within half the longest wait of
         // the round starts the round at once.
-        s.connection_added(t0 + ms(800), 10_000);
+        add(&mut s, t0 + ms(800), 10_000);
         assert_eq!(drain(&mut s, t0 + ms(800)), [Action::StartRound]);
         assert_eq!(s.next_wakeup(), t0 + ms(1000));
         assert_eq!(drain(&mut s, t0 + ms(1000)), [Action::EndRound]);
         // The beat is kept: the next round at 2 s, not 1.8 s.
         assert_eq!(s.next_wakeup(), t0 + ms(2000));
         // Further away, a survey of its own.
-        s.connection_added(t0 + ms(1200), 10_000);
+        add(&mut s, t0 + ms(1200), 10_000);
         assert_eq!(drain(&mut s, t0 + ms(1200)), [Action::Survey]);
         // Not while a round is under way (survey time 900 ms here): that
         // round must end and count its misses.
-        let mut s = sched(&options().survey_time(ms(900)), t0);
+        let mut s = survey_only(&options().survey_time(ms(900)), t0);
         drain(&mut s, t0);
-        s.connection_added(t0 + ms(800), 10_000);
+        add(&mut s, t0 + ms(800), 10_000);
         assert_eq!(drain(&mut s, t0 + ms(800)), [Action::Survey]);
         assert_eq!(
             drain(&mut s, t0 + ms(900)),
@@ -1246,7 +1548,7 @@ mod tests {
     #[test]
     fn the_first_list_is_published_when_the_first_round_ends() {
         let t0 = Instant::now();
-        let mut s = sched(&options(), t0);
+        let mut s = survey_only(&options(), t0);
         assert_eq!(drain(&mut s, t0), [Action::StartRound]);
         assert_eq!(
             drain(&mut s, t0 + ms(200)),
@@ -1258,7 +1560,7 @@ mod tests {
     #[test]
     fn nothing_is_published_before_the_first_round_ends() {
         let t0 = Instant::now();
-        let mut s = sched(&options(), t0);
+        let mut s = survey_only(&options(), t0);
         assert_eq!(drain(&mut s, t0), [Action::StartRound]);
         s.request_publish(t0 + ms(10));
         assert!(drain(&mut s, t0 + ms(199)).is_empty());
@@ -1270,7 +1572,7 @@ mod tests {
         );
         // A republish interval shorter than the survey time still waits.
         let short = options().republish_interval(ms(50)).publish_gap(ms(1));
-        let mut s = sched(&short, t0);
+        let mut s = survey_only(&short, t0);
         drain(&mut s, t0);
         assert!(!drain(&mut s, t0 + ms(100)).contains(&Action::Publish));
         assert!(drain(&mut s, t0 + ms(200)).contains(&Action::Publish));
@@ -1279,7 +1581,7 @@ mod tests {
     #[test]
     fn a_lone_publish_is_immediate_and_bursts_coalesce() {
         let t0 = Instant::now();
-        let mut s = sched(&options(), t0);
+        let mut s = survey_only(&options(), t0);
         drain(&mut s, t0);
         drain(&mut s, t0 + ms(200));
         let t = t0 + ms(250);
@@ -1297,7 +1599,7 @@ mod tests {
     #[test]
     fn republish_comes_after_quiet_intervals_only() {
         let t0 = Instant::now();
-        let mut s = sched(&options(), t0);
+        let mut s = survey_only(&options(), t0);
         let mut publishes = Vec::new();
         let mut now = t0;
         // Walk 25 s in 10 ms steps with no changes.
@@ -1313,7 +1615,7 @@ mod tests {
         assert_eq!(publishes, [ms(200), ms(10_200), ms(20_200)]);
         // A publish pushes the next republish back a full interval (no
         // heartbeat round in the way, and no stall: woken on time).
-        let mut s = sched(&options().poll_interval(ms(60_000)), t0);
+        let mut s = survey_only(&options().poll_interval(ms(60_000)), t0);
         settled(&mut s, t0);
         s.request_publish(t0 + ms(9_000));
         assert!(drain(&mut s, t0 + ms(9_000)).contains(&Action::Publish));
@@ -1324,7 +1626,7 @@ mod tests {
     #[test]
     fn zero_publish_gap_publishes_every_request() {
         let t0 = Instant::now();
-        let mut s = sched(&options().publish_gap(Duration::ZERO), t0);
+        let mut s = survey_only(&options().publish_gap(Duration::ZERO), t0);
         drain(&mut s, t0);
         drain(&mut s, t0 + ms(200));
         for i in 201..204 {
@@ -1346,25 +1648,52 @@ mod tests {
         /// Each extra survey: when, what it cost, and the time since the
         /// survey (of either kind) before it.
         extra: Vec<(Duration, u64, Option<Duration>)>,
+        /// For each extra survey, the longest that a connection it reached
+        /// had waited without announcing itself (`None`: it reached none
+        /// such).
+        longest_unheard: Vec<Option<Duration>>,
     }
 
     /// Feeds `arrivals` (times after `start`, sorted) as new connections and
     /// `removals` (sorted) as closed ones, then runs 3 s past the last.
     fn simulate(
-        s: &mut Schedule,
+        s: &mut Schedule<u64>,
         start: Instant,
         arrivals: &[Duration],
         removals: &[Duration],
     ) -> Run {
+        simulate_announcing(s, start, arrivals, &[], removals)
+    }
+
+    /// [`simulate`], where connection `i` announces itself `announce[i]`
+    /// after it arrives (`None`, or past the end of `announce`: never).
+    /// The connections are keyed by their index; the removals close
+    /// connections that were not waiting.
+    fn simulate_announcing(
+        s: &mut Schedule<u64>,
+        start: Instant,
+        arrivals: &[Duration],
+        announce: &[Option<Duration>],
+        removals: &[Duration],
+    ) -> Run {
         let mut run = Run::default();
         let mut open = 0usize;
-        let (mut a, mut r) = (0, 0);
-        let mut waiting: Vec<Instant> = Vec::new();
+        let (mut a, mut r, mut n) = (0, 0, 0);
+        let mut announcements: Vec<(Duration, u64)> = announce
+            .iter()
+            .zip(arrivals)
+            .enumerate()
+            .filter_map(|(i, (after, at))| after.map(|after| (*at + after, i as u64)))
+            .collect();
+        announcements.sort();
+        // Connections no survey has reached yet and that have not announced.
+        let mut waiting: Vec<(Instant, u64)> = Vec::new();
         let mut last_survey: Option<Instant> = None;
         let end = start
             + arrivals
                 .last()
                 .max(removals.last())
+                .max(announcements.last().map(|(t, _)| t))
                 .copied()
                 .unwrap_or_default()
             + ms(3000);
@@ -1373,13 +1702,19 @@ mod tests {
             // Events at `now` first, as the thread takes them, then actions.
             while a < arrivals.len() && start + arrivals[a] <= now {
                 open += 1;
-                s.connection_added(now, open);
-                waiting.push(now);
+                s.connection_added(now, a as u64, open);
+                waiting.push((now, a as u64));
                 a += 1;
+            }
+            while n < announcements.len() && start + announcements[n].0 <= now {
+                let key = announcements[n].1;
+                s.announced(now, key);
+                waiting.retain(|&(_, k)| k != key);
+                n += 1;
             }
             while r < removals.len() && start + removals[r] <= now {
                 open = open.saturating_sub(1);
-                s.connection_removed(now, open);
+                remove(s, now, open);
                 r += 1;
             }
             while let Some(action) = s.due(now) {
@@ -1393,11 +1728,13 @@ mod tests {
                                 open as u64,
                                 last_survey.map(|t| now - t),
                             ));
+                            let longest = waiting.iter().map(|&(t, _)| now - t).max();
+                            run.longest_unheard.push(longest);
                         } else {
                             run.rounds += 1;
                         }
                         last_survey = Some(now);
-                        for w in waiting.drain(..) {
+                        for (w, _) in waiting.drain(..) {
                             run.worst_wait = run.worst_wait.max(now - w);
                         }
                     }
@@ -1409,11 +1746,15 @@ mod tests {
                 wake > now,
                 "asks to be woken at {wake:?}, not after {now:?}"
             );
-            let next_event = [arrivals.get(a), removals.get(r)]
-                .into_iter()
-                .flatten()
-                .map(|d| start + *d)
-                .min();
+            let next_event = [
+                arrivals.get(a),
+                removals.get(r),
+                announcements.get(n).map(|(t, _)| t),
+            ]
+            .into_iter()
+            .flatten()
+            .map(|d| start + *d)
+            .min();
             now = next_event.map_or(wake, |e| e.min(wake));
         }
         assert!(
@@ -1615,7 +1956,7 @@ mod tests {
                     .survey_time(ms(survey_ms))
                     .republish_interval(ms(30_000));
                 let t0 = Instant::now();
-                let mut s = sched(&opts, t0);
+                let mut s = survey_only(&opts, t0);
                 let start = t0 + ms(offset_ms);
                 let run = simulate(&mut s, start, &arrivals, &removals);
                 let most_open = arrivals.len() as u64;
@@ -1638,6 +1979,48 @@ mod tests {
                 }
             }
 
+            /// Connections that announce within the grace cost no survey;
+            /// an extra survey goes out only once a connection reached by
+            /// it has waited its whole grace without announcing; and every
+            /// connection that does not announce in time is still surveyed
+            /// within the longest join wait.
+            #[test]
+            fn announcing_connections_cost_no_survey_and_silent_ones_still_get_one(
+                arrivals in times(30, 2000),
+                announce in prop::collection::vec(
+                    prop_oneof![
+                        Just(None),
+                        (0..ANNOUNCE_GRACE.as_micros() as u64)
+                            .prop_map(|us| Some(Duration::from_micros(us))),
+                        (0..1_000_000u64).prop_map(|us| Some(Duration::from_micros(us))),
+                    ],
+                    0..12_000,
+                ),
+                poll_ms in 50..20_000u64,
+            ) {
+                let opts = Options::default()
+                    .poll_interval(ms(poll_ms))
+                    .survey_time(ms(poll_ms / 4 + 1))
+                    .republish_interval(ms(30_000));
+                let t0 = Instant::now();
+                let mut s = sched(&opts, t0);
+                let start = t0 + ms(100);
+                let run = simulate_announcing(&mut s, start, &arrivals, &announce, &[]);
+                prop_assert!(run.worst_wait <= max_join_wait(arrivals.len()));
+                for longest in &run.longest_unheard {
+                    prop_assert!(
+                        longest.is_some_and(|d| d >= ANNOUNCE_GRACE),
+                        "a survey for connections waiting {longest:?}"
+                    );
+                }
+                let all_in_time = arrivals.iter().enumerate().all(|(i, _)| {
+                    announce.get(i).copied().flatten().is_some_and(|d| d < ANNOUNCE_GRACE)
+                });
+                if all_in_time {
+                    prop_assert_eq!(run.surveys, 0);
+                }
+            }
+
             /// Whenever the thread wakes (on time, early, or long after a
             /// stall) and whatever asks for publishes: no list goes out
             /// before the first publish delay, nor within a survey time of
@@ -1650,7 +2033,7 @@ mod tests {
             ) {
                 let opts = options().first_publish_delay(ms(delay_ms));
                 let t0 = Instant::now();
-                let mut s = sched(&opts, t0);
+                let mut s = survey_only(&opts, t0);
                 let mut now = t0;
                 let mut held_until = t0 + ms(delay_ms);
                 for (step, ask) in steps {
@@ -1697,7 +2080,7 @@ mod tests {
             #[test]
             fn bursts_cost_few_surveys(n in 1..20_000u64, spread_us in 1..100u64) {
                 let t0 = Instant::now();
-                let mut s = sched(&options().poll_interval(ms(60_000)), t0);
+                let mut s = survey_only(&options().poll_interval(ms(60_000)), t0);
                 let start = settled(&mut s, t0);
                 let arrivals: Vec<Duration> =
                     (0..n).map(|i| Duration::from_micros(i * spread_us)).collect();

@@ -3,7 +3,7 @@
 /// A snapshot of a [`Server`](crate::Server)'s counters, from
 /// [`Server::stats`](crate::Server::stats).
 ///
-/// Counters (`surveys_sent`, `rounds`, `rounds_not_counted`, `answers`, `refused_*`, `publishes`,
+/// Counters (`surveys_sent`, `rounds`, `rounds_not_counted`, `answers`, `announcements`, `refused_*`, `publishes`,
 /// `bytes_published`, `watch_requests`, `watch_snapshots`, `watch_deltas`,
 /// `watch_keepalives`) count from the server's start; the others are
 /// current values. The `watch*` fields stay 0 without a
@@ -69,6 +69,11 @@ pub struct Stats {
     /// [`require_peer_host`](crate::Options::require_peer_host): the name's
     /// host is not the connection's address.
     pub refused_peer_host: u64,
+    /// Announcements taken: answers a client sent unasked as soon as its
+    /// connection was up (survey id [`ANNOUNCE_ID`](crate::wire::ANNOUNCE_ID)),
+    /// naming it without a join survey. Each is also counted in `answers`
+    /// or in a `refused_*` counter, like any answer.
+    pub announcements: u64,
 }
 
 /// One line of `key=value` pairs, in field order, e.g.
@@ -82,7 +87,7 @@ impl std::fmt::Display for Stats {
              rounds_not_counted={} answers_last_round={} answers={} refused_invalid={} refused_stale={} \
              refused_full={} publishes={} bytes_published={} watchers={} watch_held={} \
              watch_requests={} watch_snapshots={} watch_deltas={} watch_keepalives={} \
-             refused_network={} refused_connections={} refused_peer_host={}",
+             refused_network={} refused_connections={} refused_peer_host={} announcements={}",
             self.peers,
             self.connections,
             self.subscribers,
@@ -104,7 +109,8 @@ impl std::fmt::Display for Stats {
             self.watch_keepalives,
             self.refused_network,
             self.refused_connections,
-            self.refused_peer_host
+            self.refused_peer_host,
+            self.announcements
         )
     }
 }
@@ -138,6 +144,7 @@ mod tests {
             refused_network: 19,
             refused_connections: 20,
             refused_peer_host: 21,
+            announcements: 22,
         };
         assert_eq!(
             s.to_string(),
@@ -145,7 +152,7 @@ mod tests {
              rounds_not_counted=22 answers_last_round=6 answers=7 refused_invalid=8 refused_stale=9 \
              refused_full=10 publishes=11 bytes_published=12 watchers=13 watch_held=14 \
              watch_requests=15 watch_snapshots=16 watch_deltas=17 watch_keepalives=18 \
-             refused_network=19 refused_connections=20 refused_peer_host=21"
+             refused_network=19 refused_connections=20 refused_peer_host=21 announcements=22"
         );
     }
 }

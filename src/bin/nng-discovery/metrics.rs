@@ -86,6 +86,12 @@ pub fn render(s: &Stats, version: &str) -> String {
         "Valid answers taken.",
         s.answers,
     );
+    counter(
+        &mut out,
+        "nng_discovery_announcements_total",
+        "Announcements taken: answers clients sent unasked on connecting (each also counted as an answer or a refusal).",
+        s.announcements,
+    );
     family(
         &mut out,
         "nng_discovery_refused_answers_total",
@@ -180,6 +186,7 @@ mod tests {
         s.refused_network = 19;
         s.refused_connections = 20;
         s.refused_peer_host = 21;
+        s.announcements = 22;
         s
     }
 
@@ -199,6 +206,7 @@ mod tests {
                 "nng_discovery_rounds_total 5",
                 "nng_discovery_rounds_not_counted_total 22",
                 "nng_discovery_answers_total 7",
+                "nng_discovery_announcements_total 22",
                 "nng_discovery_refused_answers_total{reason=\"invalid\"} 8",
                 "nng_discovery_refused_answers_total{reason=\"stale\"} 9",
                 "nng_discovery_refused_answers_total{reason=\"full\"} 10",
@@ -259,7 +267,7 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn rendered_values_are_the_stats(v in proptest::prelude::any::<[u64; 22]>()) {
+        fn rendered_values_are_the_stats(v in proptest::prelude::any::<[u64; 23]>()) {
             let mut s = Stats::default();
             s.peers = v[0] as usize;
             s.connections = v[1] as usize;
@@ -283,6 +291,7 @@ mod tests {
             s.refused_connections = v[19];
             s.refused_peer_host = v[20];
             s.rounds_not_counted = v[21];
+            s.announcements = v[22];
             let text = render(&s, "0.1.0");
             let values: Vec<u64> = text
                 .lines()
@@ -292,7 +301,7 @@ mod tests {
                 .collect();
             let want = [
                 s.peers as u64, s.connections as u64, s.subscribers as u64,
-                s.answers_last_round, s.surveys_sent, s.rounds, s.rounds_not_counted, s.answers,
+                s.answers_last_round, s.surveys_sent, s.rounds, s.rounds_not_counted, s.answers, s.announcements,
                 s.refused_invalid, s.refused_stale, s.refused_full,
                 s.refused_peer_host, s.refused_network, s.refused_connections,
                 s.publishes, s.bytes_published,

@@ -5,7 +5,8 @@
 //! ```text
 //! cargo bench --bench scale                 # everything, about 12 minutes plus 5 for watch
 //! cargo bench --bench scale -- quick        # small sizes, short windows
-//! cargo bench --bench scale -- only=churn   # sections: floor ours ipc mass churn clients stalls restart watch
+//! cargo bench --bench scale -- only=churn   # sections: floor ours ipc mass churn clients stalls restart watch announce
+//! cargo bench --bench scale -- only=announce # join by announcement: lone joins and mass connects at 10,000 peers, about 3 minutes
 //! cargo bench --bench scale -- only=mass    # just the mass-connect rows, about 1 minute
 //! cargo bench --bench scale -- only=restart # one server SIGKILLed and restarted under 2,000 redialing peers, 3 runs
 //! cargo bench --bench scale -- only=watch   # issue 14: 5,000 watchers against 5,000 raw subscribers, about 5 minutes
@@ -87,7 +88,7 @@ impl Plan {
             .unwrap_or_else(|| {
                 [
                     "floor", "ours", "ipc", "mass", "churn", "clients", "stalls", "restart",
-                    "watch", "starve",
+                    "watch", "starve", "announce",
                 ]
                 .map(String::from)
                 .to_vec()
@@ -629,38 +630,232 @@ struct MassConnect {
     /// Surveys the server sent from the generator's start until the first
     /// stats line after the full list, and how many were heartbeat rounds.
     surveys: u64,
+    /// Announcements the server took in the same span.
+    announcements: u64,
     rounds: u64,
     answers: u64,
     publishes: u64,
+}
+
+impl MassConnect {
+    /// From the last peer's connection until the subscriber holds all N.
+    fn after_last_s(&self) -> f64 {
+        self.full_s - self.connect_s
+    }
+
+    /// Surveys sent for new connections (not heartbeat rounds) in the
+    /// span: the heartbeat rounds started in it are counted by `rounds`
+    /// once they end, so a round still under way at the end counts here.
+    fn join_surveys(&self) -> u64 {
+        self.surveys.saturating_sub(self.rounds)
+    }
+}
+
+/// What lone joins among many connected peers cost and took (section
+/// `announce`).
+struct LoneJoins {
+    /// From the join (the new peer's connection starting) until the
+    /// subscriber holds a list naming it, per join.
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    joins: usize,
+    /// Surveys the server sent and announcements it took during the joins.
+    surveys: u64,
+    announcements: u64,
+}
+
+/// A server whose heartbeat is an hour away, `n` peers connected (and
+/// listed) and one raw subscriber; then `joins` new peers join one at a
+/// time (`loadgen` command `join 1`), a second apart (so that a survey-only
+/// joiner always finds the survey budget full, as a lone join after a quiet
+/// spell does). With `announce`, every peer announces itself on connecting.
+fn lone_joins_run(
+    urls: &mut Urls,
+    n: u32,
+    joins: usize,
+    announce: bool,
+) -> Result<LoneJoins, String> {
+    let hour = Poll {
+        poll_ms: 3_600_000,
+        survey_ms: 1000,
+    };
+    let (mut server, survey, publish) =
+        start_server_with(urls, Transport::Tcp, hour, &[s("--stats-ms"), s("100")])?;
+    let mut args = vec![
+        s("--survey"),
+        survey,
+        s("--publish"),
+        publish,
+        s("--peers"),
+        n.to_string(),
+        s("--subs"),
+        s("1"),
+    ];
+    if announce {
+        args.push(s("--announce"));
+    }
+    let mut gen = Proc::spawn("loadgen", LOADGEN, &args, Some(1));
+    gen.wait_for("all_full", |_| true, STEP_TIMEOUT)?;
+    std::thread::sleep(Duration::from_secs(1));
+    server.skip_past();
+    let stats0 = server.wait_for("stats", |_| true, STEP_TIMEOUT)?.1;
+    gen.skip_past();
+    let mut ms = Vec::new();
+    for _ in 0..joins {
+        gen.command("join 1");
+        let (_, l) = gen.wait_for(
+            "change",
+            |l| l.get("kind") == Some("join"),
+            Duration::from_secs(60),
+        )?;
+        ms.extend(l.num::<f64>("ms"));
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    server.skip_past();
+    let stats1 = server.wait_for("stats", |_| true, STEP_TIMEOUT)?.1;
+    gen.stop();
+    server.stop();
+    let delta = |k: &str| {
+        (stats1.num::<f64>(k).unwrap_or(f64::NAN) - stats0.num::<f64>(k).unwrap_or(f64::NAN))
+            .max(0.0) as u64
+    };
+    ms.sort_by(f64::total_cmp);
+    Ok(LoneJoins {
+        p50_ms: percentile(&ms, 0.50),
+        p99_ms: percentile(&ms, 0.99),
+        max_ms: ms.last().copied().unwrap_or(f64::NAN),
+        joins: ms.len(),
+        surveys: delta("surveys_sent"),
+        announcements: delta("announcements"),
+    })
+}
+
+/// The `announce` section: join by announcement against survey-only
+/// peers, lone joins and a mass connect, at `n` peers.
+fn announce_section(meter: &Meter, urls: &mut Urls, n: u32, verdicts: &mut Verdicts) {
+    const JOINS: usize = 30;
+    println!();
+    println!(
+        "# announce: lone joins among {n} connected peers (heartbeat an hour away; {JOINS} joins a second apart; ms from the joiner's connection to the subscriber's list), and {n} peers connecting at once (mass connect, as above); load average {}",
+        loadavg()
+    );
+    println!("| case | joins or peers | p50 ms | p99 ms | max ms | full s after last connection | join surveys | announcements |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for (label, announce) in [("announcing joiner", true), ("survey-only joiner", false)] {
+        match lone_joins_run(urls, n, JOINS, announce) {
+            Ok(j) => {
+                println!(
+                    "| lone join, {label} | {} | {:.1} | {:.1} | {:.1} | - | {} | {} |",
+                    j.joins, j.p50_ms, j.p99_ms, j.max_ms, j.surveys, j.announcements
+                );
+                if announce {
+                    verdicts.check(
+                        format!(
+                            "announce: lone join among {n}: p99 < 5 ms ({:.1} ms) and no survey ({})",
+                            j.p99_ms, j.surveys
+                        ),
+                        j.joins == JOINS && j.p99_ms < 5.0 && j.surveys == 0,
+                    );
+                }
+            }
+            Err(e) => {
+                println!("| lone join, {label} | FAILED: {e} | | | | | | |");
+                if announce {
+                    verdicts.check(format!("announce: lone join among {n}: {e}"), false);
+                }
+            }
+        }
+    }
+    for (label, poll, announce) in [
+        (
+            "mass connect, announcing, default options",
+            DEFAULT_POLL,
+            true,
+        ),
+        ("mass connect, survey-only, poll 1s", FAST_POLL, false),
+        (
+            "mass connect, survey-only, default options",
+            DEFAULT_POLL,
+            false,
+        ),
+    ] {
+        match mass_run(meter, urls, n, poll, announce) {
+            Ok(m) => {
+                println!(
+                    "| {label} | {n} | {:.0} | {:.0} | {:.0} | {:.2} (full {:.2} s from the first, connections over {:.2} s) | {} ({} rounds) | {} |",
+                    m.join_p50_ms,
+                    m.join_p99_ms,
+                    m.join_max_ms,
+                    m.after_last_s(),
+                    m.full_s,
+                    m.connect_s,
+                    m.join_surveys(),
+                    m.rounds,
+                    m.announcements
+                );
+                if announce {
+                    verdicts.check(
+                        format!(
+                            "announce: {label}, {n} peers: each listed within 1 s of its connection (max {:.0} ms), full list <= 1.0 s after the last connection ({:.2} s), no join survey ({})",
+                            m.join_max_ms,
+                            m.after_last_s(),
+                            m.join_surveys()
+                        ),
+                        m.join_max_ms <= 1000.0 && m.after_last_s() <= 1.0 && m.join_surveys() == 0,
+                    );
+                } else {
+                    verdicts.check(
+                        format!(
+                            "announce: {label}, {n} peers: full list < 2 s after the last connection ({:.2} s)",
+                            m.after_last_s()
+                        ),
+                        m.after_last_s() < 2.0,
+                    );
+                }
+            }
+            Err(e) => {
+                println!("| {label} | FAILED: {e} | | | | | | |");
+                verdicts.check(format!("announce: {label}: {e}"), false);
+            }
+        }
+    }
 }
 
 /// 10,000 peers connect at once (as fast as the generator can open them,
 /// 64 in flight) to a server that has been up for one survey time (its
 /// first heartbeat round has ended, so at the default options the next one
 /// is 4 s away): how long until every peer is listed.
-fn mass_run(meter: &Meter, urls: &mut Urls, n: u32, poll: Poll) -> Result<MassConnect, String> {
+/// With `announce`, the peers announce themselves on connecting
+/// (`loadgen --announce`); otherwise they only answer surveys.
+fn mass_run(
+    meter: &Meter,
+    urls: &mut Urls,
+    n: u32,
+    poll: Poll,
+    announce: bool,
+) -> Result<MassConnect, String> {
     let (mut server, survey, publish) =
         start_server_with(urls, Transport::Tcp, poll, &[s("--stats-ms"), s("100")])?;
     server.wait_for("round", |_| true, STEP_TIMEOUT)?;
     server.skip_past();
     let stats0 = server.wait_for("stats", |_| true, STEP_TIMEOUT)?.1;
     let ticks0 = server.cpu_ticks();
-    let mut gen = Proc::spawn(
-        "loadgen",
-        LOADGEN,
-        &[
-            s("--survey"),
-            survey,
-            s("--publish"),
-            publish,
-            s("--peers"),
-            n.to_string(),
-            s("--subs"),
-            s("1"),
-            s("--track-joins"),
-        ],
-        Some(1),
-    );
+    let mut args = vec![
+        s("--survey"),
+        survey,
+        s("--publish"),
+        publish,
+        s("--peers"),
+        n.to_string(),
+        s("--subs"),
+        s("1"),
+        s("--track-joins"),
+    ];
+    if announce {
+        args.push(s("--announce"));
+    }
+    let mut gen = Proc::spawn("loadgen", LOADGEN, &args, Some(1));
     let t0 = Instant::now();
     // Normally a few seconds: a run that takes longer failed (or the
     // machine is too busy to say anything).
@@ -688,6 +883,7 @@ fn mass_run(meter: &Meter, urls: &mut Urls, n: u32, poll: Poll) -> Result<MassCo
         cpu: cpu_s / (t1 - t0).as_secs_f64() * 100.0,
         cpu_s,
         surveys: delta("surveys_sent"),
+        announcements: delta("announcements"),
         rounds: delta("rounds"),
         answers: delta("answers"),
         publishes: delta("publishes"),
@@ -2030,7 +2226,7 @@ fn main() {
             let mut failed = false;
             for run in 1..=plan.mass_runs {
                 let case = format!("{label} ({run}/{})", plan.mass_runs);
-                match mass_run(&meter, &mut urls, largest, poll) {
+                match mass_run(&meter, &mut urls, largest, poll, false) {
                     Ok(m) => {
                         worst_full = Some(worst_full.map_or(m.full_s, |w| w.max(m.full_s)));
                         worst_join =
@@ -2087,6 +2283,10 @@ fn main() {
                 );
             }
         }
+    }
+
+    if plan.runs("announce") {
+        announce_section(&meter, &mut urls, largest, &mut verdicts);
     }
 
     if plan.runs("restart") {

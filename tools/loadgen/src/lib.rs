@@ -125,6 +125,23 @@ impl Backoff {
     }
 }
 
+/// The SP request id of an announcement (`--announce`): id 0 with the top
+/// bit that ends a backtrace. A peer sends it unasked, as the first
+/// message on its survey connection, with its name as the body.
+pub const ANNOUNCE_ID: [u8; 4] = [0x80, 0, 0, 0];
+
+/// Appends one SP message to `out` as it goes over the wire: with
+/// `ipc_type_byte`, the IPC transport's message type (1) first; then the
+/// 8-byte big-endian length of `header` and `body` together; then both.
+pub fn push_frame(out: &mut Vec<u8>, ipc_type_byte: bool, header: &[u8], body: &[u8]) {
+    if ipc_type_byte {
+        out.push(1);
+    }
+    out.extend_from_slice(&((header.len() + body.len()) as u64).to_be_bytes());
+    out.extend_from_slice(header);
+    out.extend_from_slice(body);
+}
+
 /// Command-line arguments of the form `--key value` and `--flag`.
 #[derive(Debug, Default)]
 pub struct Args {
@@ -329,6 +346,23 @@ mod tests {
             let mut b = Backoff::new(ms(100), ms(1000));
             assert!(b.next_wait(r) < ms(100));
         }
+    }
+
+    #[test]
+    fn an_announcement_is_the_id_then_the_name() {
+        let mut tcp = Vec::new();
+        push_frame(&mut tcp, false, &ANNOUNCE_ID, b"http://a:1");
+        let mut want = vec![0, 0, 0, 0, 0, 0, 0, 14, 0x80, 0, 0, 0];
+        want.extend_from_slice(b"http://a:1");
+        assert_eq!(tcp, want);
+        // IPC: the type byte first; appended after what is there.
+        let mut ipc = vec![9];
+        push_frame(&mut ipc, true, &ANNOUNCE_ID, b"n");
+        assert_eq!(ipc, [9, 1, 0, 0, 0, 0, 0, 0, 0, 5, 0x80, 0, 0, 0, b'n']);
+        // An answer to a survey: the survey's backtrace, then the name.
+        let mut answer = Vec::new();
+        push_frame(&mut answer, false, &[0x81, 2, 3, 4], b"");
+        assert_eq!(answer, [0, 0, 0, 0, 0, 0, 0, 4, 0x81, 2, 3, 4]);
     }
 
     #[test]

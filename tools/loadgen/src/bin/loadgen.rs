@@ -9,12 +9,17 @@
 //!         [--churn-delay-ms 1000]
 //!         [--inflight 64] [--connect-rate 0] [--report-ms 1000]
 //!         [--duration-s 0] [--print-lists] [--track-joins] [--redial]
-//!         [--seed 1]
+//!         [--announce] [--seed 1]
 //! ```
 //!
 //! * `--peers N` respondents each answer every survey at once with their own
 //!   name ([`peer_name`]`(slot, generation)`); `--hung H` more connect, read
 //!   the surveys and never answer.
+//! * `--announce`: each answering peer announces itself as soon as its SP
+//!   handshake is done, before any survey: one answer it was not asked for,
+//!   with request id `80 00 00 00` and its name as the body (see
+//!   `docs/parts/announce.md`). Without it (the default) peers only answer
+//!   surveys, as the Go original and nngcat do.
 //! * `--subs M` raw SUB connections record each list's arrival and length.
 //! * `--watchers W` REQ connections to the server's watch URL (`--watch`)
 //!   play watchers of the watch protocol (README, "Watch protocol";
@@ -53,7 +58,9 @@
 //! Lines on standard input: `hang K` (K answering peers stop answering but
 //! keep their connection), `churn K` (K peers leave and rejoin now),
 //! `rate R` (from now on R peers per second leave and rejoin, as `--churn`;
-//! `rate 0` stops), `tick` (a `tick` line now), `quit`. End of input quits
+//! `rate 0` stops), `join K` (K new answering peers connect now, each a
+//! `change kind=join`: a join with no leave before it), `tick` (a `tick`
+//! line now), `quit`. End of input quits
 //! too, unless `--duration-s` is set.
 //!
 //! Output, one line per event, `kind key=value ...`, `t` in seconds since
@@ -80,7 +87,8 @@
 //! * `list sub=I len=N bytes=B` per list received, and `watch_reply
 //!   watcher=I kind=S|D|K len=N` per watch reply, with `--print-lists`;
 //! * `tick` every `--report-ms` with running totals, `end` at exit. Both
-//!   carry the watch counters: `watch_snapshots`, `watch_deltas`,
+//!   carry `announcements` (sent, with `--announce`) and the watch
+//!   counters: `watch_snapshots`, `watch_deltas`,
 //!   `watch_keepalives` (replies applied by kind), `watch_refused` (deltas
 //!   or keepalives that did not apply), `watch_smaller` (snapshots not
 //!   asked for, sent because the delta would have been larger than the
@@ -105,7 +113,7 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpStream, UnixStream};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use nng_discovery_loadgen::watch::{self, Applied, Decoder, Kind, Watcher, Why};
-use nng_discovery_loadgen::{peer_name, Args, Backoff};
+use nng_discovery_loadgen::{peer_name, push_frame, Args, Backoff, ANNOUNCE_ID};
 
 /// SP protocol numbers (RFC-style "SP over TCP" header, bytes 4-5).
 const SURVEYOR: u16 = 0x0062;
@@ -168,6 +176,7 @@ fn main() {
         print_lists: args.str("print-lists").is_some(),
         track_joins: args.str("track-joins").is_some(),
         redial: args.str("redial").is_some(),
+        announce: args.str("announce").is_some(),
         seed: args.get("seed", 1u64),
     };
     if let Err(e) = Gen::new(config).and_then(Gen::run) {
@@ -422,6 +431,8 @@ struct Config {
     track_joins: bool,
     /// Redial like the library's clients instead of after a fixed 100 ms.
     redial: bool,
+    /// Peers announce themselves on connecting (`--announce`).
+    announce: bool,
     seed: u64,
 }
 
@@ -429,6 +440,8 @@ struct Config {
 struct Totals {
     surveys: u64,
     answers: u64,
+    /// Announcements sent (`--announce`).
+    announcements: u64,
     lists: u64,
     list_bytes: u64,
     reconnects: u64,
@@ -654,10 +667,11 @@ impl Gen {
     fn end(&mut self) -> io::Result<()> {
         let now = Instant::now();
         let line = format!(
-            "end t={:.6} surveys={} answers={} lists={} list_bytes={} changes_done={} changes_lost={} reconnects={} {}",
+            "end t={:.6} surveys={} answers={} announcements={} lists={} list_bytes={} changes_done={} changes_lost={} reconnects={} {}",
             self.t(now),
             self.totals.surveys,
             self.totals.answers,
+            self.totals.announcements,
             self.totals.lists,
             self.totals.list_bytes,
             self.totals.changes_done,
@@ -754,7 +768,7 @@ impl Gen {
     fn tick(&mut self, now: Instant) -> io::Result<()> {
         let hung = self.slots.len() - self.answering;
         let line = format!(
-            "tick t={:.6} peers_ready={} answering={} hung={} subs_ready={} watchers_ready={} full={} surveys={} answers={} lists={} list_bytes={} pending_changes={} reconnects={} connect_failures={} {}",
+            "tick t={:.6} peers_ready={} answering={} hung={} subs_ready={} watchers_ready={} full={} surveys={} answers={} announcements={} lists={} list_bytes={} pending_changes={} reconnects={} connect_failures={} {}",
             self.t(now),
             self.ready_peers,
             self.answering,
@@ -764,6 +778,7 @@ impl Gen {
             self.full_now,
             self.totals.surveys,
             self.totals.answers,
+            self.totals.announcements,
             self.totals.lists,
             self.totals.list_bytes,
             self.pending.len(),
@@ -806,6 +821,12 @@ impl Gen {
                     let now = Instant::now();
                     for _ in 0..n {
                         self.churn_step(now);
+                    }
+                }
+                "join" => {
+                    let now = Instant::now();
+                    for _ in 0..n {
+                        self.join_step(now);
                     }
                 }
                 "tick" => self.tick(Instant::now())?,
@@ -893,6 +914,28 @@ impl Gen {
         let name = slot.name.clone();
         self.record_change(name, true, now);
         self.queue.push_front(Role::Peer(s as u32));
+    }
+
+    /// A new answering peer (the next slot, named as the `--peers` ones
+    /// are) connects now: a change like a churned peer's rejoin, with no
+    /// leave before it.
+    fn join_step(&mut self, now: Instant) {
+        let s = self.slots.len() as u32;
+        let name = peer_name(s, 0).into_bytes();
+        self.slots.push(Slot {
+            gen: 0,
+            name: name.clone(),
+            hung: false,
+            conn: None,
+            ready: false,
+            connected_at: None,
+            ready_at: None,
+            listed: false,
+            backoff: Backoff::LIBRARY,
+        });
+        self.answering += 1;
+        self.record_change(name, true, now);
+        self.queue.push_front(Role::Peer(s));
     }
 
     fn record_change(&mut self, name: Vec<u8>, join: bool, at: Instant) {
@@ -1136,6 +1179,11 @@ impl Gen {
             conn.phase = Phase::Ready;
             pos = 8;
             self.on_ready(role);
+            if let Role::Peer(slot) = role {
+                if self.cfg.announce && !self.announce(idx, slot) {
+                    return (pos, false);
+                }
+            }
             if let Role::Watch(w) = role {
                 if self.send_watch_request(idx, w).is_err() {
                     return (pos, false);
@@ -1233,6 +1281,25 @@ impl Gen {
             let line = format!("churn_start t={:.6} rate={}", self.t(at), self.cfg.churn);
             let _ = writeln!(self.out, "{line}");
         }
+    }
+
+    /// `--announce`: peer `slot` tells the server its name on connection
+    /// `idx` before any survey (a hung peer says nothing).
+    fn announce(&mut self, idx: usize, slot: u32) -> bool {
+        let slot = &self.slots[slot as usize];
+        if slot.hung {
+            return true;
+        }
+        self.answer.clear();
+        let ipc = self.cfg.survey.frame_header() == 9;
+        push_frame(&mut self.answer, ipc, &ANNOUNCE_ID, &slot.name);
+        let announcement = std::mem::take(&mut self.answer);
+        let ok = self.send(idx, &announcement).is_ok();
+        self.answer = announcement;
+        if ok {
+            self.totals.announcements += 1;
+        }
+        ok
     }
 
     /// A survey: the payload is the backtrace (4-byte words, the last with
