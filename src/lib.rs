@@ -83,6 +83,7 @@ pub mod wire;
 pub use server::admission;
 pub use server::membership;
 pub use subscriber::merge;
+pub use watch::follower;
 pub use watch::held_requests;
 pub use watch::history;
 pub use watch::state as watch_state;
