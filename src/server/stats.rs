@@ -5,7 +5,7 @@
 ///
 /// Counters (`surveys_sent`, `answers`, `refused_*`, `publishes`,
 /// `bytes_published`, `watch_requests`, `watch_snapshots`, `watch_deltas`,
-/// `watch_keepalives`) count from the server's start; the others are
+/// `watch_keepalives`, `watch_offers`, `watch_broadcasts`) count from the server's start; the others are
 /// current values. The `watch*` fields stay 0 without a
 /// [`watch_url`](crate::Options::watch_url).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -52,6 +52,14 @@ pub struct Stats {
     pub watch_deltas: u64,
     /// Keepalive replies sent to watchers.
     pub watch_keepalives: u64,
+    /// Offers of the broadcast URL sent to watchers that can follow it
+    /// (0 without a [`watch_broadcast_url`](crate::Options::watch_broadcast_url)).
+    pub watch_offers: u64,
+    /// Open connections on the broadcast socket (followers).
+    pub watch_followers: usize,
+    /// Messages broadcast (deltas and keepalives), each sent once whatever
+    /// the number of followers.
+    pub watch_broadcasts: u64,
     /// Connections refused because their address is outside
     /// [`allow_from`](crate::Options::allow_from).
     pub refused_network: u64,
@@ -75,7 +83,7 @@ impl std::fmt::Display for Stats {
              answers_last_round={} answers={} refused_invalid={} refused_stale={} \
              refused_full={} publishes={} bytes_published={} watchers={} watch_held={} \
              watch_requests={} watch_snapshots={} watch_deltas={} watch_keepalives={} \
-             refused_network={} refused_connections={} refused_peer_host={}",
+             watch_offers={} watch_followers={} watch_broadcasts={} refused_network={} refused_connections={} refused_peer_host={}",
             self.peers,
             self.connections,
             self.subscribers,
@@ -94,6 +102,9 @@ impl std::fmt::Display for Stats {
             self.watch_snapshots,
             self.watch_deltas,
             self.watch_keepalives,
+            self.watch_offers,
+            self.watch_followers,
+            self.watch_broadcasts,
             self.refused_network,
             self.refused_connections,
             self.refused_peer_host
@@ -126,6 +137,9 @@ mod tests {
             watch_snapshots: 16,
             watch_deltas: 17,
             watch_keepalives: 18,
+            watch_offers: 22,
+            watch_followers: 23,
+            watch_broadcasts: 24,
             refused_network: 19,
             refused_connections: 20,
             refused_peer_host: 21,
@@ -136,7 +150,7 @@ mod tests {
              answers_last_round=6 answers=7 refused_invalid=8 refused_stale=9 \
              refused_full=10 publishes=11 bytes_published=12 watchers=13 watch_held=14 \
              watch_requests=15 watch_snapshots=16 watch_deltas=17 watch_keepalives=18 \
-             refused_network=19 refused_connections=20 refused_peer_host=21"
+             watch_offers=22 watch_followers=23 watch_broadcasts=24 refused_network=19 refused_connections=20 refused_peer_host=21"
         );
     }
 }

@@ -19,6 +19,14 @@
 //! * [`WatchCore::on_deadline`] when [`WatchCore::next_deadline`] passes:
 //!   held requests whose keepalive interval is over get a keepalive.
 //!
+//! With a broadcast URL ([`Options::watch_broadcast_url`]) it also opens a
+//! PUB v0 socket there ([`Broadcaster`]): each recorded change is sent
+//! once on it as a delta broadcast, a keepalive broadcast goes out once
+//! per keepalive interval, and a request carrying the follow flag
+//! ([`watch_wire::CAN_FOLLOW`]) is answered at once, never held: the
+//! offer for `(0, 0)`, otherwise what brings it to the current list (a
+//! keepalive when it is current). See `docs/parts/broadcast.md`.
+//!
 //! A raw REP socket hands each request over with its *backtrace* in the
 //! message header: the connection's id, then the request id the REQ peer
 //! chose. The reply here is the request message itself with its body
@@ -29,8 +37,10 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
 use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use nng::options::{Options as _, RecvBufferSize, SendBufferSize};
@@ -43,7 +53,7 @@ use crate::options::Options;
 use crate::server::admission::{self, SharedGate};
 use crate::server::stats::Stats;
 use crate::watch::held_requests::{HeldRequests, Released};
-use crate::watch::history::{Answer, History, HistoryLimits};
+use crate::watch::history::{self, Answer, History, HistoryLimits};
 use crate::watch::wire::{self as watch_wire, Position};
 
 /// The largest request read, backtrace included (a request is 16 bytes
@@ -88,6 +98,8 @@ pub(crate) enum PipeChange {
 pub(crate) struct WatchHandle {
     url: String,
     socket: Socket,
+    /// The broadcast URL bound and the PUB socket, with a broadcast URL.
+    broadcast: Option<(String, Socket)>,
     stopper: Stopper,
     reader: Option<JoinHandle<()>>,
 }
@@ -96,6 +108,11 @@ impl WatchHandle {
     /// The watch URL actually bound (port 0 resolved).
     pub(crate) fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The broadcast URL actually bound, with a broadcast URL.
+    pub(crate) fn broadcast_url(&self) -> Option<&str> {
+        self.broadcast.as_ref().map(|(url, _)| url.as_str())
     }
 
     /// Stops and joins the reading thread, then closes the socket. Call it
@@ -109,6 +126,9 @@ impl WatchHandle {
                 log::error!("the watch reading thread panicked");
             }
             self.socket.close();
+            if let Some((_, socket)) = &self.broadcast {
+                socket.close();
+            }
         }
     }
 }
@@ -140,7 +160,7 @@ pub(crate) fn start(
     let (pipes_tx, pipes_rx) = unbounded();
     // Through the server's one gate (allow_from, max_connections), like
     // its other sockets: only admitted connections reach the handler.
-    admission::watch(&socket, gate, "watch", move |pipe, event| {
+    admission::watch(&socket, Arc::clone(&gate), "watch", move |pipe, event| {
         // Runs on NNG's threads: hand the event over and return.
         let _ = match event {
             PipeEvent::AddPost => pipes_tx.send(PipeChange::Added),
@@ -150,6 +170,10 @@ pub(crate) fn start(
     })?;
     // The watchers' SP protocol: REQ v0.
     let (_listener, bound) = transport::listen(&socket, url, 0x30, options)?;
+    let broadcaster = match options.get_watch_broadcast_url() {
+        Some(url) => Some(Broadcaster::open(url, options, gate)?),
+        None => None,
+    };
     let (requests_tx, requests_rx) = bounded(REQUEST_QUEUE);
     let (stopper, incoming) = receiver::receiver(&socket)?;
     let reader = std::thread::Builder::new()
@@ -168,9 +192,14 @@ pub(crate) fn start(
         watchers: 0,
         counters: Counters::default(),
         body: Vec::new(),
+        broadcast: broadcaster,
     };
     let handle = WatchHandle {
         url: bound,
+        broadcast: core
+            .broadcast
+            .as_ref()
+            .map(|b| (b.url.clone(), b.socket.clone())),
         socket,
         stopper,
         reader: Some(reader),
@@ -207,6 +236,7 @@ struct Counters {
     snapshots: u64,
     deltas: u64,
     keepalives: u64,
+    offers: u64,
 }
 
 impl Counters {
@@ -215,6 +245,7 @@ impl Counters {
         match kind {
             watch_wire::SNAPSHOT => self.snapshots += 1,
             watch_wire::DELTA => self.deltas += 1,
+            watch_wire::OFFER => self.offers += 1,
             _ => self.keepalives += 1,
         }
     }
@@ -238,6 +269,116 @@ pub(crate) struct WatchCore {
     counters: Counters,
     /// Scratch space for encoding a reply body.
     body: Vec<u8>,
+    /// The broadcast side, with a broadcast URL.
+    broadcast: Option<Broadcaster>,
+}
+
+/// The broadcast side of the watch server: one PUB socket, on which each
+/// change goes out once whatever the number of followers.
+#[derive(Debug)]
+struct Broadcaster {
+    socket: Socket,
+    /// The URL bound, as offered to followers.
+    url: String,
+    /// Open connections on the PUB socket, kept by the pipe callback.
+    followers: Arc<AtomicUsize>,
+    keepalive: Duration,
+    /// When the next keepalive broadcast is due (each broadcast moves it).
+    next_keepalive: Instant,
+    sent: u64,
+    body: Vec<u8>,
+}
+
+impl Broadcaster {
+    /// Opens the PUB socket and listens on `url`.
+    fn open(url: &str, options: &Options, gate: SharedGate) -> Result<Broadcaster> {
+        let socket = Socket::new(Protocol::Pub0).map_err(Error::nng("open a PUB socket"))?;
+        // A PUB socket receives nothing: the limit only bounds junk.
+        transport::limit(&socket, 64)?;
+        let followers = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&followers);
+        // Through the server's one gate, like its other sockets.
+        admission::watch(&socket, gate, "broadcast", move |_, event| {
+            // Runs on NNG's threads: count and return.
+            match event {
+                PipeEvent::AddPost => {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+                PipeEvent::RemovePost => {
+                    let _ = count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                        Some(n.saturating_sub(1))
+                    });
+                }
+                _ => {}
+            }
+        })?;
+        // The followers' SP protocol: SUB v0.
+        let bound = match transport::listen(&socket, url, 0x21, options) {
+            Ok((_listener, bound)) => bound,
+            Err(e) => {
+                socket.close();
+                return Err(e);
+            }
+        };
+        let keepalive = options.get_watch_keepalive();
+        Ok(Broadcaster {
+            socket,
+            url: bound,
+            followers,
+            keepalive,
+            next_keepalive: Instant::now() + keepalive,
+            sent: 0,
+            body: Vec::new(),
+        })
+    }
+
+    /// Broadcasts the change from revision `from` to `to`.
+    fn delta(
+        &mut self,
+        epoch: u64,
+        from: u64,
+        to: u64,
+        joined: &[Box<str>],
+        left: &[Box<str>],
+        now: Instant,
+    ) {
+        self.body.clear();
+        watch_wire::encode_broadcast_delta(
+            epoch,
+            from,
+            to,
+            joined.iter().map(|n| &**n),
+            left.iter().map(|n| &**n),
+            &mut self.body,
+        );
+        self.send(now);
+    }
+
+    /// Broadcasts a keepalive for `at` if one is due at `now`.
+    fn keepalive_if_due(&mut self, at: Option<Position>, now: Instant) {
+        if now < self.next_keepalive {
+            return;
+        }
+        match at {
+            Some(at) => {
+                self.body.clear();
+                watch_wire::encode_broadcast_keepalive(at, &mut self.body);
+                self.send(now);
+            }
+            // No list yet: nothing to keep alive.
+            None => self.next_keepalive = now + self.keepalive,
+        }
+    }
+
+    /// Sends the encoded body once: PUB copies it to every follower's
+    /// queue (dropping that queue's oldest when full) and never blocks.
+    fn send(&mut self, now: Instant) {
+        match self.socket.send(Message::from(&self.body[..])) {
+            Ok(()) => self.sent += 1,
+            Err((_, e)) => log::warn!("sending a watch broadcast: {e}"),
+        }
+        self.next_keepalive = now + self.keepalive;
+    }
 }
 
 impl WatchCore {
@@ -278,8 +419,39 @@ impl WatchCore {
             return; // queued before its connection closed
         }
         drop(self.held.pipe_closed(pipe));
+        let (position, flags) = watch_wire::decode_request_flags(msg.as_slice());
+        if flags & watch_wire::CAN_FOLLOW != 0 && self.broadcast.is_some() {
+            self.answer_follower(msg, position);
+            return;
+        }
+        // Any body but 16 bytes (a follow request included, without a
+        // broadcast) holds nothing: a snapshot, as for older watchers.
         let position = watch_wire::decode_request(msg.as_slice());
         self.respond(pipe, msg, position, now);
+    }
+
+    /// Answers a follower's request at once, never holding it: the offer
+    /// for `(0, 0)` (or before the first list), otherwise the delta or
+    /// snapshot that brings it to the current list, or a keepalive when it
+    /// is current.
+    fn answer_follower(&mut self, msg: Message, position: Position) {
+        let Some(broadcast) = &self.broadcast else {
+            return;
+        };
+        self.body.clear();
+        match &self.history {
+            Some(history) if position != Position::NOTHING => {
+                history.expire(position).encode(&mut self.body);
+            }
+            history => {
+                let revision = history.as_ref().map_or(0, |h| h.position().revision);
+                let at = Position::new(self.epoch.get(), revision);
+                watch_wire::encode_offer(at, &broadcast.url, &mut self.body);
+            }
+        }
+        let kind = self.body[0];
+        send_reply(&self.socket, msg, &self.body);
+        self.counters.count(kind);
     }
 
     /// Makes `list` (sorted, unique, valid names: the server's published
@@ -289,8 +461,20 @@ impl WatchCore {
     pub(crate) fn record(&mut self, list: &[String], now: Instant) {
         match &mut self.history {
             Some(history) => {
+                let from = history.position().revision;
+                // The change is worked out before the history takes it:
+                // the history may not keep it (limits), the broadcast
+                // always carries it.
+                let change = self
+                    .broadcast
+                    .as_ref()
+                    .map(|_| history::diff(history.names(), list));
                 if !history.record(list) {
                     return;
+                }
+                if let (Some(b), Some((joined, left))) = (&mut self.broadcast, change) {
+                    let to = history.position().revision;
+                    b.delta(self.epoch.get(), from, to, &joined, &left, now);
                 }
             }
             None => self.history = Some(History::new(self.epoch, list, self.limits)),
@@ -301,13 +485,20 @@ impl WatchCore {
 
     /// When the earliest held request's keepalive is due.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.held.next_deadline()
+        let held = self.held.next_deadline();
+        match &self.broadcast {
+            Some(b) => Some(held.map_or(b.next_keepalive, |h| h.min(b.next_keepalive))),
+            None => held,
+        }
     }
 
     /// Answers the held requests whose keepalive is due at `now`.
     pub(crate) fn on_deadline(&mut self, now: Instant) {
         let due = self.held.take_due(now);
         self.answer_all(due, now, true);
+        if let Some(b) = &mut self.broadcast {
+            b.keepalive_if_due(self.history.as_ref().map(History::position), now);
+        }
     }
 
     /// Copies the watch counters into `stats`.
@@ -318,6 +509,11 @@ impl WatchCore {
         stats.watch_snapshots = self.counters.snapshots;
         stats.watch_deltas = self.counters.deltas;
         stats.watch_keepalives = self.counters.keepalives;
+        stats.watch_offers = self.counters.offers;
+        if let Some(b) = &self.broadcast {
+            stats.watch_followers = b.followers.load(Ordering::Relaxed);
+            stats.watch_broadcasts = b.sent;
+        }
     }
 
     /// Answers released requests, encoding each distinct reply once (after

@@ -176,6 +176,13 @@ after the publish line. A watch request that is up to date is held until the
 list changes, or answered with a keepalive after --watch-keepalive (default
 10s; keep it well below NNG's 60 s REQ resend time).
 
+--watch-broadcast URL (with --watch) also broadcasts each change once there
+(PUB/SUB), and a keepalive every --watch-keepalive; watchers that can follow
+it (nng-discovery's own) learn this URL from the watch URL and then cost the
+server one message per change for all of them. Prints the line
+  watch broadcast tcp://127.0.0.1:40010
+after the watch line. See docs/parts/broadcast.md for the protocol.
+
 --metrics ADDR (IP:PORT, e.g. 127.0.0.1:9464) serves the server's counters
 at http://ADDR/metrics in Prometheus's text format, and adds the line
   metrics http://127.0.0.1:9464/metrics
@@ -395,6 +402,9 @@ struct ServerCli {
     /// Where watchers connect
     #[arg(long, value_name = "URL")]
     watch: Option<String>,
+    /// Where followers subscribe
+    #[arg(long, value_name = "URL", requires = "watch")]
+    watch_broadcast: Option<String>,
     /// Keepalive for watchers
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = nonzero_duration_arg)]
     watch_keepalive: Duration,
@@ -558,6 +568,10 @@ fn server(s: ServerCli) -> Result<Command, UsageError> {
         .require_peer_host(s.require_peer_host);
     let options = match s.watch {
         Some(url) => options.watch_url(url),
+        None => options,
+    };
+    let options = match s.watch_broadcast {
+        Some(url) => options.watch_broadcast_url(url),
         None => options,
     };
     let options = match s.max_connections {
@@ -936,6 +950,8 @@ mod tests {
             "tcp://127.0.0.1:0",
             "--watch-keepalive",
             "2s",
+            "--watch-broadcast",
+            "tcp://127.0.0.1:0",
         ]))
         .unwrap();
         let Command::Server(s) = c else {
@@ -951,6 +967,7 @@ mod tests {
         assert_eq!(o.get_max_peers(), 100);
         assert_eq!(o.get_watch_url(), Some("tcp://127.0.0.1:0"));
         assert_eq!(o.get_watch_keepalive(), Duration::from_secs(2));
+        assert_eq!(o.get_watch_broadcast_url(), Some("tcp://127.0.0.1:0"));
     }
 
     #[test]

@@ -162,12 +162,25 @@ pub fn render(s: &Stats, version: &str) -> String {
         &mut out,
         "nng_discovery_watch_replies_total",
         "counter",
-        "Watch replies sent, by kind: snapshot, delta or keepalive.",
+        "Watch replies sent, by kind: snapshot, delta, keepalive or offer (of the broadcast URL).",
         &[
             ("{kind=\"snapshot\"}", s.watch_snapshots),
             ("{kind=\"delta\"}", s.watch_deltas),
             ("{kind=\"keepalive\"}", s.watch_keepalives),
+            ("{kind=\"offer\"}", s.watch_offers),
         ],
+    );
+    gauge(
+        &mut out,
+        "nng_discovery_watch_followers",
+        "Open connections on the watch broadcast socket (followers).",
+        s.watch_followers,
+    );
+    counter(
+        &mut out,
+        "nng_discovery_watch_broadcasts_total",
+        "Watch broadcasts sent (deltas and keepalives), once each whatever the number of followers.",
+        s.watch_broadcasts,
     );
     out
 }
@@ -471,6 +484,9 @@ mod tests {
         s.watch_snapshots = 16;
         s.watch_deltas = 17;
         s.watch_keepalives = 18;
+        s.watch_offers = 22;
+        s.watch_followers = 23;
+        s.watch_broadcasts = 24;
         s.refused_network = 19;
         s.refused_connections = 20;
         s.refused_peer_host = 21;
@@ -506,6 +522,9 @@ mod tests {
                 "nng_discovery_watch_replies_total{kind=\"snapshot\"} 16",
                 "nng_discovery_watch_replies_total{kind=\"delta\"} 17",
                 "nng_discovery_watch_replies_total{kind=\"keepalive\"} 18",
+                "nng_discovery_watch_replies_total{kind=\"offer\"} 22",
+                "nng_discovery_watch_followers 23",
+                "nng_discovery_watch_broadcasts_total 24",
             ]
         );
         assert!(text.ends_with('\n'));
@@ -541,7 +560,7 @@ mod tests {
                 assert_eq!(name, family, "{line}");
             }
         }
-        assert_eq!(families, 16);
+        assert_eq!(families, 18);
     }
 
     #[test]
@@ -704,7 +723,7 @@ mod tests {
         }
 
         #[test]
-        fn rendered_values_are_the_stats(v in proptest::prelude::any::<[u64; 21]>()) {
+        fn rendered_values_are_the_stats(v in proptest::prelude::any::<[u64; 24]>()) {
             let mut s = Stats::default();
             s.peers = v[0] as usize;
             s.connections = v[1] as usize;
@@ -727,6 +746,9 @@ mod tests {
             s.refused_network = v[18];
             s.refused_connections = v[19];
             s.refused_peer_host = v[20];
+            s.watch_offers = v[21];
+            s.watch_followers = v[22] as usize;
+            s.watch_broadcasts = v[23];
             let text = render(&s, "0.1.0");
             let values: Vec<u64> = text
                 .lines()
@@ -742,6 +764,7 @@ mod tests {
                 s.publishes, s.bytes_published,
                 s.watchers as u64, s.watch_held as u64, s.watch_requests,
                 s.watch_snapshots, s.watch_deltas, s.watch_keepalives,
+                s.watch_offers, s.watch_followers as u64, s.watch_broadcasts,
             ];
             proptest::prop_assert_eq!(values, want.to_vec());
         }
