@@ -1,5 +1,6 @@
 //! Receiving the server's lists.
 
+pub(crate) mod broadcast_source;
 pub(crate) mod mailbox;
 pub mod merge;
 pub(crate) mod publish_source;
