@@ -350,3 +350,62 @@ fn the_daemon_prints_its_broadcast_url_and_serves_followers() {
     );
     drop(a);
 }
+
+#[test]
+fn a_follower_of_a_restarted_server_follows_the_new_one() {
+    // Fixed URLs, so that the restarted server is where the old one was.
+    let (survey, publish) = common::reserved_tcp_urls();
+    let (watch, broadcast) = common::reserved_tcp_urls();
+    let o = options()
+        .watch_url(watch.clone())
+        .watch_broadcast_url(broadcast);
+    let start = || Server::new(&survey, &publish, o.clone()).expect("server on fixed URLs");
+    let server = start();
+    let watcher = Subscriber::watch_with_options(watch.as_str(), &o).expect("watcher");
+    let changes = watcher.changes();
+    let x = Client::with_options(survey.as_str(), None, "x", &o).expect("client");
+    wait_for_list(&changes, &["x"]);
+    server.shutdown();
+    let server = start();
+    // A new name proves that the watcher follows the new server (another
+    // epoch) and not a memory of the old.
+    let y = Client::with_options(survey.as_str(), None, "y", &o).expect("client");
+    wait_for_list(&changes, &["x", "y"]);
+    stats_until(&server, "a follower again", |s| s.watch_followers == 1);
+    y.shutdown();
+    wait_for_list(&changes, &["x"]);
+    drop((x, server));
+}
+
+/// An offered broadcast URL that does not connect: after one keepalive
+/// interval the watcher watches over REQ/REP instead.
+#[test]
+fn an_unreachable_broadcast_falls_back_to_req_rep() {
+    let rep = Socket::new(Protocol::Rep0).expect("REP");
+    rep.set_opt::<RecvTimeout>(Some(patience()))
+        .expect("timeout");
+    let rep_url = listen(&rep);
+    // A port nothing listens on: bound a moment ago, then closed.
+    let (closed, _) = common::reserved_tcp_urls();
+    let o = Options::default().watch_keepalive(slow(Duration::from_millis(500)));
+    let watcher = Subscriber::watch_with_options(rep_url.as_str(), &o).expect("watcher");
+    let changes = watcher.changes();
+    let request = || {
+        let msg = rep.recv().expect("a request");
+        watch_wire::decode_request_flags(msg.as_slice())
+    };
+    let reply = |body: Vec<u8>| rep.send(Message::from(&body[..])).expect("reply");
+    let at = Position::new(0xfeed, 3);
+    assert_eq!(request(), (Position::NOTHING, watch_wire::CAN_FOLLOW));
+    let mut body = Vec::new();
+    watch_wire::encode_offer(at, &closed, &mut body);
+    reply(body);
+    assert_eq!(request(), (Position::NOTHING, 0), "a plain (0, 0)");
+    let mut body = Vec::new();
+    watch_wire::encode_snapshot(at, ["a"], &mut body);
+    reply(body);
+    expect(&changes, &["a"]);
+    // Then the classic loop: a request for the position held.
+    assert_eq!(request(), (at, 0));
+    watcher.shutdown();
+}

@@ -264,12 +264,6 @@ impl BroadcastSource {
         [self.req_fd, self.sub_fd, self.wake.as_raw_fd()]
     }
 
-    /// Whether the source follows a broadcast now (for tests).
-    #[cfg(test)]
-    pub(crate) fn is_following(&self) -> bool {
-        matches!(self.mode, Mode::Following(_))
-    }
-
     fn keepalive(&self) -> Duration {
         self.options.get_watch_keepalive()
     }
@@ -453,7 +447,7 @@ impl BroadcastSource {
             self.unsent = Some(Request::Plain(Position::NOTHING));
         }
         self.schedule_follow_request();
-        if self.unsent.is_some() && self.retry_at.is_none_or(|t| t <= now) {
+        if self.unsent.is_some() && self.retry_at.map_or(true, |t| t <= now) {
             self.try_send();
         }
         None

@@ -515,7 +515,7 @@ mod tests {
                     let list = match step {
                         Step::Change(names) => {
                             model.change(&names);
-                            in_flight.extend(model.sent.drain(..));
+                            in_flight.append(&mut model.sent);
                             None
                         }
                         Step::Deliver(i) => {
