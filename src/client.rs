@@ -188,7 +188,9 @@ impl Client {
     /// publish URLs, as [`Subscriber::watch`] does: each server sends this
     /// client only what changed. The lists arrive on
     /// [`peers`](Client::peers) just the same. When every service of a
-    /// large cluster follows the list, this is the form that scales.
+    /// large cluster follows the list, this is the form that scales; with
+    /// a server that also broadcasts ([`Options::watch_broadcast_url`]),
+    /// each change costs that server one message for all its followers.
     ///
     /// ```
     /// use std::time::Duration;
