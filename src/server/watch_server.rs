@@ -509,7 +509,14 @@ impl WatchCore {
         drop(self.held.pipe_closed(pipe));
         let (position, flags) = watch_wire::decode_request_flags(msg.as_slice());
         if flags & watch_wire::CAN_FOLLOW != 0 && self.broadcast.is_some() {
-            self.answer_follower(msg, position);
+            if position == Position::NOTHING || self.history.is_some() {
+                self.answer_follower(msg, position);
+            } else {
+                // A catch-up before the first list (a follower of the
+                // server's previous run): nothing to answer it with yet;
+                // held until the first list, which answers it.
+                self.respond(pipe, msg, position, now);
+            }
             return;
         }
         // Any body but 16 bytes (a follow request included, without a
@@ -519,9 +526,9 @@ impl WatchCore {
     }
 
     /// Answers a follower's request at once, never holding it: the offer
-    /// for `(0, 0)` (or before the first list), otherwise the delta or
-    /// snapshot that brings it to the current list, or a keepalive when it
-    /// is current.
+    /// for `(0, 0)`, otherwise the delta or snapshot that brings it to the
+    /// current list, or a keepalive when it is current. Called for a
+    /// position other than `(0, 0)` only once the first list exists.
     fn answer_follower(&mut self, msg: Message, position: Position) {
         let Some(broadcast) = &self.broadcast else {
             return;

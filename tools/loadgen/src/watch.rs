@@ -1055,13 +1055,28 @@ mod tests {
         }
         msg.extend_from_slice(b"+b|-a");
         let b = parse_broadcast(&msg).unwrap();
-        assert_eq!((b.kind, b.epoch, b.from, b.to, b.payload), (Kind::Delta, 9, 3, 5, &b"+b|-a"[..]));
-        let at = |r| Position { epoch: 9, revision: r };
+        assert_eq!(
+            (b.kind, b.epoch, b.from, b.to, b.payload),
+            (Kind::Delta, 9, 3, 5, &b"+b|-a"[..])
+        );
+        let at = |r| Position {
+            epoch: 9,
+            revision: r,
+        };
         assert_eq!(next_step(at(3), &b), Next::Apply);
         assert_eq!(next_step(at(5), &b), Next::Ignore);
         assert_eq!(next_step(at(4), &b), Next::CatchUp);
         assert_eq!(next_step(at(2), &b), Next::CatchUp);
-        assert_eq!(next_step(Position { epoch: 8, revision: 3 }, &b), Next::CatchUp);
+        assert_eq!(
+            next_step(
+                Position {
+                    epoch: 8,
+                    revision: 3
+                },
+                &b
+            ),
+            Next::CatchUp
+        );
         let mut k = vec![b'K'];
         for w in [9u64, 5, 5] {
             k.extend_from_slice(&w.to_be_bytes());

@@ -975,7 +975,11 @@ impl Gen {
                 Role::Peer(_) => &self.cfg.survey,
                 Role::Sub(_) => self.cfg.publish.as_ref().expect("subs need --publish"),
                 Role::Watch(_) => self.cfg.watch.as_ref().expect("watchers need --watch"),
-                Role::Follow(_) => self.cfg.broadcast.as_ref().expect("followers need --broadcast"),
+                Role::Follow(_) => self
+                    .cfg
+                    .broadcast
+                    .as_ref()
+                    .expect("followers need --broadcast"),
             };
             let mut stream = match endpoint.connect() {
                 Ok(s) => s,
@@ -1183,17 +1187,15 @@ impl Gen {
             conn.phase = Phase::Ready;
             pos = 8;
             self.on_ready(role);
-            match role {
-                // A follower asks once its SUB connection is up too.
-                Role::Watch(w)
-                    if self.cfg.broadcast.is_none() || self.watchers[w as usize].sub_ready =>
-                {
-                    if self.send_watch_request(idx, w).is_err() {
-                        return (pos, false);
-                    }
+            // A follower asks once its SUB connection is up too.
+            if let Role::Watch(w) = role {
+                let ask = self.cfg.broadcast.is_none() || self.watchers[w as usize].sub_ready;
+                if ask && self.send_watch_request(idx, w).is_err() {
+                    return (pos, false);
                 }
-                Role::Follow(w) => self.follow_sub_up(w),
-                _ => {}
+            }
+            if let Role::Follow(w) = role {
+                self.follow_sub_up(w);
             }
         }
         let hl = match role {
@@ -1748,9 +1750,7 @@ impl Gen {
         match role {
             Role::Peer(s) => self.slots[s as usize].backoff.next_wait(random),
             Role::Sub(s) => self.subs[s as usize].backoff.next_wait(random),
-            Role::Watch(w) | Role::Follow(w) => {
-                self.watchers[w as usize].backoff.next_wait(random)
-            }
+            Role::Watch(w) | Role::Follow(w) => self.watchers[w as usize].backoff.next_wait(random),
         }
     }
 
