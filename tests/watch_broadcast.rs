@@ -411,3 +411,42 @@ fn an_unreachable_broadcast_falls_back_to_req_rep() {
     assert_eq!(request(), (at, 0));
     watcher.shutdown();
 }
+
+/// A broadcast that falls silent (no keepalive either): the follower asks
+/// for a catch-up after 1.5 keepalive intervals, and the keepalive reply
+/// keeps the server counting: it never starts over with a probe.
+#[test]
+fn a_silent_broadcast_is_checked_with_catch_ups_not_taken_for_a_dead_server() {
+    let rep = Socket::new(Protocol::Rep0).expect("REP");
+    rep.set_opt::<RecvTimeout>(Some(patience()))
+        .expect("timeout");
+    let rep_url = listen(&rep);
+    let publisher = Socket::new(Protocol::Pub0).expect("PUB");
+    let pub_url = listen(&publisher);
+    let o = Options::default().watch_keepalive(slow(Duration::from_millis(300)));
+    let watcher = Subscriber::watch_with_options(rep_url.as_str(), &o).expect("watcher");
+    let changes = watcher.changes();
+    let request = || {
+        let msg = rep.recv().expect("a request");
+        watch_wire::decode_request_flags(msg.as_slice())
+    };
+    let reply = |body: Vec<u8>| rep.send(Message::from(&body[..])).expect("reply");
+    let at = Position::new(0xc0de, 4);
+    assert_eq!(request(), (Position::NOTHING, watch_wire::CAN_FOLLOW));
+    let mut body = Vec::new();
+    watch_wire::encode_offer(at, &pub_url, &mut body);
+    reply(body);
+    assert_eq!(request(), (Position::NOTHING, 0));
+    let mut body = Vec::new();
+    watch_wire::encode_snapshot(at, ["a"], &mut body);
+    reply(body);
+    expect(&changes, &["a"]);
+    for _ in 0..3 {
+        assert_eq!(request(), (at, watch_wire::CAN_FOLLOW), "a catch-up");
+        let mut body = Vec::new();
+        watch_wire::encode_keepalive(at, &mut body);
+        reply(body);
+    }
+    common::assert_quiet(&changes, slow(Duration::from_millis(100)));
+    watcher.shutdown();
+}
