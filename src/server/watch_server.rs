@@ -284,6 +284,55 @@ const BROADCAST_SPACING_PER_FOLLOWER: Duration = Duration::from_micros(30);
 /// followers: the bound on the extra delay coalescing adds.
 const MAX_BROADCAST_SPACING: Duration = Duration::from_millis(250);
 
+/// Deltas that may go out back to back after a quiet spell before the
+/// spacing applies: an isolated leave and join (a peer restarting) reach
+/// the followers without waiting.
+const BROADCAST_BURST: f64 = 3.0;
+
+/// A token bucket for delta broadcasts: [`BROADCAST_BURST`] of credit,
+/// one spent per delta, one regained per spacing. Pure: the caller passes
+/// the time and the spacing.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pacer {
+    /// Credit left after the last delta, at `at`.
+    credit: f64,
+    /// When the last delta went out; `None`: none yet (full credit).
+    at: Option<Instant>,
+}
+
+impl Pacer {
+    /// The credit at `now`.
+    fn credit(&self, now: Instant, spacing: Duration) -> f64 {
+        match self.at {
+            None => BROADCAST_BURST,
+            Some(_) if spacing.is_zero() => BROADCAST_BURST,
+            Some(at) => {
+                let regained =
+                    now.saturating_duration_since(at).as_secs_f64() / spacing.as_secs_f64();
+                (self.credit + regained).min(BROADCAST_BURST)
+            }
+        }
+    }
+
+    /// When a delta may go out: `now` if the credit allows, else when one
+    /// unit of credit is back.
+    fn due(&self, now: Instant, spacing: Duration) -> Instant {
+        let credit = self.credit(now, spacing);
+        if credit >= 1.0 {
+            return now;
+        }
+        now.checked_add(spacing.mul_f64(1.0 - credit))
+            .unwrap_or(now)
+    }
+
+    /// Spends one unit for a delta sent at `now` (call only when
+    /// [`due`](Pacer::due) is not after `now`).
+    fn spend(&mut self, now: Instant, spacing: Duration) {
+        self.credit = (self.credit(now, spacing) - 1.0).max(0.0);
+        self.at = Some(now);
+    }
+}
+
 /// Changes recorded and not broadcast yet: the net change from revision
 /// `from` to revision `to`.
 #[derive(Debug)]
@@ -309,8 +358,8 @@ struct Broadcaster {
     min_spacing: Duration,
     /// When the next keepalive broadcast is due (each broadcast moves it).
     next_keepalive: Instant,
-    /// When the last delta went out.
-    last_delta: Option<Instant>,
+    /// Paces deltas (burst, then one per spacing).
+    pacer: Pacer,
     pending: Option<Pending>,
     sent: u64,
     body: Vec<u8>,
@@ -355,7 +404,7 @@ impl Broadcaster {
             keepalive,
             min_spacing: options.get_publish_gap(),
             next_keepalive: Instant::now() + keepalive,
-            last_delta: None,
+            pacer: Pacer::default(),
             pending: None,
             sent: 0,
             body: Vec::new(),
@@ -374,13 +423,11 @@ impl Broadcaster {
     }
 
     /// When the pending change may go out, if one is pending: at once
-    /// after a quiet spell, else one spacing after the last delta.
+    /// after a quiet spell (up to three deltas back to back), else one
+    /// spacing after the last delta.
     fn due(&self) -> Option<Instant> {
         self.pending.as_ref()?;
-        Some(match self.last_delta {
-            Some(last) => last.checked_add(self.spacing()).unwrap_or(last),
-            None => Instant::now(),
-        })
+        Some(self.pacer.due(Instant::now(), self.spacing()))
     }
 
     /// Takes the change from revision `from` to `to` (the one after the
@@ -409,12 +456,8 @@ impl Broadcaster {
 
     /// Sends the pending change as one delta if its time has come.
     fn flush_if_due(&mut self, epoch: u64, now: Instant) {
-        let ready = match (&self.pending, self.last_delta) {
-            (None, _) => false,
-            (Some(_), None) => true,
-            (Some(_), Some(last)) => last.checked_add(self.spacing()).map_or(true, |t| now >= t),
-        };
-        if !ready {
+        let spacing = self.spacing();
+        if self.pending.is_none() || self.pacer.due(now, spacing) > now {
             return;
         }
         let Some(pending) = self.pending.take() else {
@@ -431,7 +474,7 @@ impl Broadcaster {
             left.map(|(n, _)| &**n),
             &mut self.body,
         );
-        self.last_delta = Some(now);
+        self.pacer.spend(now, spacing);
         self.send(now);
     }
 
@@ -750,6 +793,32 @@ mod tests {
         let mut none = RecentlyClosed::new(0);
         none.insert(1u8);
         assert!(!none.contains(&1));
+    }
+
+    #[test]
+    fn deltas_go_out_in_a_burst_then_one_per_spacing() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let spacing = ms(100);
+        let mut p = Pacer::default();
+        for _ in 0..3 {
+            assert_eq!(p.due(t0, spacing), t0);
+            p.spend(t0, spacing);
+        }
+        // The burst is spent: the next one spacing later.
+        assert_eq!(p.due(t0, spacing), t0 + spacing);
+        assert_eq!(p.due(t0 + ms(40), spacing), t0 + spacing);
+        p.spend(t0 + spacing, spacing);
+        assert_eq!(p.due(t0 + spacing, spacing), t0 + 2 * spacing);
+        // A quiet spell brings the whole burst back, no more.
+        let later = t0 + ms(10_000);
+        assert_eq!(p.credit(later, spacing), BROADCAST_BURST);
+        // No spacing: never waits.
+        let mut q = Pacer::default();
+        for _ in 0..10 {
+            q.spend(t0, Duration::ZERO);
+        }
+        assert_eq!(q.due(t0, Duration::ZERO), t0);
     }
 
     #[test]
