@@ -911,6 +911,13 @@ struct WatchRun {
     churn_broadcasts: f64,
     /// Catch-up requests the followers sent over the whole run.
     catchups: f64,
+    /// The isolated leaves (p50, p99 ms): a leave needs no survey, so
+    /// this is the delivery to every follower alone.
+    leave_p50: f64,
+    leave_p99: f64,
+    /// Leaves alone under churn (p50, p99 ms).
+    churn_leave_p50: f64,
+    churn_leave_p99: f64,
 }
 
 fn wchar(pid: u32) -> Option<u64> {
@@ -1019,6 +1026,7 @@ fn watch_run(meter: &Meter, plan: &WatchPlan, follow: Follow) -> Result<WatchRun
     // Isolated joins: one peer leaves and rejoins under a new name; the
     // next only once both changes reached every follower.
     let mut join_ms = Vec::new();
+    let mut leave_ms = Vec::new();
     if follow != Follow::Nobody {
         gen.skip_past();
         for _ in 0..plan.joins {
@@ -1027,12 +1035,15 @@ fn watch_run(meter: &Meter, plan: &WatchPlan, follow: Follow) -> Result<WatchRun
                 let (_, l) = gen.wait_for("change", |_| true, Duration::from_secs(60))?;
                 if l.get("kind") == Some("join") {
                     join_ms.extend(l.num::<f64>("ms"));
+                } else {
+                    leave_ms.extend(l.num::<f64>("ms"));
                 }
             }
             std::thread::sleep(Duration::from_millis(200));
         }
     }
     let (join_p50, join_p99) = percentiles(join_ms.clone());
+    let (leave_p50, leave_p99) = percentiles(leave_ms);
 
     // Restart: SIGKILL, then a new server on the same URLs as soon as
     // every connection has seen the close.
@@ -1134,6 +1145,12 @@ fn watch_run(meter: &Meter, plan: &WatchPlan, follow: Follow) -> Result<WatchRun
         (done.len() + churn_lost) as f64
     };
     let (churn_p50, churn_p99) = percentiles(done.iter().filter_map(|l| l.num("ms")).collect());
+    let (churn_leave_p50, churn_leave_p99) = percentiles(
+        done.iter()
+            .filter(|l| l.get("kind") == Some("leave"))
+            .filter_map(|l| l.num("ms"))
+            .collect(),
+    );
     let rx = tick(&mut gen, t1, follow.rx_key()) - tick(&mut gen, t0, follow.rx_key());
     let published =
         stat(&mut server, t1, "bytes_published") - stat(&mut server, t0, "bytes_published");
@@ -1183,6 +1200,10 @@ fn watch_run(meter: &Meter, plan: &WatchPlan, follow: Follow) -> Result<WatchRun
         churn_made: made,
         churn_broadcasts,
         catchups,
+        leave_p50,
+        leave_p99,
+        churn_leave_p50,
+        churn_leave_p99,
     })
 }
 
@@ -1303,8 +1324,15 @@ fn follow_section(meter: &Meter, plan: &WatchPlan, verdicts: &mut Verdicts) {
         loadavg()
     );
     println!(
-        "# peers only: churn CPU {:.1}%, idle CPU {:.2}%, RSS {:.1} MB; broadcast: churn CPU {:.1}%, idle CPU {:.2}%, RSS {:.1} MB",
-        base.churn_cpu, base.idle_cpu, base.rss_full_mb, run.churn_cpu, run.idle_cpu, run.rss_full_mb
+        "# peers only: churn CPU {:.1}%, idle CPU {:.2}%, RSS {:.1} MB; broadcast: churn CPU {:.1}%, idle CPU {:.2}%, RSS {:.1} MB; loadgen CPU under churn: peers only {:.1}%, broadcast {:.1}%",
+        base.churn_cpu,
+        base.idle_cpu,
+        base.rss_full_mb,
+        run.churn_cpu,
+        run.idle_cpu,
+        run.rss_full_mb,
+        base.churn_gen_cpu,
+        run.churn_gen_cpu
     );
     let (floor_us, delivered) = match &floor {
         Ok(f) => *f,
@@ -1332,13 +1360,29 @@ fn follow_section(meter: &Meter, plan: &WatchPlan, verdicts: &mut Verdicts) {
         run.join_p50, run.join_p99
     );
     println!(
+        "| one leave (no survey: the broadcast's delivery alone), p50 / p99 ms | {:.1} / {:.1} | |",
+        run.leave_p50, run.leave_p99
+    );
+    println!(
         "| churn 1%/s: server CPU % of a core | {:.1} | < 25% |",
         run.churn_cpu
     );
+    println!(
+        "| churn 1%/s: followers' share of the server CPU, % of a core (minus peers only) | {:.1} | |",
+        run.churn_cpu - base.churn_cpu
+    );
     println!("| churn 1%/s: change reaches every follower, p50 / p99 ms | {:.1} / {:.1} | p99 < 250 ms |", run.churn_p50, run.churn_p99);
+    println!(
+        "| churn 1%/s: a leave reaches every follower, p50 / p99 ms | {:.1} / {:.1} | |",
+        run.churn_leave_p50, run.churn_leave_p99
+    );
     println!(
         "| idle: server CPU % of a core | {:.2} | < 1% |",
         run.idle_cpu
+    );
+    println!(
+        "| idle: followers' share, % of a core (minus peers only) | {:.2} | < 1% |",
+        run.idle_cpu - base.idle_cpu
     );
     println!(
         "| server RSS per follower, KB (minus peers only) | {rss_per_follower_kb:.1} | <= 10 KB |"
