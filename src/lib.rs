@@ -90,6 +90,8 @@ pub use server::membership;
 #[doc(hidden)]
 pub use subscriber::merge;
 #[doc(hidden)]
+pub use watch::follower;
+#[doc(hidden)]
 pub use watch::held_requests;
 #[doc(hidden)]
 pub use watch::history;

@@ -23,6 +23,8 @@ use crate::watch::history::HistoryLimits;
 /// | [`watch_url`](Options::watch_url) | none | server: also serve the watch protocol there |
 /// | [`watch_keepalive`](Options::watch_keepalive) | 10 s | server: how long a current watch request is held before a keepalive |
 /// | [`watch_history`](Options::watch_history) | 1,024 changes, 1 MiB | server: past changes kept for deltas |
+/// | [`watch_broadcast_url`](Options::watch_broadcast_url) | none | server: also broadcast each change once there (PUB), offered to watchers that can follow it |
+/// | [`watch_follow`](Options::watch_follow) | `true` | watchers: follow a server's broadcast when it offers one |
 /// | [`allow_from`](Options::allow_from) | every address | server: networks (CIDR) whose TCP connections are accepted |
 /// | [`max_connections`](Options::max_connections) | file limit − 128 | server: most connections open at once, all URLs together |
 /// | [`require_peer_host`](Options::require_peer_host) | `false` | server: over TCP, a name's host must be the connection's IP |
@@ -37,10 +39,12 @@ use crate::watch::history::HistoryLimits;
 /// [`Subscriber::with_options`](crate::Subscriber::with_options) (the server
 /// only listens: it reads `reconnect_max` only for the default
 /// `first_publish_delay`), and `available` by
-/// [`Client::with_options`](crate::Client::with_options); the three
-/// `watch_*` and `allow_from`, `max_connections`, `require_peer_host` and
-/// `ipc_permissions` are the server's again; `silence_timeout` is read by
-/// subscribers (and clients with a subscription); `tls` by everyone. After
+/// [`Client::with_options`](crate::Client::with_options); `watch_url`,
+/// `watch_history`, `watch_broadcast_url`, `allow_from`, `max_connections`,
+/// `require_peer_host` and `ipc_permissions` are the server's again;
+/// `watch_keepalive` is read by both (watchers take twice it as silence);
+/// `watch_follow` by watchers; `silence_timeout` is read by subscribers
+/// (and clients with a subscription); `tls` by everyone. After
 /// a server restart, clients are back within about `reconnect_max` of the
 /// new server starting, so a server made with the clients' options holds
 /// its first list until they can be.
@@ -81,6 +85,8 @@ pub struct Options {
     watch_url: Option<String>,
     watch_keepalive: Duration,
     watch_history: HistoryLimits,
+    watch_broadcast_url: Option<String>,
+    watch_follow: bool,
     allow_from: Vec<String>,
     ipc_permissions: Option<u32>,
     max_connections: Option<usize>,
@@ -108,6 +114,8 @@ impl Default for Options {
             watch_url: None,
             watch_keepalive: Duration::from_secs(10),
             watch_history: HistoryLimits::default(),
+            watch_broadcast_url: None,
+            watch_follow: true,
             allow_from: Vec::new(),
             ipc_permissions: None,
             max_connections: None,
@@ -237,6 +245,34 @@ impl Options {
     #[must_use = "a setter returns the changed Options; use it"]
     pub fn watch_history(mut self, limits: HistoryLimits) -> Self {
         self.watch_history = limits;
+        self
+    }
+
+    /// Makes the server also listen on `url` with a PUB v0 socket and
+    /// broadcast each change of the list there **once**, whatever the
+    /// number of followers: a delta from the revision before to the new
+    /// one, and one keepalive per [`watch_keepalive`](Options::watch_keepalive)
+    /// (the protocol: `docs/PROTOCOL.md` ("Watch broadcast")). Needs a
+    /// [`watch_url`](Options::watch_url): watchers that can follow a
+    /// broadcast learn this URL there (an offer) and fetch snapshots and
+    /// catch-ups there; other watchers are served as before. Port 0 picks
+    /// a free port: read it back with
+    /// [`Server::watch_broadcast_url`](crate::Server::watch_broadcast_url).
+    /// Offered as bound: a wildcard host (`0.0.0.0`, `[::]`) is replaced
+    /// by followers with the host of the watch URL they dialed.
+    pub fn watch_broadcast_url(mut self, url: impl Into<String>) -> Self {
+        self.watch_broadcast_url = Some(url.into());
+        self
+    }
+
+    /// Whether watchers ([`Subscriber::watch_with_options`](crate::Subscriber::watch_with_options),
+    /// [`Client::with_watch_options`](crate::Client::with_watch_options))
+    /// follow a server's broadcast when it offers one (default `true`):
+    /// they then fetch only snapshots and catch-ups over the watch URL and
+    /// take each change from the broadcast. `false` watches over REQ/REP
+    /// only, as watchers did before broadcasts existed.
+    pub fn watch_follow(mut self, on: bool) -> Self {
+        self.watch_follow = on;
         self
     }
 
@@ -447,7 +483,7 @@ impl Options {
 
     /// How long the server gives a new connection to announce itself
     /// (a [`Client`](crate::Client) sends its name unasked as soon as its
-    /// connection is up: see `docs/parts/announce.md`) before it surveys it
+    /// connection is up: see `docs/PROTOCOL.md` ("Join announcement")) before it surveys it
     /// (5 ms by default). A client that announces is listed as soon as its
     /// announcement arrives and costs no survey; a peer that does not (the
     /// Go original, nngcat, pynng) is surveyed once this has passed, or
@@ -600,6 +636,12 @@ impl Options {
         if self.watch_keepalive.is_zero() {
             return bad("watch_keepalive", "must be greater than zero".into());
         }
+        if self.watch_broadcast_url.is_some() && self.watch_url.is_none() {
+            return bad(
+                "watch_broadcast_url",
+                "needs a watch_url: followers learn the broadcast there".into(),
+            );
+        }
         if self.max_connections == Some(0) {
             return bad("max_connections", "must be at least 1".into());
         }
@@ -643,6 +685,8 @@ pub struct ServerSettings {
     pub announce_grace: Duration,
     /// See [`Options::watch_url`].
     pub watch_url: Option<String>,
+    /// See [`Options::watch_broadcast_url`].
+    pub watch_broadcast_url: Option<String>,
     /// See [`Options::watch_keepalive`].
     pub watch_keepalive: Duration,
     /// See [`Options::watch_history`].
@@ -683,6 +727,8 @@ pub struct FollowSettings {
     /// See [`Options::watch_keepalive`] (watch URLs: 2 × this much silence
     /// means a server is gone).
     pub watch_keepalive: Duration,
+    /// See [`Options::watch_follow`].
+    pub watch_follow: bool,
 }
 
 impl Options {
@@ -717,6 +763,7 @@ impl Options {
                 .unwrap_or(2 * self.reconnect_max + self.survey_time),
             announce_grace: self.announce_grace,
             watch_url: self.watch_url.clone(),
+            watch_broadcast_url: self.watch_broadcast_url.clone(),
             watch_keepalive: self.watch_keepalive,
             watch_history: self.watch_history,
             allow_from: self.allow_from.clone(),
@@ -765,6 +812,7 @@ impl Options {
             dial: self.dial_settings()?,
             silence_timeout,
             watch_keepalive: self.watch_keepalive,
+            watch_follow: self.watch_follow,
         })
     }
 
@@ -886,6 +934,30 @@ mod tests {
         assert_eq!(
             refused(Options::default().watch_keepalive(ms(0))).0,
             "watch_keepalive"
+        );
+        assert_eq!(
+            refused(Options::default().watch_broadcast_url("tcp://127.0.0.1:0")).0,
+            "watch_broadcast_url"
+        );
+        assert!(Options::default()
+            .watch_url("tcp://127.0.0.1:0")
+            .watch_broadcast_url("tcp://127.0.0.1:0")
+            .validate()
+            .is_ok());
+        assert!(Options::default().follow_settings().unwrap().watch_follow);
+        assert!(
+            !Options::default()
+                .watch_follow(false)
+                .follow_settings()
+                .unwrap()
+                .watch_follow
+        );
+        assert_eq!(
+            Options::default()
+                .server_settings()
+                .unwrap()
+                .watch_broadcast_url,
+            None
         );
         assert_eq!(
             refused(Options::default().max_connections(0)).0,

@@ -193,7 +193,7 @@ pub fn survey_header(seq: u32) -> [u8; 4] {
 /// X" (on the wire, with the top bit: `80 00 00 00`). Servers never give a
 /// survey this id (see [`next_survey_id`]), so an answer carrying it cannot
 /// be mistaken for an answer to a survey. The protocol is described in
-/// `docs/parts/announce.md`.
+/// `docs/PROTOCOL.md` ("Join announcement").
 pub const ANNOUNCE_ID: u32 = 0;
 
 /// The 8-byte header a raw RESPONDENT socket sends an announcement with:

@@ -35,7 +35,7 @@ pub(crate) enum Follow {
 /// The client dials the server's survey URL in the background (the server
 /// may start later, or restart). As soon as a connection is up it
 /// announces its service name on it, unasked (an answer with survey id
-/// [`ANNOUNCE_ID`](crate::wire::ANNOUNCE_ID); see `docs/parts/announce.md`),
+/// [`ANNOUNCE_ID`](crate::wire::ANNOUNCE_ID); see `docs/PROTOCOL.md` ("Join announcement")),
 /// and a server of this crate lists it then, without surveying anyone;
 /// servers that do not know announcements (the Go original, older
 /// versions, nngcat) drop it and survey the connection as they always did.
@@ -206,7 +206,9 @@ impl Client {
     /// publish URLs, as [`Subscriber::watch`] does: each server sends this
     /// client only what changed. The lists arrive on
     /// [`peers`](Client::peers) just the same. When every service of a
-    /// large cluster follows the list, this is the form that scales.
+    /// large cluster follows the list, this is the form that scales; with
+    /// a server that also broadcasts ([`Options::watch_broadcast_url`]),
+    /// each change costs that server one message for all its followers.
     ///
     /// ```
     /// use std::time::Duration;

@@ -78,7 +78,7 @@ enum Control {
 /// a closed connection removes its names at once; and heartbeat surveys
 /// catch peers that hang with their connection open. An announcement is
 /// taken exactly like an answer (name checks, `max_peers`,
-/// `require_peer_host`); the protocol is in `docs/parts/announce.md`.
+/// `require_peer_host`); the protocol is in `docs/PROTOCOL.md` ("Join announcement").
 ///
 /// Every new subscriber receives the current list as soon as it connects,
 /// and the unchanged list is republished every
@@ -98,6 +98,10 @@ enum Control {
 /// With [`Options::watch_url`], it also listens there for watchers (the
 /// watch protocol, see `docs/PROTOCOL.md`): each watcher is sent only what changed
 /// since the revision it holds, at the moment the list is published.
+///
+/// With [`Options::watch_broadcast_url`] as well, each change goes out
+/// once on a PUB socket there to every follower (watchers that can follow
+/// it learn the URL from the watch URL), with no extra thread.
 ///
 /// Threads: two (one reads answers, one keeps the membership and does all
 /// sending), three with a watch URL (one more reads watch requests), plus
@@ -297,6 +301,14 @@ impl Server {
     /// kernel chose). Watchers dial this.
     pub fn watch_url(&self) -> Option<&str> {
         self.watch.as_ref().map(WatchHandle::url)
+    }
+
+    /// The watch broadcast URL actually bound, if the server was started
+    /// with [`Options::watch_broadcast_url`] (for `tcp://…:0` it carries
+    /// the port the kernel chose). Followers learn it from the watch URL
+    /// (an offer) and dial it.
+    pub fn watch_broadcast_url(&self) -> Option<&str> {
+        self.watch.as_ref().and_then(WatchHandle::broadcast_url)
     }
 
     /// The list of live services as last published: sorted, no duplicates.

@@ -5,7 +5,7 @@
 ///
 /// Counters (`surveys_sent`, `rounds`, `rounds_not_counted`, `answers`, `announcements`, `refused_*`, `publishes`,
 /// `bytes_published`, `watch_requests`, `watch_snapshots`, `watch_deltas`,
-/// `watch_keepalives`) count from the server's start; the others are
+/// `watch_keepalives`, `watch_offers`, `watch_broadcasts`) count from the server's start; the others are
 /// current values. The `watch*` fields stay 0 without a
 /// [`watch_url`](crate::Options::watch_url).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -27,7 +27,7 @@ pub struct Stats {
     /// (process stopped, or starved of CPU), or answers were still queued
     /// unread when it closed; rounds that a stall dropped are counted here
     /// too. A peer is only dropped for misses in rounds the server could
-    /// have read its answer in time. See `docs/parts/starvation.md`.
+    /// have read its answer in time. See `docs/INTERNALS.md` ("A server short of CPU").
     pub rounds_not_counted: u64,
     /// Answers carrying the id of the last completed heartbeat round that
     /// arrived before it ended: with healthy peers, one per connection.
@@ -59,6 +59,14 @@ pub struct Stats {
     pub watch_deltas: u64,
     /// Keepalive replies sent to watchers.
     pub watch_keepalives: u64,
+    /// Offers of the broadcast URL sent to watchers that can follow it
+    /// (0 without a [`watch_broadcast_url`](crate::Options::watch_broadcast_url)).
+    pub watch_offers: u64,
+    /// Open connections on the broadcast socket (followers).
+    pub watch_followers: usize,
+    /// Messages broadcast (deltas and keepalives), each sent once whatever
+    /// the number of followers.
+    pub watch_broadcasts: u64,
     /// Connections refused because their address is outside
     /// [`allow_from`](crate::Options::allow_from).
     pub refused_network: u64,
@@ -87,7 +95,7 @@ impl std::fmt::Display for Stats {
              rounds_not_counted={} answers_last_round={} answers={} refused_invalid={} refused_stale={} \
              refused_full={} publishes={} bytes_published={} watchers={} watch_held={} \
              watch_requests={} watch_snapshots={} watch_deltas={} watch_keepalives={} \
-             refused_network={} refused_connections={} refused_peer_host={} announcements={}",
+             watch_offers={} watch_followers={} watch_broadcasts={} refused_network={} refused_connections={} refused_peer_host={} announcements={}",
             self.peers,
             self.connections,
             self.subscribers,
@@ -107,6 +115,9 @@ impl std::fmt::Display for Stats {
             self.watch_snapshots,
             self.watch_deltas,
             self.watch_keepalives,
+            self.watch_offers,
+            self.watch_followers,
+            self.watch_broadcasts,
             self.refused_network,
             self.refused_connections,
             self.refused_peer_host,
@@ -127,7 +138,7 @@ mod tests {
             subscribers: 3,
             surveys_sent: 4,
             rounds: 5,
-            rounds_not_counted: 22,
+            rounds_not_counted: 26,
             answers_last_round: 6,
             answers: 7,
             refused_invalid: 8,
@@ -141,18 +152,21 @@ mod tests {
             watch_snapshots: 16,
             watch_deltas: 17,
             watch_keepalives: 18,
+            watch_offers: 22,
+            watch_followers: 23,
+            watch_broadcasts: 24,
             refused_network: 19,
             refused_connections: 20,
             refused_peer_host: 21,
-            announcements: 22,
+            announcements: 25,
         };
         assert_eq!(
             s.to_string(),
             "peers=1 connections=2 subscribers=3 surveys_sent=4 rounds=5 \
-             rounds_not_counted=22 answers_last_round=6 answers=7 refused_invalid=8 refused_stale=9 \
+             rounds_not_counted=26 answers_last_round=6 answers=7 refused_invalid=8 refused_stale=9 \
              refused_full=10 publishes=11 bytes_published=12 watchers=13 watch_held=14 \
              watch_requests=15 watch_snapshots=16 watch_deltas=17 watch_keepalives=18 \
-             refused_network=19 refused_connections=20 refused_peer_host=21 announcements=22"
+             watch_offers=22 watch_followers=23 watch_broadcasts=24 refused_network=19 refused_connections=20 refused_peer_host=21 announcements=25"
         );
     }
 }

@@ -19,6 +19,14 @@
 //! * [`WatchCore::on_deadline`] when [`WatchCore::next_deadline`] passes:
 //!   held requests whose keepalive interval is over get a keepalive.
 //!
+//! With a broadcast URL ([`Options::watch_broadcast_url`](crate::Options::watch_broadcast_url)) it also opens a
+//! PUB v0 socket there ([`Broadcaster`]): each recorded change is sent
+//! once on it as a delta broadcast, a keepalive broadcast goes out once
+//! per keepalive interval, and a request carrying the follow flag
+//! ([`watch_wire::CAN_FOLLOW`]) is answered at once, never held: the
+//! offer for `(0, 0)`, otherwise what brings it to the current list (a
+//! keepalive when it is current). See `docs/PROTOCOL.md` ("Watch broadcast").
+//!
 //! A raw REP socket hands each request over with its *backtrace* in the
 //! message header: the connection's id, then the request id the REQ peer
 //! chose. The reply here is the request message itself with its body
@@ -26,11 +34,13 @@
 //! connection, and the peer's REQ socket matches the request id (and drops
 //! a reply to a request it no longer waits for).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::Hash;
 use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use nng::options::{Options as _, RecvBufferSize, SendBufferSize};
@@ -43,7 +53,7 @@ use crate::options::ServerSettings;
 use crate::server::admission::{self, SharedGate};
 use crate::server::stats::Stats;
 use crate::watch::held_requests::{HeldRequests, Released};
-use crate::watch::history::{Answer, History, HistoryLimits};
+use crate::watch::history::{self, Answer, History, HistoryLimits};
 use crate::watch::wire::{self as watch_wire, Position};
 
 /// The largest request read, backtrace included (a request is 16 bytes
@@ -88,6 +98,8 @@ pub(crate) enum PipeChange {
 pub(crate) struct WatchHandle {
     url: String,
     socket: Socket,
+    /// The broadcast URL bound and the PUB socket, with a broadcast URL.
+    broadcast: Option<(String, Socket)>,
     stopper: Stopper,
     reader: Option<JoinHandle<()>>,
 }
@@ -96,6 +108,11 @@ impl WatchHandle {
     /// The watch URL actually bound (port 0 resolved).
     pub(crate) fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The broadcast URL actually bound, with a broadcast URL.
+    pub(crate) fn broadcast_url(&self) -> Option<&str> {
+        self.broadcast.as_ref().map(|(url, _)| url.as_str())
     }
 
     /// Stops and joins the reading thread, then closes the socket. Call it
@@ -109,6 +126,9 @@ impl WatchHandle {
                 log::error!("the watch reading thread panicked");
             }
             self.socket.close();
+            if let Some((_, socket)) = &self.broadcast {
+                socket.close();
+            }
         }
     }
 }
@@ -140,7 +160,7 @@ pub(crate) fn start(
     let (pipes_tx, pipes_rx) = unbounded();
     // Through the server's one gate (allow_from, max_connections), like
     // its other sockets: only admitted connections reach the handler.
-    admission::watch(&socket, gate, "watch", move |pipe, event| {
+    admission::watch(&socket, Arc::clone(&gate), "watch", move |pipe, event| {
         // Runs on NNG's threads: hand the event over and return.
         let _ = match event {
             PipeEvent::AddPost => pipes_tx.send(PipeChange::Added),
@@ -156,6 +176,10 @@ pub(crate) fn start(
         options.tls.as_ref(),
         options.ipc_permissions,
     )?;
+    let broadcaster = match &options.watch_broadcast_url {
+        Some(url) => Some(Broadcaster::open(url, options, gate)?),
+        None => None,
+    };
     let (requests_tx, requests_rx) = bounded(REQUEST_QUEUE);
     let (stopper, incoming) = receiver::receiver(&socket)?;
     let reader = std::thread::Builder::new()
@@ -174,9 +198,14 @@ pub(crate) fn start(
         watchers: 0,
         counters: Counters::default(),
         body: Vec::new(),
+        broadcast: broadcaster,
     };
     let handle = WatchHandle {
         url: bound,
+        broadcast: core
+            .broadcast
+            .as_ref()
+            .map(|b| (b.url.clone(), b.socket.clone())),
         socket,
         stopper,
         reader: Some(reader),
@@ -213,6 +242,7 @@ struct Counters {
     snapshots: u64,
     deltas: u64,
     keepalives: u64,
+    offers: u64,
 }
 
 impl Counters {
@@ -221,6 +251,7 @@ impl Counters {
         match kind {
             watch_wire::SNAPSHOT => self.snapshots += 1,
             watch_wire::DELTA => self.deltas += 1,
+            watch_wire::OFFER => self.offers += 1,
             _ => self.keepalives += 1,
         }
     }
@@ -244,6 +275,253 @@ pub(crate) struct WatchCore {
     counters: Counters,
     /// Scratch space for encoding a reply body.
     body: Vec<u8>,
+    /// The broadcast side, with a broadcast URL.
+    broadcast: Option<Broadcaster>,
+}
+
+/// The server CPU a broadcast may cost per follower, as a spacing: NNG
+/// delivers one small message to one connection in about 5.5 µs of CPU
+/// (NOTES: PUB floor at 5,000 connections), so broadcasts spaced by 30 µs
+/// per follower keep deliveries under about a fifth of a core however
+/// fast the list changes. Changes published meanwhile go out together.
+const BROADCAST_SPACING_PER_FOLLOWER: Duration = Duration::from_micros(30);
+
+/// The longest spacing between two broadcasts, whatever the number of
+/// followers: the bound on the extra delay coalescing adds.
+const MAX_BROADCAST_SPACING: Duration = Duration::from_millis(250);
+
+/// Deltas that may go out back to back after a quiet spell before the
+/// spacing applies: an isolated leave and join (a peer restarting) reach
+/// the followers without waiting.
+const BROADCAST_BURST: f64 = 3.0;
+
+/// A token bucket for delta broadcasts: [`BROADCAST_BURST`] of credit,
+/// one spent per delta, one regained per spacing. Pure: the caller passes
+/// the time and the spacing.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pacer {
+    /// Credit left after the last delta, at `at`.
+    credit: f64,
+    /// When the last delta went out; `None`: none yet (full credit).
+    at: Option<Instant>,
+}
+
+impl Pacer {
+    /// The credit at `now`.
+    fn credit(&self, now: Instant, spacing: Duration) -> f64 {
+        match self.at {
+            None => BROADCAST_BURST,
+            Some(_) if spacing.is_zero() => BROADCAST_BURST,
+            Some(at) => {
+                let regained =
+                    now.saturating_duration_since(at).as_secs_f64() / spacing.as_secs_f64();
+                (self.credit + regained).min(BROADCAST_BURST)
+            }
+        }
+    }
+
+    /// When a delta may go out: `now` if the credit allows, else when one
+    /// unit of credit is back.
+    fn due(&self, now: Instant, spacing: Duration) -> Instant {
+        let credit = self.credit(now, spacing);
+        if credit >= 1.0 {
+            return now;
+        }
+        now.checked_add(spacing.mul_f64(1.0 - credit))
+            .unwrap_or(now)
+    }
+
+    /// Spends one unit for a delta sent at `now` (call only when
+    /// [`due`](Pacer::due) is not after `now`).
+    fn spend(&mut self, now: Instant, spacing: Duration) {
+        self.credit = (self.credit(now, spacing) - 1.0).max(0.0);
+        self.at = Some(now);
+    }
+}
+
+/// Changes recorded and not broadcast yet: the net change from revision
+/// `from` to revision `to`.
+#[derive(Debug)]
+struct Pending {
+    from: u64,
+    to: u64,
+    /// Each name whose presence differs from revision `from`: `true`
+    /// joined, `false` left.
+    changes: BTreeMap<Box<str>, bool>,
+}
+
+/// The broadcast side of the watch server: one PUB socket, on which each
+/// change goes out once whatever the number of followers.
+#[derive(Debug)]
+struct Broadcaster {
+    socket: Socket,
+    /// The URL bound, as offered to followers.
+    url: String,
+    /// Open connections on the PUB socket, kept by the pipe callback.
+    followers: Arc<AtomicUsize>,
+    keepalive: Duration,
+    /// The least spacing between two broadcasts ([`Options::publish_gap`](crate::Options::publish_gap)).
+    min_spacing: Duration,
+    /// When the next keepalive broadcast is due (each broadcast moves it).
+    next_keepalive: Instant,
+    /// Paces deltas (burst, then one per spacing).
+    pacer: Pacer,
+    pending: Option<Pending>,
+    sent: u64,
+    body: Vec<u8>,
+}
+
+impl Broadcaster {
+    /// Opens the PUB socket and listens on `url`.
+    fn open(url: &str, options: &ServerSettings, gate: SharedGate) -> Result<Broadcaster> {
+        let socket = Socket::new(Protocol::Pub0).map_err(Error::nng("open a PUB socket"))?;
+        // A PUB socket receives nothing: the limit only bounds junk.
+        transport::limit(&socket, 64)?;
+        let followers = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&followers);
+        // Through the server's one gate, like its other sockets.
+        admission::watch(&socket, gate, "broadcast", move |_, event| {
+            // Runs on NNG's threads: count and return.
+            match event {
+                PipeEvent::AddPost => {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+                PipeEvent::RemovePost => {
+                    let _ = count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                        Some(n.saturating_sub(1))
+                    });
+                }
+                _ => {}
+            }
+        })?;
+        // The followers' SP protocol: SUB v0.
+        let bound = match transport::listen(
+            &socket,
+            url,
+            0x21,
+            options.tls.as_ref(),
+            options.ipc_permissions,
+        ) {
+            Ok((_listener, bound)) => bound,
+            Err(e) => {
+                socket.close();
+                return Err(e);
+            }
+        };
+        let keepalive = options.watch_keepalive;
+        Ok(Broadcaster {
+            socket,
+            url: bound,
+            followers,
+            keepalive,
+            min_spacing: options.publish_gap,
+            next_keepalive: Instant::now() + keepalive,
+            pacer: Pacer::default(),
+            pending: None,
+            sent: 0,
+            body: Vec::new(),
+        })
+    }
+
+    /// The least time between two delta broadcasts now: 30 µs per
+    /// follower, at least `publish_gap`, at most 250 ms.
+    fn spacing(&self) -> Duration {
+        let followers = self.followers.load(Ordering::Relaxed);
+        let followers = u32::try_from(followers).unwrap_or(u32::MAX);
+        BROADCAST_SPACING_PER_FOLLOWER
+            .saturating_mul(followers)
+            .max(self.min_spacing)
+            .min(MAX_BROADCAST_SPACING)
+    }
+
+    /// When the pending change may go out, if one is pending: at once
+    /// after a quiet spell (up to three deltas back to back), else one
+    /// spacing after the last delta.
+    fn due(&self) -> Option<Instant> {
+        self.pending.as_ref()?;
+        Some(self.pacer.due(Instant::now(), self.spacing()))
+    }
+
+    /// Takes the change from revision `from` to `to` (the one after the
+    /// last taken): it joins the pending change, which goes out now if
+    /// the spacing since the last delta allows, else at
+    /// [`due`](Broadcaster::due).
+    #[allow(clippy::too_many_arguments)]
+    fn change(
+        &mut self,
+        epoch: u64,
+        from: u64,
+        to: u64,
+        joined: &[Box<str>],
+        left: &[Box<str>],
+        now: Instant,
+    ) {
+        let pending = self.pending.get_or_insert_with(|| Pending {
+            from,
+            to,
+            changes: BTreeMap::new(),
+        });
+        pending.to = to;
+        merge_change(&mut pending.changes, joined, left);
+        self.flush_if_due(epoch, now);
+    }
+
+    /// Sends the pending change as one delta if its time has come.
+    fn flush_if_due(&mut self, epoch: u64, now: Instant) {
+        let spacing = self.spacing();
+        if self.pending.is_none() || self.pacer.due(now, spacing) > now {
+            return;
+        }
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        self.body.clear();
+        let joined = pending.changes.iter().filter(|(_, &j)| j);
+        let left = pending.changes.iter().filter(|(_, &j)| !j);
+        watch_wire::encode_broadcast_delta(
+            epoch,
+            pending.from,
+            pending.to,
+            joined.map(|(n, _)| &**n),
+            left.map(|(n, _)| &**n),
+            &mut self.body,
+        );
+        self.pacer.spend(now, spacing);
+        self.send(now);
+    }
+
+    /// When this side next needs the server thread: the pending change's
+    /// time, else the next keepalive.
+    fn next_deadline(&self) -> Instant {
+        self.due().unwrap_or(self.next_keepalive)
+    }
+
+    /// Broadcasts a keepalive for `at` if one is due at `now` and no
+    /// change is pending (its delta will say more).
+    fn keepalive_if_due(&mut self, at: Option<Position>, now: Instant) {
+        if now < self.next_keepalive || self.pending.is_some() {
+            return;
+        }
+        match at {
+            Some(at) => {
+                self.body.clear();
+                watch_wire::encode_broadcast_keepalive(at, &mut self.body);
+                self.send(now);
+            }
+            // No list yet: nothing to keep alive.
+            None => self.next_keepalive = now + self.keepalive,
+        }
+    }
+
+    /// Sends the encoded body once: PUB copies it to every follower's
+    /// queue (dropping that queue's oldest when full) and never blocks.
+    fn send(&mut self, now: Instant) {
+        match self.socket.send(Message::from(&self.body[..])) {
+            Ok(()) => self.sent += 1,
+            Err((_, e)) => log::warn!("sending a watch broadcast: {e}"),
+        }
+        self.next_keepalive = now + self.keepalive;
+    }
 }
 
 impl WatchCore {
@@ -284,8 +562,46 @@ impl WatchCore {
             return; // queued before its connection closed
         }
         drop(self.held.pipe_closed(pipe));
+        let (position, flags) = watch_wire::decode_request_flags(msg.as_slice());
+        if flags & watch_wire::CAN_FOLLOW != 0 && self.broadcast.is_some() {
+            if position == Position::NOTHING || self.history.is_some() {
+                self.answer_follower(msg, position);
+            } else {
+                // A catch-up before the first list (a follower of the
+                // server's previous run): nothing to answer it with yet;
+                // held until the first list, which answers it.
+                self.respond(pipe, msg, position, now);
+            }
+            return;
+        }
+        // Any body but 16 bytes (a follow request included, without a
+        // broadcast) holds nothing: a snapshot, as for older watchers.
         let position = watch_wire::decode_request(msg.as_slice());
         self.respond(pipe, msg, position, now);
+    }
+
+    /// Answers a follower's request at once, never holding it: the offer
+    /// for `(0, 0)`, otherwise the delta or snapshot that brings it to the
+    /// current list, or a keepalive when it is current. Called for a
+    /// position other than `(0, 0)` only once the first list exists.
+    fn answer_follower(&mut self, msg: Message, position: Position) {
+        let Some(broadcast) = &self.broadcast else {
+            return;
+        };
+        self.body.clear();
+        match &self.history {
+            Some(history) if position != Position::NOTHING => {
+                history.expire(position).encode(&mut self.body);
+            }
+            history => {
+                let revision = history.as_ref().map_or(0, |h| h.position().revision);
+                let at = Position::new(self.epoch.get(), revision);
+                watch_wire::encode_offer(at, &broadcast.url, &mut self.body);
+            }
+        }
+        let kind = self.body[0];
+        send_reply(&self.socket, msg, &self.body);
+        self.counters.count(kind);
     }
 
     /// Makes `list` (sorted, unique, valid names: the server's published
@@ -295,8 +611,20 @@ impl WatchCore {
     pub(crate) fn record(&mut self, list: &[String], now: Instant) {
         match &mut self.history {
             Some(history) => {
+                let from = history.position().revision;
+                // The change is worked out before the history takes it:
+                // the history may not keep it (limits), the broadcast
+                // always carries it.
+                let change = self
+                    .broadcast
+                    .as_ref()
+                    .map(|_| history::diff(history.names(), list));
                 if !history.record(list) {
                     return;
+                }
+                if let (Some(b), Some((joined, left))) = (&mut self.broadcast, change) {
+                    let to = history.position().revision;
+                    b.change(self.epoch.get(), from, to, &joined, &left, now);
                 }
             }
             None => self.history = Some(History::new(self.epoch, list, self.limits)),
@@ -307,13 +635,24 @@ impl WatchCore {
 
     /// When the earliest held request's keepalive is due.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.held.next_deadline()
+        let held = self.held.next_deadline();
+        match &self.broadcast {
+            Some(b) => {
+                let next = b.next_deadline();
+                Some(held.map_or(next, |h| h.min(next)))
+            }
+            None => held,
+        }
     }
 
     /// Answers the held requests whose keepalive is due at `now`.
     pub(crate) fn on_deadline(&mut self, now: Instant) {
         let due = self.held.take_due(now);
         self.answer_all(due, now, true);
+        if let Some(b) = &mut self.broadcast {
+            b.flush_if_due(self.epoch.get(), now);
+            b.keepalive_if_due(self.history.as_ref().map(History::position), now);
+        }
     }
 
     /// Copies the watch counters into `stats`.
@@ -324,6 +663,11 @@ impl WatchCore {
         stats.watch_snapshots = self.counters.snapshots;
         stats.watch_deltas = self.counters.deltas;
         stats.watch_keepalives = self.counters.keepalives;
+        stats.watch_offers = self.counters.offers;
+        if let Some(b) = &self.broadcast {
+            stats.watch_followers = b.followers.load(Ordering::Relaxed);
+            stats.watch_broadcasts = b.sent;
+        }
     }
 
     /// Answers released requests, encoding each distinct reply once (after
@@ -380,6 +724,19 @@ impl WatchCore {
         let kind = self.body[0];
         send_reply(&self.socket, msg, &self.body);
         self.counters.count(kind);
+    }
+}
+
+/// Adds the change `joined`/`left` to the net change `changes` (each name
+/// whose presence differs: `true` joined, `false` left). A name that left
+/// and came back, or joined and left, is no change at all.
+fn merge_change(changes: &mut BTreeMap<Box<str>, bool>, joined: &[Box<str>], left: &[Box<str>]) {
+    for (names, joins) in [(joined, true), (left, false)] {
+        for name in names {
+            if changes.remove(name).is_none() {
+                changes.insert(name.clone(), joins);
+            }
+        }
     }
 }
 
@@ -448,6 +805,43 @@ mod tests {
         let mut none = RecentlyClosed::new(0);
         none.insert(1u8);
         assert!(!none.contains(&1));
+    }
+
+    #[test]
+    fn deltas_go_out_in_a_burst_then_one_per_spacing() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let spacing = ms(100);
+        let mut p = Pacer::default();
+        for _ in 0..3 {
+            assert_eq!(p.due(t0, spacing), t0);
+            p.spend(t0, spacing);
+        }
+        // The burst is spent: the next one spacing later.
+        assert_eq!(p.due(t0, spacing), t0 + spacing);
+        assert_eq!(p.due(t0 + ms(40), spacing), t0 + spacing);
+        p.spend(t0 + spacing, spacing);
+        assert_eq!(p.due(t0 + spacing, spacing), t0 + 2 * spacing);
+        // A quiet spell brings the whole burst back, no more.
+        let later = t0 + ms(10_000);
+        assert_eq!(p.credit(later, spacing), BROADCAST_BURST);
+        // No spacing: never waits.
+        let mut q = Pacer::default();
+        for _ in 0..10 {
+            q.spend(t0, Duration::ZERO);
+        }
+        assert_eq!(q.due(t0, Duration::ZERO), t0);
+    }
+
+    #[test]
+    fn coalesced_changes_are_the_net_change() {
+        let names = |n: &[&str]| -> Vec<Box<str>> { n.iter().map(|&s| s.into()).collect() };
+        let mut changes = BTreeMap::new();
+        merge_change(&mut changes, &names(&["a", "b"]), &names(&["x"]));
+        // b leaves again, x comes back, c joins, y leaves.
+        merge_change(&mut changes, &names(&["x", "c"]), &names(&["b", "y"]));
+        let net: Vec<(&str, bool)> = changes.iter().map(|(n, &j)| (&**n, j)).collect();
+        assert_eq!(net, [("a", true), ("c", true), ("y", false)]);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Receiving the server's lists.
 
+pub(crate) mod broadcast_source;
 pub(crate) mod mailbox;
 pub mod merge;
 pub(crate) mod publish_source;
@@ -48,8 +49,8 @@ use watch_sources::WatchSources;
 /// or hangs changes nothing the application sees while another is up.
 ///
 /// Threads: one whatever the number of servers (it waits on one SUB
-/// socket per server, or one REQ socket per watch URL), plus NNG's shared
-/// pool.
+/// socket per server, or for a watch URL one REQ socket plus, when the
+/// server offers a broadcast, one SUB socket), plus NNG's shared pool.
 ///
 /// # The watch protocol
 ///
@@ -60,6 +61,13 @@ use watch_sources::WatchSources;
 /// subscriber at every change; it scales to thousands of peers that all
 /// follow the list. What [`changes`](Subscriber::changes) delivers is the
 /// same either way.
+///
+/// A server started with [`Options::watch_broadcast_url`] as well offers
+/// its broadcast to such a subscriber, which then takes each change from
+/// one message the server sends once to all its followers, and asks over
+/// the watch URL only for the first list and for a catch-up when it finds
+/// it missed something ([`Options::watch_follow`] turns this off). The
+/// protocol: `docs/PROTOCOL.md` ("Watch broadcast").
 ///
 /// ```no_run
 /// # fn main() -> Result<(), nng_discovery::Error> {

@@ -18,6 +18,12 @@
 //! says `Gone` itself: a live server answers a held request at least once
 //! per keepalive.
 //!
+//! Each watch URL's source is a
+//! [`BroadcastSource`]
+//! (follows the server's broadcast when offered, REQ/REP otherwise), or with
+//! [`Options::watch_follow`](crate::Options::watch_follow)`(false)` a [`WatchSource`] (REQ/REP only):
+//! [`AnyWatch`].
+//!
 //! [`WatchSources::take`] gives every source its turn (the loop does not
 //! say which descriptor woke it; a source with nothing ready returns at
 //! once) and then lets each check its silence deadline.
@@ -27,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Result;
 use crate::options::FollowSettings;
+use crate::subscriber::broadcast_source::BroadcastSource;
 use crate::subscriber::source::{Report, Source};
 use crate::subscriber::watch_source::{WatchEvent, WatchSource};
 
@@ -78,15 +85,57 @@ impl Watch for WatchSource {
     }
 }
 
+/// One watch URL's source, of the kind the options ask for.
+#[derive(Debug)]
+pub(crate) enum AnyWatch {
+    /// REQ/REP only ([`Options::watch_follow`](crate::Options::watch_follow) off).
+    Plain(WatchSource),
+    /// The broadcast when the server offers one, REQ/REP otherwise.
+    Follow(BroadcastSource),
+}
+
+impl Watch for AnyWatch {
+    fn fds(&self) -> Vec<RawFd> {
+        match self {
+            AnyWatch::Plain(w) => w.fds().to_vec(),
+            AnyWatch::Follow(w) => w.fds().to_vec(),
+        }
+    }
+    fn on_readable(&mut self, now: Instant) -> Vec<WatchEvent> {
+        match self {
+            AnyWatch::Plain(w) => w.on_readable(now),
+            AnyWatch::Follow(w) => w.on_readable(now),
+        }
+    }
+    fn next_deadline(&self) -> Instant {
+        match self {
+            AnyWatch::Plain(w) => w.next_deadline(),
+            AnyWatch::Follow(w) => w.next_deadline(),
+        }
+    }
+    fn on_deadline(&mut self, now: Instant) -> Option<WatchEvent> {
+        match self {
+            AnyWatch::Plain(w) => w.on_deadline(now),
+            AnyWatch::Follow(w) => w.on_deadline(now),
+        }
+    }
+    fn close(self) {
+        match self {
+            AnyWatch::Plain(w) => w.close(),
+            AnyWatch::Follow(w) => w.close(),
+        }
+    }
+}
+
 /// Follows the watch URLs of several servers; see the [module](self).
 #[derive(Debug)]
-pub(crate) struct WatchSources<W = WatchSource> {
+pub(crate) struct WatchSources<W = AnyWatch> {
     urls: Vec<String>,
     /// `watches[i]` follows `urls[i]`.
     watches: Vec<W>,
 }
 
-impl WatchSources<WatchSource> {
+impl WatchSources<AnyWatch> {
     /// Dials every URL of `urls` (checked: non-empty, no duplicates) with
     /// the reconnect timing and watch keepalive of `options`. Every URL is
     /// checked before any is dialed.
@@ -95,10 +144,17 @@ impl WatchSources<WatchSource> {
         let mut watches = Vec::with_capacity(urls.len());
         // On an error, those made so far close as they drop.
         for url in &urls {
-            watches.push(WatchSource::prepare(url, options, now)?);
+            watches.push(if options.watch_follow {
+                AnyWatch::Follow(BroadcastSource::prepare(url, options, now)?)
+            } else {
+                AnyWatch::Plain(WatchSource::prepare(url, options, now)?)
+            });
         }
         for watch in &mut watches {
-            watch.start()?;
+            match watch {
+                AnyWatch::Plain(w) => w.start()?,
+                AnyWatch::Follow(w) => w.start()?,
+            }
         }
         Ok(WatchSources { urls, watches })
     }

@@ -375,7 +375,7 @@ impl History {
 
 /// The names in `new` but not `old`, and in `old` but not `new`; both sorted
 /// and unique inputs.
-fn diff(old: &[String], new: &[String]) -> (Vec<Box<str>>, Vec<Box<str>>) {
+pub(crate) fn diff(old: &[String], new: &[String]) -> (Vec<Box<str>>, Vec<Box<str>>) {
     let mut joined = Vec::new();
     let mut left = Vec::new();
     let (mut i, mut j) = (0, 0);

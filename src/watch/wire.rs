@@ -195,6 +195,17 @@ where
     L: IntoIterator<Item = &'a str>,
 {
     encode_header(DELTA, at, out);
+    encode_entries(joined, left, out);
+}
+
+/// Appends a delta payload to `out`: `joined` names as `+NAME`, then `left`
+/// names as `-NAME`, joined by `|`. Shared by delta replies and delta
+/// broadcasts.
+fn encode_entries<'a, J, L>(joined: J, left: L, out: &mut Vec<u8>)
+where
+    J: IntoIterator<Item = &'a str>,
+    L: IntoIterator<Item = &'a str>,
+{
     let entries = joined
         .into_iter()
         .map(|name| (JOINED, name))
@@ -269,6 +280,18 @@ pub enum ReplyError {
         /// The payload's length in bytes.
         len: usize,
     },
+    /// An offer's URL is empty, not UTF-8, longer than
+    /// [`MAX_OFFER_URL_LEN`] or holds a control character.
+    BadOfferUrl,
+    /// A broadcast's revisions do not make a span: a delta must go from a
+    /// revision of at least 1 to a later one, a keepalive names one
+    /// revision (at least 1) twice.
+    BadSpan {
+        /// The revision the broadcast starts from.
+        from: u64,
+        /// The revision it brings the follower to.
+        to: u64,
+    },
 }
 
 impl fmt::Display for ReplyError {
@@ -301,6 +324,14 @@ impl fmt::Display for ReplyError {
             ReplyError::KeepalivePayload { len } => {
                 write!(f, "a keepalive carries no payload, got {len} bytes")
             }
+            ReplyError::BadOfferUrl => write!(
+                f,
+                "an offer's URL must be 1 to {MAX_OFFER_URL_LEN} bytes of UTF-8 without control characters"
+            ),
+            ReplyError::BadSpan { from, to } => write!(
+                f,
+                "a broadcast from revision {from} to {to} is not a span (a delta goes from a revision of at least 1 to a later one, a keepalive repeats one)"
+            ),
         }
     }
 }
@@ -391,6 +422,322 @@ fn decode_entries(payload: &[u8]) -> Result<(Vec<String>, Vec<String>), ReplyErr
     }
     let owned = |set: BTreeSet<&str>| set.into_iter().map(str::to_owned).collect();
     Ok((owned(joined), owned(left)))
+}
+
+// ---------------------------------------------------------------------------
+// The broadcast (follow) extension: see docs/PROTOCOL.md ("Watch broadcast").
+// ---------------------------------------------------------------------------
+
+/// The length of a follower's request: a 16-byte request body, then one
+/// flags byte.
+pub const FOLLOW_REQUEST_LEN: usize = REQUEST_LEN + 1;
+
+/// Flag bit 0 of a follower's request: "I can follow a broadcast". The
+/// other bits are reserved: senders set them to 0, servers ignore them.
+pub const CAN_FOLLOW: u8 = 0x01;
+
+/// Kind byte of an offer reply: `B`. Its header is the server's position
+/// (revision 0 before the server's first list) and its payload the
+/// broadcast URL as the server bound it.
+pub const OFFER: u8 = b'B';
+
+/// The longest broadcast URL an offer may carry, in bytes.
+pub const MAX_OFFER_URL_LEN: usize = 1024;
+
+/// The length of a broadcast's header: the kind byte, `epoch`, the
+/// revision it starts `from` and the one it brings the follower `to`.
+pub const BROADCAST_HEADER_LEN: usize = 25;
+
+/// The request body of a follower that holds `position`: the 16-byte
+/// request, then the flags byte with [`CAN_FOLLOW`].
+///
+/// A server with a broadcast URL answers it at once, never holding it:
+/// with an offer ([`OFFER`]) for [`Position::NOTHING`], otherwise like a
+/// request that is behind (a delta or a snapshot), or with a keepalive when
+/// the position is current. Servers without a broadcast URL (and servers
+/// that predate it) read any body that is not 16 bytes as "holds nothing"
+/// and answer with a snapshot.
+pub fn encode_follow_request(position: Position) -> [u8; FOLLOW_REQUEST_LEN] {
+    let mut body = [0; FOLLOW_REQUEST_LEN];
+    body[..REQUEST_LEN].copy_from_slice(&encode_request(position));
+    body[REQUEST_LEN] = CAN_FOLLOW;
+    body
+}
+
+/// Reads a request's position and flags: a 17-byte body is a position and
+/// a flags byte; any other body is [`decode_request`]'s position with no
+/// flags. Never fails.
+///
+/// ```
+/// use nng_discovery::watch_wire::{decode_request_flags, encode_follow_request, Position, CAN_FOLLOW};
+/// let p = Position::new(7, 42);
+/// assert_eq!(decode_request_flags(&encode_follow_request(p)), (p, CAN_FOLLOW));
+/// assert_eq!(decode_request_flags(b""), (Position::NOTHING, 0));
+/// ```
+pub fn decode_request_flags(body: &[u8]) -> (Position, u8) {
+    match body {
+        [position @ .., flags] if body.len() == FOLLOW_REQUEST_LEN => {
+            (decode_request(position), *flags)
+        }
+        _ => (decode_request(body), 0),
+    }
+}
+
+/// Appends an offer reply to `out`: kind [`OFFER`], the server's position
+/// (revision 0 before its first list), then the broadcast URL.
+pub fn encode_offer(at: Position, url: &str, out: &mut Vec<u8>) {
+    encode_header(OFFER, at, out);
+    out.extend_from_slice(url.as_bytes());
+}
+
+/// A reply to a follower's request: an offer, or one of the classic
+/// replies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FollowReply {
+    /// The server broadcasts its changes on `url`.
+    Offer {
+        /// The server's position: epoch non-zero, revision 0 before its
+        /// first list.
+        at: Position,
+        /// The broadcast URL as the server bound it (its host may be a
+        /// wildcard: see [`resolve_offer_url`]).
+        url: String,
+    },
+    /// A snapshot, delta or keepalive, as [`decode_reply`] reads them.
+    Reply(Reply),
+}
+
+/// Decodes a reply to a follower's request: an offer (`B`) or anything
+/// [`decode_reply`] accepts, as strictly. An offer must name a non-zero
+/// epoch and carry a URL of 1 to [`MAX_OFFER_URL_LEN`] bytes of UTF-8
+/// without control characters.
+pub fn decode_follow_reply(body: &[u8]) -> Result<FollowReply, ReplyError> {
+    if body.first() != Some(&OFFER) {
+        return decode_reply(body).map(FollowReply::Reply);
+    }
+    if body.len() < REPLY_HEADER_LEN {
+        return Err(ReplyError::TooShort { len: body.len() });
+    }
+    let (header, payload) = body.split_at(REPLY_HEADER_LEN);
+    let at = decode_request(&header[1..]);
+    if at.epoch == 0 {
+        return Err(ReplyError::NotAPosition(at));
+    }
+    let url = std::str::from_utf8(payload).map_err(|_| ReplyError::BadOfferUrl)?;
+    if url.is_empty() || url.len() > MAX_OFFER_URL_LEN || url.chars().any(char::is_control) {
+        return Err(ReplyError::BadOfferUrl);
+    }
+    Ok(FollowReply::Offer {
+        at,
+        url: url.to_owned(),
+    })
+}
+
+/// The URL a follower dials for an offer's `offered` URL, having reached
+/// the server at `watch_url`: a wildcard host (`0.0.0.0`, `[::]`, `::`,
+/// `*` or none) in a `tcp`, `tcp4`, `tcp6`, `tls+tcp`, `ws` or `wss` URL
+/// is replaced with the host of `watch_url`; anything else (a real host,
+/// `ipc://`, `inproc://`) is dialed as offered.
+///
+/// ```
+/// use nng_discovery::watch_wire::resolve_offer_url;
+/// assert_eq!(
+///     resolve_offer_url("tcp://0.0.0.0:40010", "tcp://10.0.0.5:40009"),
+///     "tcp://10.0.0.5:40010"
+/// );
+/// assert_eq!(
+///     resolve_offer_url("tcp://10.0.0.6:40010", "tcp://10.0.0.5:40009"),
+///     "tcp://10.0.0.6:40010"
+/// );
+/// assert_eq!(resolve_offer_url("ipc:///run/b", "tcp://h:1"), "ipc:///run/b");
+/// ```
+pub fn resolve_offer_url(offered: &str, watch_url: &str) -> String {
+    const WILDCARDS: [&str; 5] = ["0.0.0.0", "[::]", "::", "*", ""];
+    let Some((scheme, host, rest)) = split_host(offered) else {
+        return offered.to_owned();
+    };
+    if !WILDCARDS.contains(&host) {
+        return offered.to_owned();
+    }
+    match split_host(watch_url) {
+        Some((_, watch_host, _)) if !WILDCARDS.contains(&watch_host) => {
+            format!("{scheme}://{watch_host}{rest}")
+        }
+        _ => offered.to_owned(),
+    }
+}
+
+/// Splits a network URL into scheme, host and the rest (`:port/path`);
+/// `None` for a scheme without a host (ipc, inproc) or a malformed URL.
+fn split_host(url: &str) -> Option<(&str, &str, &str)> {
+    const NETWORK: [&str; 6] = ["tcp", "tcp4", "tcp6", "tls+tcp", "ws", "wss"];
+    let (scheme, after) = url.split_once("://")?;
+    if !NETWORK.contains(&scheme) {
+        return None;
+    }
+    let end = if after.starts_with('[') {
+        after.find(']')? + 1
+    } else {
+        after.rfind(':')?
+    };
+    let (host, rest) = after.split_at(end);
+    if host.contains('/') {
+        return None;
+    }
+    Some((scheme, host, rest))
+}
+
+/// A decoded broadcast message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Broadcast {
+    /// What changed from revision `from` to revision `to` (`from < to`;
+    /// a delta may span several revisions).
+    Delta {
+        /// The server run.
+        epoch: u64,
+        /// The revision the delta starts from (at least 1).
+        from: u64,
+        /// The revision it brings the follower to.
+        to: u64,
+        /// Names that joined, sorted and unique.
+        joined: Vec<String>,
+        /// Names that left, sorted and unique; never also in `joined`.
+        left: Vec<String>,
+    },
+    /// The server is alive and at `at`.
+    Keepalive {
+        /// The server's position.
+        at: Position,
+    },
+}
+
+impl Broadcast {
+    /// The epoch the message belongs to.
+    pub fn epoch(&self) -> u64 {
+        match self {
+            Broadcast::Delta { epoch, .. } => *epoch,
+            Broadcast::Keepalive { at } => at.epoch,
+        }
+    }
+
+    /// The position a follower holds after applying it.
+    pub fn to(&self) -> Position {
+        match self {
+            Broadcast::Delta { epoch, to, .. } => Position::new(*epoch, *to),
+            Broadcast::Keepalive { at } => *at,
+        }
+    }
+}
+
+fn encode_broadcast_header(kind: u8, epoch: u64, from: u64, to: u64, out: &mut Vec<u8>) {
+    out.push(kind);
+    out.extend_from_slice(&epoch.to_be_bytes());
+    out.extend_from_slice(&from.to_be_bytes());
+    out.extend_from_slice(&to.to_be_bytes());
+}
+
+/// Appends a delta broadcast to `out`: `D`, `epoch`, `from`, `to`, then the
+/// entries exactly as in a delta reply. The caller passes valid names, each
+/// at most once across both, and `1 <= from < to`.
+pub fn encode_broadcast_delta<'a, J, L>(
+    epoch: u64,
+    from: u64,
+    to: u64,
+    joined: J,
+    left: L,
+    out: &mut Vec<u8>,
+) where
+    J: IntoIterator<Item = &'a str>,
+    L: IntoIterator<Item = &'a str>,
+{
+    encode_broadcast_header(DELTA, epoch, from, to, out);
+    encode_entries(joined, left, out);
+}
+
+/// Appends a keepalive broadcast to `out`: `K`, epoch, then the revision
+/// twice (from = to), no payload.
+pub fn encode_broadcast_keepalive(at: Position, out: &mut Vec<u8>) {
+    encode_broadcast_header(KEEPALIVE, at.epoch, at.revision, at.revision, out);
+}
+
+/// Appends `broadcast` to `out`.
+pub fn encode_broadcast(broadcast: &Broadcast, out: &mut Vec<u8>) {
+    match broadcast {
+        Broadcast::Delta {
+            epoch,
+            from,
+            to,
+            joined,
+            left,
+        } => encode_broadcast_delta(
+            *epoch,
+            *from,
+            *to,
+            joined.iter().map(String::as_str),
+            left.iter().map(String::as_str),
+            out,
+        ),
+        Broadcast::Keepalive { at } => encode_broadcast_keepalive(*at, out),
+    }
+}
+
+/// Decodes a broadcast message, as strictly as [`decode_reply`]: a short
+/// header, an unknown kind, epoch 0, revisions that are not a span
+/// ([`ReplyError::BadSpan`]), a bad entry or a keepalive with a payload are
+/// refused.
+///
+/// ```
+/// use nng_discovery::watch_wire::{decode_broadcast, Broadcast};
+/// let mut body = vec![b'D'];
+/// body.extend_from_slice(&9u64.to_be_bytes());
+/// body.extend_from_slice(&3u64.to_be_bytes());
+/// body.extend_from_slice(&4u64.to_be_bytes());
+/// body.extend_from_slice(b"+b|-a");
+/// assert_eq!(
+///     decode_broadcast(&body).unwrap(),
+///     Broadcast::Delta { epoch: 9, from: 3, to: 4, joined: vec!["b".into()], left: vec!["a".into()] }
+/// );
+/// ```
+pub fn decode_broadcast(body: &[u8]) -> Result<Broadcast, ReplyError> {
+    if body.len() < BROADCAST_HEADER_LEN {
+        return Err(ReplyError::TooShort { len: body.len() });
+    }
+    let (header, payload) = body.split_at(BROADCAST_HEADER_LEN);
+    let kind = header[0];
+    if kind != DELTA && kind != KEEPALIVE {
+        return Err(ReplyError::UnknownKind(kind));
+    }
+    let word = |i: usize| {
+        let mut b = [0; 8];
+        b.copy_from_slice(&header[1 + 8 * i..9 + 8 * i]);
+        u64::from_be_bytes(b)
+    };
+    let (epoch, from, to) = (word(0), word(1), word(2));
+    if epoch == 0 {
+        return Err(ReplyError::NotAPosition(Position::new(epoch, to)));
+    }
+    if kind == KEEPALIVE {
+        if from != to || to == 0 {
+            return Err(ReplyError::BadSpan { from, to });
+        }
+        if !payload.is_empty() {
+            return Err(ReplyError::KeepalivePayload { len: payload.len() });
+        }
+        return Ok(Broadcast::Keepalive {
+            at: Position::new(epoch, to),
+        });
+    }
+    if from == 0 || to <= from {
+        return Err(ReplyError::BadSpan { from, to });
+    }
+    let (joined, left) = decode_entries(payload)?;
+    Ok(Broadcast::Delta {
+        epoch,
+        from,
+        to,
+        joined,
+        left,
+    })
 }
 
 #[cfg(test)]
@@ -683,5 +1030,232 @@ mod tests {
             "snapshot: name #1 in the list is invalid: a name must not be empty"
         );
         assert!(std::error::Error::source(&e).is_some());
+    }
+
+    fn broadcast_header(kind: u8, epoch: u64, from: u64, to: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_broadcast_header(kind, epoch, from, to, &mut out);
+        out
+    }
+
+    #[test]
+    fn follow_request_layout_is_a_request_then_the_flags() {
+        let body = encode_follow_request(AT);
+        assert_eq!(body.len(), 17);
+        assert_eq!(body[..16], encode_request(AT));
+        assert_eq!(body[16], CAN_FOLLOW);
+        assert_eq!(decode_request_flags(&body), (AT, CAN_FOLLOW));
+        // Old servers (and new ones without a broadcast) read it as
+        // "holds nothing".
+        assert_eq!(decode_request(&body), Position::NOTHING);
+        assert_eq!(decode_request_flags(&encode_request(AT)), (AT, 0));
+        assert_eq!(decode_request_flags(&[7; 18]), (Position::NOTHING, 0));
+        let mut other = body;
+        other[16] = 0xfe;
+        assert_eq!(decode_request_flags(&other), (AT, 0xfe));
+    }
+
+    #[test]
+    fn offers_round_trip_and_bad_ones_are_refused() {
+        let mut out = Vec::new();
+        encode_offer(Position::new(5, 0), "tcp://0.0.0.0:1", &mut out);
+        let mut want = header(b'B', Position::new(5, 0));
+        want.extend_from_slice(b"tcp://0.0.0.0:1");
+        assert_eq!(out, want);
+        assert_eq!(
+            decode_follow_reply(&out),
+            Ok(FollowReply::Offer {
+                at: Position::new(5, 0),
+                url: "tcp://0.0.0.0:1".into()
+            })
+        );
+        // Classic replies pass through.
+        assert_eq!(
+            decode_follow_reply(&body(b'K', b"")),
+            Ok(FollowReply::Reply(Reply::Keepalive { at: AT }))
+        );
+        assert_eq!(
+            decode_follow_reply(&body(b'X', b"")),
+            Err(ReplyError::UnknownKind(b'X'))
+        );
+        let bad = |at: Position, url: &[u8]| {
+            let mut b = header(b'B', at);
+            b.extend_from_slice(url);
+            decode_follow_reply(&b)
+        };
+        assert_eq!(bad(AT, b""), Err(ReplyError::BadOfferUrl));
+        assert_eq!(bad(AT, b"tcp://a\n:1"), Err(ReplyError::BadOfferUrl));
+        assert_eq!(bad(AT, b"\xff"), Err(ReplyError::BadOfferUrl));
+        assert_eq!(
+            bad(AT, &[b'x'; MAX_OFFER_URL_LEN + 1]),
+            Err(ReplyError::BadOfferUrl)
+        );
+        assert!(bad(AT, &[b'x'; MAX_OFFER_URL_LEN]).is_ok());
+        assert_eq!(
+            bad(Position::new(0, 3), b"tcp://h:1"),
+            Err(ReplyError::NotAPosition(Position::new(0, 3)))
+        );
+        assert_eq!(
+            decode_follow_reply(b"B\0\0"),
+            Err(ReplyError::TooShort { len: 3 })
+        );
+    }
+
+    #[test]
+    fn wildcard_offer_hosts_take_the_watch_urls_host() {
+        let cases = [
+            ("tcp://0.0.0.0:9", "tcp://10.0.0.5:8", "tcp://10.0.0.5:9"),
+            ("tcp://[::]:9", "tcp://[fe80::1]:8", "tcp://[fe80::1]:9"),
+            ("tcp://*:9", "tcp://h.example:8", "tcp://h.example:9"),
+            ("tcp://:9", "tcp://h:8", "tcp://h:9"),
+            ("tls+tcp://0.0.0.0:9", "tls+tcp://h:8", "tls+tcp://h:9"),
+            ("tcp://127.0.0.1:9", "tcp://h:8", "tcp://127.0.0.1:9"),
+            ("tcp://0.0.0.0:9", "ipc:///x", "tcp://0.0.0.0:9"),
+            ("tcp://0.0.0.0:9", "tcp://0.0.0.0:8", "tcp://0.0.0.0:9"),
+            ("ipc:///run/b", "tcp://h:8", "ipc:///run/b"),
+            ("inproc://b", "inproc://w", "inproc://b"),
+            ("nonsense", "tcp://h:8", "nonsense"),
+        ];
+        for (offered, watch, want) in cases {
+            assert_eq!(resolve_offer_url(offered, watch), want, "{offered} {watch}");
+        }
+    }
+
+    #[test]
+    fn broadcast_layouts() {
+        let mut out = Vec::new();
+        encode_broadcast_delta(9, 3, 5, ["c"], ["a"], &mut out);
+        let mut want = broadcast_header(b'D', 9, 3, 5);
+        want.extend_from_slice(b"+c|-a");
+        assert_eq!(out, want);
+        assert_eq!(&out[..9], &[b'D', 0, 0, 0, 0, 0, 0, 0, 9]);
+        out.clear();
+        encode_broadcast_keepalive(Position::new(9, 5), &mut out);
+        assert_eq!(out, broadcast_header(b'K', 9, 5, 5));
+        assert_eq!(out.len(), BROADCAST_HEADER_LEN);
+    }
+
+    #[test]
+    fn bad_broadcasts_are_refused() {
+        let with = |mut h: Vec<u8>, p: &[u8]| {
+            h.extend_from_slice(p);
+            h
+        };
+        let cases: Vec<(Vec<u8>, ReplyError)> = vec![
+            (vec![b'D'; 24], ReplyError::TooShort { len: 24 }),
+            (
+                broadcast_header(b'S', 1, 1, 2),
+                ReplyError::UnknownKind(b'S'),
+            ),
+            (
+                broadcast_header(b'D', 0, 1, 2),
+                ReplyError::NotAPosition(Position::new(0, 2)),
+            ),
+            (
+                broadcast_header(b'D', 1, 0, 2),
+                ReplyError::BadSpan { from: 0, to: 2 },
+            ),
+            (
+                broadcast_header(b'D', 1, 2, 2),
+                ReplyError::BadSpan { from: 2, to: 2 },
+            ),
+            (
+                broadcast_header(b'D', 1, 3, 2),
+                ReplyError::BadSpan { from: 3, to: 2 },
+            ),
+            (
+                broadcast_header(b'K', 1, 2, 3),
+                ReplyError::BadSpan { from: 2, to: 3 },
+            ),
+            (
+                broadcast_header(b'K', 1, 0, 0),
+                ReplyError::BadSpan { from: 0, to: 0 },
+            ),
+            (
+                with(broadcast_header(b'K', 1, 2, 2), b"x"),
+                ReplyError::KeepalivePayload { len: 1 },
+            ),
+            (
+                with(broadcast_header(b'D', 1, 2, 3), b"+a|+a"),
+                ReplyError::Duplicate {
+                    index: 1,
+                    name: "a".into(),
+                },
+            ),
+            (
+                with(broadcast_header(b'D', 1, 2, 3), b"a"),
+                ReplyError::NoSign { index: 0 },
+            ),
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(decode_broadcast(&bytes), Err(want), "{bytes:?}");
+        }
+        assert!(ReplyError::BadSpan { from: 2, to: 1 }
+            .to_string()
+            .contains("from revision 2 to 1"));
+        assert!(ReplyError::BadOfferUrl.to_string().contains("offer"));
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn name() -> impl Strategy<Value = String> {
+            "[a-z0-9:/.]{1,12}"
+        }
+
+        fn broadcast() -> impl Strategy<Value = Broadcast> {
+            let delta = (
+                1..u64::MAX,
+                1..u64::MAX - 1,
+                1..1000u64,
+                proptest::collection::btree_set(name(), 0..6),
+                proptest::collection::btree_set(name(), 0..6),
+            )
+                .prop_map(|(epoch, from, span, joined, left)| Broadcast::Delta {
+                    epoch,
+                    from,
+                    to: from.saturating_add(span),
+                    left: left.difference(&joined).cloned().collect(),
+                    joined: joined.into_iter().collect(),
+                });
+            let keepalive = (1..u64::MAX, 1..u64::MAX).prop_map(|(e, r)| Broadcast::Keepalive {
+                at: Position::new(e, r),
+            });
+            prop_oneof![delta, keepalive]
+        }
+
+        proptest! {
+            #[test]
+            fn broadcasts_round_trip(b in broadcast()) {
+                let mut out = Vec::new();
+                encode_broadcast(&b, &mut out);
+                prop_assert_eq!(decode_broadcast(&out), Ok(b));
+            }
+
+            #[test]
+            fn follow_requests_round_trip(e in any::<u64>(), r in any::<u64>()) {
+                let p = Position::new(e, r);
+                prop_assert_eq!(decode_request_flags(&encode_follow_request(p)), (p, CAN_FOLLOW));
+            }
+
+            #[test]
+            fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+                let _ = decode_broadcast(&bytes);
+                let _ = decode_follow_reply(&bytes);
+                let _ = decode_request_flags(&bytes);
+                let _ = resolve_offer_url(&String::from_utf8_lossy(&bytes), "tcp://h:1");
+            }
+
+            #[test]
+            fn offers_round_trip(e in 1..u64::MAX, r in any::<u64>(), url in "[a-z+]{1,8}://[a-z0-9.:\\[\\]*]{0,20}") {
+                let mut out = Vec::new();
+                encode_offer(Position::new(e, r), &url, &mut out);
+                prop_assert_eq!(
+                    decode_follow_reply(&out),
+                    Ok(FollowReply::Offer { at: Position::new(e, r), url })
+                );
+            }
+        }
     }
 }

@@ -233,6 +233,15 @@ struct ServerCli {
     /// Where watchers connect
     #[arg(long, env = "NNG_DISCOVERY_WATCH", hide_env = true, value_name = "URL")]
     watch: Option<String>,
+    /// Where followers subscribe
+    #[arg(
+        long,
+        env = "NNG_DISCOVERY_WATCH_BROADCAST",
+        hide_env = true,
+        value_name = "URL",
+        requires = "watch"
+    )]
+    watch_broadcast: Option<String>,
     /// Keepalive for watchers
     #[arg(long, env = "NNG_DISCOVERY_WATCH_KEEPALIVE", hide_env = true, value_name = "DURATION", default_value = "10s", value_parser = nonzero_duration_arg)]
     watch_keepalive: Duration,
@@ -430,6 +439,10 @@ fn server(s: ServerCli) -> Result<Command, UsageError> {
         .require_peer_host(s.require_peer_host);
     let options = match s.watch {
         Some(url) => options.watch_url(url),
+        None => options,
+    };
+    let options = match s.watch_broadcast {
+        Some(url) => options.watch_broadcast_url(url),
         None => options,
     };
     let options = match s.max_connections {
@@ -706,6 +719,8 @@ mod tests {
             "tcp://127.0.0.1:0",
             "--watch-keepalive",
             "2s",
+            "--watch-broadcast",
+            "tcp://127.0.0.1:0",
         ]))
         .unwrap();
         let Command::Server(s) = c else {
@@ -721,6 +736,7 @@ mod tests {
         assert_eq!(o.max_peers, 100);
         assert_eq!(o.watch_url.as_deref(), Some("tcp://127.0.0.1:0"));
         assert_eq!(o.watch_keepalive, Duration::from_secs(2));
+        assert_eq!(o.watch_broadcast_url.as_deref(), Some("tcp://127.0.0.1:0"));
     }
 
     #[test]

@@ -52,17 +52,24 @@ On startup it prints the URLs actually bound on stdout, one per line:
 (with tcp://HOST:0 these carry the port the system chose).
 
 --watch URL also serves the watch protocol there (REQ/REP: each watcher is
-sent only what changed since the revision it holds; see the README's
-Protocol section), and prints the line
+sent only what changed since the revision it holds; see docs/PROTOCOL.md),
+and prints the line
   watch tcp://127.0.0.1:40009
 after the publish line. A watch request that is up to date is held until the
 list changes, or answered with a keepalive after --watch-keepalive (default
 10s; keep it well below NNG's 60 s REQ resend time).
 
+--watch-broadcast URL (with --watch) also broadcasts each change once there
+(PUB/SUB), and a keepalive every --watch-keepalive; watchers that can follow
+it (nng-discovery's own) learn this URL from the watch URL and then cost the
+server one message per change for all of them. Prints the line
+  watch broadcast tcp://127.0.0.1:40010
+after the watch line.
+
 --metrics ADDR (IP:PORT, e.g. 127.0.0.1:9464) serves the server's counters
 at http://ADDR/metrics in Prometheus's text format, and adds the line
   metrics http://127.0.0.1:9464/metrics
-after those two. The README lists the metrics. The same port serves
+after those two (docs/OPERATIONS.md lists the metrics). The same port serves
 /healthz (200 while the server runs, else 503) and /peers (the list as a
 JSON array).
 
@@ -73,11 +80,11 @@ leaves at once (its connection closes); one that hangs with its connection
 open is dropped after miss-threshold x poll-interval + survey-time (the
 surveys it missed). Names beyond --max-peers are refused.
 
-Security (see the README): nothing is restricted by default. --allow-from
-10.0.0.0/8 (repeatable; IPv4 or IPv6) closes TCP connections from other
-addresses on both URLs; --max-connections N closes connections beyond N
-(default: the open-file limit minus 128); --require-peer-host lists a TCP
-peer's name only if it is scheme://IP[:PORT][/...] or IP:PORT with the
+Security (see docs/OPERATIONS.md): nothing is restricted by default.
+--allow-from 10.0.0.0/8 (repeatable; IPv4 or IPv6) closes TCP connections
+from other addresses on both URLs; --max-connections N closes connections
+beyond N (default: the open-file limit minus 128); --require-peer-host lists
+a TCP peer's name only if it is scheme://IP[:PORT][/...] or IP:PORT with the
 peer's own IP; --ipc-mode 660 sets the ipc:// socket files' mode. Refusals
 are logged at warn level. ipc:// and inproc:// peers have no IP address:
 --allow-from and --require-peer-host do not apply to them.

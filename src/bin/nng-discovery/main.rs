@@ -126,6 +126,9 @@ fn server(a: ServerArgs) -> Outcome {
         if let Some(url) = server.watch_url() {
             let _ = writeln!(out, "watch {url}");
         }
+        if let Some(url) = server.watch_broadcast_url() {
+            let _ = writeln!(out, "watch broadcast {url}");
+        }
         if let Some((m, _)) = &metrics {
             let _ = writeln!(out, "metrics http://{}/metrics", m.addr());
         }

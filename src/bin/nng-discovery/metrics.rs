@@ -148,12 +148,25 @@ pub fn render(s: &Stats, version: &str) -> String {
         &mut out,
         "nng_discovery_watch_replies_total",
         "counter",
-        "Watch replies sent, by kind: snapshot, delta or keepalive.",
+        "Watch replies sent, by kind: snapshot, delta, keepalive or offer (of the broadcast URL).",
         &[
             ("{kind=\"snapshot\"}", s.watch_snapshots),
             ("{kind=\"delta\"}", s.watch_deltas),
             ("{kind=\"keepalive\"}", s.watch_keepalives),
+            ("{kind=\"offer\"}", s.watch_offers),
         ],
+    );
+    gauge(
+        &mut out,
+        "nng_discovery_watch_followers",
+        "Open connections on the watch broadcast socket (followers).",
+        s.watch_followers,
+    );
+    counter(
+        &mut out,
+        "nng_discovery_watch_broadcasts_total",
+        "Watch broadcasts sent (deltas and keepalives), once each whatever the number of followers.",
+        s.watch_broadcasts,
     );
     out
 }
@@ -169,7 +182,7 @@ mod tests {
         s.subscribers = 3;
         s.surveys_sent = 4;
         s.rounds = 5;
-        s.rounds_not_counted = 22;
+        s.rounds_not_counted = 26;
         s.answers_last_round = 6;
         s.answers = 7;
         s.refused_invalid = 8;
@@ -183,10 +196,13 @@ mod tests {
         s.watch_snapshots = 16;
         s.watch_deltas = 17;
         s.watch_keepalives = 18;
+        s.watch_offers = 22;
+        s.watch_followers = 23;
+        s.watch_broadcasts = 24;
         s.refused_network = 19;
         s.refused_connections = 20;
         s.refused_peer_host = 21;
-        s.announcements = 22;
+        s.announcements = 25;
         s
     }
 
@@ -204,9 +220,9 @@ mod tests {
                 "nng_discovery_answers_last_round 6",
                 "nng_discovery_surveys_total 4",
                 "nng_discovery_rounds_total 5",
-                "nng_discovery_rounds_not_counted_total 22",
+                "nng_discovery_rounds_not_counted_total 26",
                 "nng_discovery_answers_total 7",
-                "nng_discovery_announcements_total 22",
+                "nng_discovery_announcements_total 25",
                 "nng_discovery_refused_answers_total{reason=\"invalid\"} 8",
                 "nng_discovery_refused_answers_total{reason=\"stale\"} 9",
                 "nng_discovery_refused_answers_total{reason=\"full\"} 10",
@@ -221,6 +237,9 @@ mod tests {
                 "nng_discovery_watch_replies_total{kind=\"snapshot\"} 16",
                 "nng_discovery_watch_replies_total{kind=\"delta\"} 17",
                 "nng_discovery_watch_replies_total{kind=\"keepalive\"} 18",
+                "nng_discovery_watch_replies_total{kind=\"offer\"} 22",
+                "nng_discovery_watch_followers 23",
+                "nng_discovery_watch_broadcasts_total 24",
             ]
         );
         assert!(text.ends_with('\n'));
@@ -256,7 +275,7 @@ mod tests {
                 assert_eq!(name, family, "{line}");
             }
         }
-        assert_eq!(families, 17);
+        assert_eq!(families, 20);
     }
 
     #[test]
@@ -267,7 +286,7 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn rendered_values_are_the_stats(v in proptest::prelude::any::<[u64; 23]>()) {
+        fn rendered_values_are_the_stats(v in proptest::prelude::any::<[u64; 26]>()) {
             let mut s = Stats::default();
             s.peers = v[0] as usize;
             s.connections = v[1] as usize;
@@ -292,6 +311,9 @@ mod tests {
             s.refused_peer_host = v[20];
             s.rounds_not_counted = v[21];
             s.announcements = v[22];
+            s.watch_offers = v[23];
+            s.watch_followers = v[24] as usize;
+            s.watch_broadcasts = v[25];
             let text = render(&s, "0.1.0");
             let values: Vec<u64> = text
                 .lines()
@@ -307,6 +329,7 @@ mod tests {
                 s.publishes, s.bytes_published,
                 s.watchers as u64, s.watch_held as u64, s.watch_requests,
                 s.watch_snapshots, s.watch_deltas, s.watch_keepalives,
+                s.watch_offers, s.watch_followers as u64, s.watch_broadcasts,
             ];
             proptest::prop_assert_eq!(values, want.to_vec());
         }

@@ -11,6 +11,7 @@
 //! cargo bench --bench scale -- only=restart # one server SIGKILLed and restarted under 2,000 redialing peers, 3 runs
 //! cargo bench --bench scale -- only=watch   # issue 14: 5,000 watchers against 5,000 raw subscribers, about 5 minutes
 //! cargo bench --bench scale -- only=starve  # a server held to 5% of a core for 60 s under 5,000 peers and 5,000 subscribers
+//! cargo bench --bench scale -- only=follow  # 5,000 broadcast followers (docs/PROTOCOL.md, "Watch broadcast") against the bare PUB floor, about 4 minutes
 //! cargo bench --bench scale -- keep-logs    # every child's output, to a directory in /tmp
 //! ```
 //!
@@ -33,6 +34,7 @@ const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
 const FLOOR: &str = env!("CARGO_BIN_EXE_floor");
 const SERVER: &str = env!("CARGO_BIN_EXE_bench-server");
 const CLIENTS: &str = env!("CARGO_BIN_EXE_clients");
+const PUBFLOOR: &str = env!("CARGO_BIN_EXE_pubfloor");
 
 /// With `keep-logs`, every child's output goes to a file in this directory.
 static LOG_DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
@@ -88,7 +90,7 @@ impl Plan {
             .unwrap_or_else(|| {
                 [
                     "floor", "ours", "ipc", "mass", "churn", "clients", "stalls", "restart",
-                    "watch", "starve", "announce",
+                    "watch", "starve", "announce", "follow",
                 ]
                 .map(String::from)
                 .to_vec()
@@ -1047,6 +1049,9 @@ enum Follow {
     Watch,
     /// Raw SUB connections on the publish URL (`loadgen --subs`).
     Classic,
+    /// Broadcast followers (`loadgen --watchers --broadcast`), the server
+    /// with `--watch-broadcast`.
+    Broadcast,
 }
 
 impl Follow {
@@ -1055,6 +1060,7 @@ impl Follow {
             Follow::Nobody => "peers only",
             Follow::Watch => "watch",
             Follow::Classic => "classic",
+            Follow::Broadcast => "broadcast",
         }
     }
 
@@ -1064,6 +1070,7 @@ impl Follow {
             Follow::Nobody => "rx_peer_bytes",
             Follow::Watch => "rx_watch_bytes",
             Follow::Classic => "rx_sub_bytes",
+            Follow::Broadcast => "rx_follow_bytes",
         }
     }
 }
@@ -1115,6 +1122,22 @@ struct WatchRun {
     /// Watch replies by kind in the idle window.
     idle_keepalives: f64,
     idle_snapshots: f64,
+    /// Server RSS (MB) once every follower is full, before the joins.
+    rss_full_mb: f64,
+    /// The churn window's length (s), the changes made in it (by the
+    /// generator's rate), and the broadcasts the server sent in it.
+    churn_window_s: f64,
+    churn_made: f64,
+    churn_broadcasts: f64,
+    /// Catch-up requests the followers sent over the whole run.
+    catchups: f64,
+    /// The isolated leaves (p50, p99 ms): a leave needs no survey, so
+    /// this is the delivery to every follower alone.
+    leave_p50: f64,
+    leave_p99: f64,
+    /// Leaves alone under churn (p50, p99 ms).
+    churn_leave_p50: f64,
+    churn_leave_p99: f64,
 }
 
 fn wchar(pid: u32) -> Option<u64> {
@@ -1134,8 +1157,8 @@ fn wchar(pid: u32) -> Option<u64> {
 /// leave the server behind, a churn window at 1% of the peers per second.
 fn watch_run(meter: &Meter, plan: &WatchPlan, follow: Follow) -> Result<WatchRun, String> {
     let n = plan.peers;
-    let server_args = |survey: &str, publish: &str, watch: &str, first: &str| {
-        vec![
+    let server_args = |survey: &str, publish: &str, watch: &str, broadcast: &str, first: &str| {
+        let mut args = vec![
             s("--survey"),
             s(survey),
             s("--publish"),
@@ -1144,18 +1167,23 @@ fn watch_run(meter: &Meter, plan: &WatchPlan, follow: Follow) -> Result<WatchRun
             s(watch),
             s("--first-publish-ms"),
             s(first),
-        ]
+        ];
+        if follow == Follow::Broadcast {
+            args.extend([s("--watch-broadcast"), s(broadcast)]);
+        }
+        args
     };
     let any = "tcp://127.0.0.1:0";
     let mut server = Proc::spawn(
         "bench-server",
         SERVER,
-        &server_args(any, any, any, "0"),
+        &server_args(any, any, any, any, "0"),
         Some(0),
     );
     let (_, ready) = server.wait_for("ready", |_| true, STEP_TIMEOUT)?;
     let url = |k: &str| ready.get(k).unwrap_or_default().to_owned();
     let (survey, publish, watch) = (url("survey"), url("publish"), url("watch"));
+    let broadcast = url("broadcast");
     let mut args = vec![
         s("--survey"),
         survey.clone(),
@@ -1173,6 +1201,12 @@ fn watch_run(meter: &Meter, plan: &WatchPlan, follow: Follow) -> Result<WatchRun
         Follow::Nobody => {}
         Follow::Watch => args.extend([s("--watchers"), n.to_string()]),
         Follow::Classic => args.extend([s("--subs"), n.to_string()]),
+        Follow::Broadcast => args.extend([
+            s("--watchers"),
+            n.to_string(),
+            s("--broadcast"),
+            broadcast.clone(),
+        ]),
     }
     let mut gen = Proc::spawn("loadgen", LOADGEN, &args, Some(1));
     let full_s = if follow == Follow::Nobody {
@@ -1196,6 +1230,7 @@ fn watch_run(meter: &Meter, plan: &WatchPlan, follow: Follow) -> Result<WatchRun
 
     // Idle: nothing changes.
     std::thread::sleep(Duration::from_secs(2));
+    let rss_full_mb = rss_mb(&server);
     let (t0, t1, cpu) = meter.window(&[&server, &gen], plan.idle_window);
     std::thread::sleep(Duration::from_millis(1100));
     let idle_keepalives =
@@ -1211,6 +1246,7 @@ fn watch_run(meter: &Meter, plan: &WatchPlan, follow: Follow) -> Result<WatchRun
     // Isolated joins: one peer leaves and rejoins under a new name; the
     // next only once both changes reached every follower.
     let mut join_ms = Vec::new();
+    let mut leave_ms = Vec::new();
     if follow != Follow::Nobody {
         gen.skip_past();
         for _ in 0..plan.joins {
@@ -1219,12 +1255,15 @@ fn watch_run(meter: &Meter, plan: &WatchPlan, follow: Follow) -> Result<WatchRun
                 let (_, l) = gen.wait_for("change", |_| true, Duration::from_secs(60))?;
                 if l.get("kind") == Some("join") {
                     join_ms.extend(l.num::<f64>("ms"));
+                } else {
+                    leave_ms.extend(l.num::<f64>("ms"));
                 }
             }
             std::thread::sleep(Duration::from_millis(200));
         }
     }
     let (join_p50, join_p99) = percentiles(join_ms.clone());
+    let (leave_p50, leave_p99) = percentiles(leave_ms);
 
     // Restart: SIGKILL, then a new server on the same URLs as soon as
     // every connection has seen the close.
@@ -1264,7 +1303,7 @@ fn watch_run(meter: &Meter, plan: &WatchPlan, follow: Follow) -> Result<WatchRun
         server = Proc::spawn(
             "bench-server",
             SERVER,
-            &server_args(&survey, &publish, &watch, "default"),
+            &server_args(&survey, &publish, &watch, &broadcast, "default"),
             Some(0),
         );
         let (_, ready) = server.wait_for("ready", |_| true, STEP_TIMEOUT)?;
@@ -1326,6 +1365,12 @@ fn watch_run(meter: &Meter, plan: &WatchPlan, follow: Follow) -> Result<WatchRun
         (done.len() + churn_lost) as f64
     };
     let (churn_p50, churn_p99) = percentiles(done.iter().filter_map(|l| l.num("ms")).collect());
+    let (churn_leave_p50, churn_leave_p99) = percentiles(
+        done.iter()
+            .filter(|l| l.get("kind") == Some("leave"))
+            .filter_map(|l| l.num("ms"))
+            .collect(),
+    );
     let rx = tick(&mut gen, t1, follow.rx_key()) - tick(&mut gen, t0, follow.rx_key());
     let published =
         stat(&mut server, t1, "bytes_published") - stat(&mut server, t0, "bytes_published");
@@ -1334,8 +1379,11 @@ fn watch_run(meter: &Meter, plan: &WatchPlan, follow: Follow) -> Result<WatchRun
         _ => f64::NAN,
     };
     let (churn_cpu, churn_gen_cpu) = (cpu[0], cpu[1]);
+    let churn_broadcasts =
+        stat(&mut server, t1, "watch_broadcasts") - stat(&mut server, t0, "watch_broadcasts");
 
     let end = Instant::now();
+    let catchups = tick(&mut gen, end, "follow_catchups");
     let unasked = tick(&mut gen, end, "watch_unasked");
     let smaller = tick(&mut gen, end, "watch_smaller");
     let refused = tick(&mut gen, end, "watch_refused");
@@ -1367,7 +1415,231 @@ fn watch_run(meter: &Meter, plan: &WatchPlan, follow: Follow) -> Result<WatchRun
         refused,
         idle_keepalives,
         idle_snapshots,
+        rss_full_mb,
+        churn_window_s: (t1 - t0).as_secs_f64(),
+        churn_made: made,
+        churn_broadcasts,
+        catchups,
+        leave_p50,
+        leave_p99,
+        churn_leave_p50,
+        churn_leave_p99,
     })
+}
+
+/// The floor of a broadcast: a bare NNG PUB (`pubfloor`, pinned to core
+/// 0) sending `messages` 40-byte messages at `rate` per second to `n` raw
+/// SUB connections of one loadgen (core 1). Returns the PUB's CPU per
+/// message delivered, in µs, and the share of deliveries that arrived.
+fn pub_floor(meter: &Meter, n: u32, rate: f64, window: Duration) -> Result<(f64, f64), String> {
+    let mut floor = Proc::spawn(
+        "pubfloor",
+        PUBFLOOR,
+        &[s("--listen"), s("tcp://127.0.0.1:0"), s("--bytes"), s("40")],
+        Some(0),
+    );
+    let (_, ready) = floor.wait_for("ready", |_| true, STEP_TIMEOUT)?;
+    let url = ready.get("url").unwrap_or_default().to_owned();
+    // The generator's --survey is required; with no peers nothing dials it.
+    let mut gen = Proc::spawn(
+        "loadgen",
+        LOADGEN,
+        &[
+            s("--survey"),
+            url.clone(),
+            s("--publish"),
+            url,
+            s("--subs"),
+            n.to_string(),
+            s("--peers"),
+            s("0"),
+            s("--report-ms"),
+            s("100"),
+        ],
+        Some(1),
+    );
+    gen.wait_for("connected", |_| true, STEP_TIMEOUT)?;
+    floor.wait_for("subs", |l| l.num::<u32>("n") == Some(n), STEP_TIMEOUT)?;
+    std::thread::sleep(Duration::from_secs(1));
+    let before = Instant::now();
+    let lists0 = gen
+        .last_before("tick", before)
+        .and_then(|l| l.num::<f64>("lists"))
+        .unwrap_or(0.0);
+    // Sending lasts the window plus a second on each side.
+    let messages = (rate * (window.as_secs_f64() + 2.0)).round() as u64;
+    floor.command(&format!("send {messages} {rate}"));
+    std::thread::sleep(Duration::from_secs(1));
+    let (_, _, cpu) = meter.window(&[&floor], window);
+    floor.wait_for("sent", |_| true, STEP_TIMEOUT)?;
+    std::thread::sleep(Duration::from_secs(2));
+    let after = Instant::now();
+    let lists1 = gen
+        .last_before("tick", after)
+        .and_then(|l| l.num::<f64>("lists"))
+        .unwrap_or(f64::NAN);
+    let delivered = (lists1 - lists0) / (messages as f64 * f64::from(n));
+    let per_delivery_us = cpu[0] / 100.0 * 1e6 / (rate * f64::from(n));
+    gen.stop();
+    floor.stop();
+    Ok((per_delivery_us, delivered))
+}
+
+/// The `follow` section: 5,000 peers that each also follow the list
+/// through the watch broadcast, against a peers-only run (the followers'
+/// share of the server's CPU and RSS is the difference) and the bare PUB
+/// floor, all in one run.
+fn follow_section(meter: &Meter, plan: &WatchPlan, verdicts: &mut Verdicts) {
+    let n = plan.peers;
+    println!();
+    println!(
+        "# follow (watch broadcast): {n} peers, and {n} broadcast followers, default options, loadgen --redial; server on core 0, loadgen on core 1; load average {}",
+        loadavg()
+    );
+    let base = watch_run(meter, plan, Follow::Nobody);
+    let run = watch_run(meter, plan, Follow::Broadcast);
+    // The floor at about the rate the server broadcast under churn.
+    let rate = run.as_ref().ok().map_or(10.0, |r| {
+        (r.churn_broadcasts / r.churn_window_s).clamp(2.0, 20.0)
+    });
+    let floor = pub_floor(
+        meter,
+        n,
+        rate,
+        plan.churn_window.min(Duration::from_secs(15)),
+    );
+    let (base, run) = match (base, run) {
+        (Ok(b), Ok(r)) => (b, r),
+        (b, r) => {
+            println!(
+                "# follow: FAILED: peers only {:?}, broadcast {:?}",
+                b.err(),
+                r.err()
+            );
+            verdicts.check("follow: the runs completed".into(), false);
+            return;
+        }
+    };
+    let nf = f64::from(n);
+    let extra_cpu = (run.churn_cpu - base.churn_cpu).max(0.0) / 100.0; // cores
+    let changes_per_s = run.churn_made / run.churn_window_s;
+    let broadcasts_per_s = run.churn_broadcasts / run.churn_window_s;
+    let per_change_us = extra_cpu * 1e6 / (changes_per_s * nf);
+    let per_message_us = extra_cpu * 1e6 / (broadcasts_per_s * nf);
+    let rss_per_follower_kb = (run.rss_full_mb - base.rss_full_mb) * 1024.0 / nf;
+    println!(
+        "# broadcast: all full after {:.2} s; {} isolated joins; churn: {:.1} changes/s made, {:.1} broadcasts/s, {} changes delivered, {} lost; catch-ups over the run {}; idle keepalive replies {}, snapshots {}; restart: every follower full {:.2} s after the restart; unasked snapshots {}, refused {}; load average {}",
+        run.full_s,
+        run.joins,
+        changes_per_s,
+        broadcasts_per_s,
+        run.churn_changes,
+        run.churn_lost,
+        run.catchups,
+        run.idle_keepalives,
+        run.idle_snapshots,
+        run.restart_full_s,
+        run.unasked,
+        run.refused,
+        loadavg()
+    );
+    println!(
+        "# peers only: churn CPU {:.1}%, idle CPU {:.2}%, RSS {:.1} MB; broadcast: churn CPU {:.1}%, idle CPU {:.2}%, RSS {:.1} MB; loadgen CPU under churn: peers only {:.1}%, broadcast {:.1}%",
+        base.churn_cpu,
+        base.idle_cpu,
+        base.rss_full_mb,
+        run.churn_cpu,
+        run.idle_cpu,
+        run.rss_full_mb,
+        base.churn_gen_cpu,
+        run.churn_gen_cpu
+    );
+    let (floor_us, delivered) = match &floor {
+        Ok(f) => *f,
+        Err(e) => {
+            println!("# floor: FAILED: {e}");
+            (f64::NAN, f64::NAN)
+        }
+    };
+    println!(
+        "# floor: bare NNG PUB, 40-byte messages at {rate:.1}/s to {n} loadgen SUBs: {floor_us:.2} µs of PUB CPU per message delivered ({:.1}% of the deliveries arrived)",
+        delivered * 100.0
+    );
+    println!();
+    println!("| measure | broadcast | target |");
+    println!("|---|---|---|");
+    println!("| server CPU per follower per change, µs (churn, minus peers only) | {per_change_us:.2} | <= 10 µs |");
+    println!("| server CPU per follower per broadcast message, µs | {per_message_us:.2} | |");
+    println!("| floor: bare PUB, per message delivered, µs (same run) | {floor_us:.2} | |");
+    println!(
+        "| ratio: per message / floor | {:.2} | <= 1.5 |",
+        per_message_us / floor_us
+    );
+    println!(
+        "| one join reaches every follower, p50 / p99 ms | {:.1} / {:.1} | p99 < 50 ms |",
+        run.join_p50, run.join_p99
+    );
+    println!(
+        "| one leave (no survey: the broadcast's delivery alone), p50 / p99 ms | {:.1} / {:.1} | |",
+        run.leave_p50, run.leave_p99
+    );
+    println!(
+        "| churn 1%/s: server CPU % of a core | {:.1} | < 25% |",
+        run.churn_cpu
+    );
+    println!(
+        "| churn 1%/s: followers' share of the server CPU, % of a core (minus peers only) | {:.1} | |",
+        run.churn_cpu - base.churn_cpu
+    );
+    println!("| churn 1%/s: change reaches every follower, p50 / p99 ms | {:.1} / {:.1} | p99 < 250 ms |", run.churn_p50, run.churn_p99);
+    println!(
+        "| churn 1%/s: a leave reaches every follower, p50 / p99 ms | {:.1} / {:.1} | |",
+        run.churn_leave_p50, run.churn_leave_p99
+    );
+    println!(
+        "| idle: server CPU % of a core | {:.2} | < 1% |",
+        run.idle_cpu
+    );
+    println!(
+        "| idle: followers' share, % of a core (minus peers only) | {:.2} | < 1% |",
+        run.idle_cpu - base.idle_cpu
+    );
+    println!(
+        "| server RSS per follower, KB (minus peers only) | {rss_per_follower_kb:.1} | <= 10 KB |"
+    );
+    println!();
+    verdicts.check(
+        format!("follow, {n} followers: server CPU per follower per change <= 10 µs ({per_change_us:.2} µs)"),
+        per_change_us <= 10.0,
+    );
+    verdicts.check(
+        format!(
+            "follow: per message within 1.5x the bare PUB floor ({per_message_us:.2} vs {floor_us:.2} µs)"
+        ),
+        per_message_us <= 1.5 * floor_us,
+    );
+    verdicts.check(
+        format!(
+            "follow: one join reaches every follower, p99 < 50 ms ({:.1} ms)",
+            run.join_p99
+        ),
+        run.join_p99 < 50.0,
+    );
+    verdicts.check(
+        format!(
+            "follow: 1% churn/s, server < 25% of a core ({:.1}%) and p99 < 250 ms ({:.1} ms), none lost ({})",
+            run.churn_cpu, run.churn_p99, run.churn_lost
+        ),
+        run.churn_cpu < 25.0 && run.churn_p99 < 250.0 && run.churn_lost == 0,
+    );
+    verdicts.check(
+        format!("follow: idle server < 1% of a core ({:.2}%)", run.idle_cpu),
+        run.idle_cpu < 1.0,
+    );
+    verdicts.check(
+        format!("follow: server RSS per follower <= 10 KB ({rss_per_follower_kb:.1} KB)"),
+        rss_per_follower_kb <= 10.0,
+    );
 }
 
 struct Churn {
@@ -2363,6 +2635,10 @@ fn main() {
 
     if plan.runs("watch") {
         watch_section(&meter, &plan.watch, &mut verdicts);
+    }
+
+    if plan.runs("follow") {
+        follow_section(&meter, &plan.watch, &mut verdicts);
     }
 
     if plan.runs("churn") {

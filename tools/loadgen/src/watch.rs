@@ -517,6 +517,112 @@ impl Watcher {
     }
 }
 
+// The broadcast (docs/PROTOCOL.md, "Watch broadcast"), read again from the document.
+
+/// Flags byte of a follow request: bit 0, "I can follow a broadcast".
+pub const CAN_FOLLOW: u8 = 0x01;
+/// Bytes of a broadcast's header: kind, epoch, from, to.
+pub const BROADCAST_HEADER: usize = 25;
+
+/// Appends a follow request's SP message to `out`: `id`, `at`, then the
+/// flags byte with [`CAN_FOLLOW`] (a catch-up; the server answers at
+/// once).
+pub fn encode_follow_request(id: u32, at: Position, out: &mut Vec<u8>) {
+    encode_request(id, at, out);
+    out.push(CAN_FOLLOW);
+}
+
+/// A broadcast as a SUB connection receives it (no SP header on PUB/SUB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BroadcastMsg<'a> {
+    /// [`Kind::Delta`] or [`Kind::Keepalive`].
+    pub kind: Kind,
+    /// The server run.
+    pub epoch: u64,
+    /// The revision a delta starts from (a keepalive: its revision).
+    pub from: u64,
+    /// The revision it brings the follower to.
+    pub to: u64,
+    /// A delta's entries, as in a delta reply.
+    pub payload: &'a [u8],
+}
+
+/// Parses a broadcast: `D` or `K`, epoch (non-zero), from, to (a delta
+/// `1 <= from < to`, a keepalive `from == to >= 1` and no payload).
+pub fn parse_broadcast(msg: &[u8]) -> Result<BroadcastMsg<'_>, ReplyError> {
+    if msg.len() < BROADCAST_HEADER {
+        return Err(ReplyError::TooShort { len: msg.len() });
+    }
+    let word = |at: usize| u64::from_be_bytes(msg[at..at + 8].try_into().expect("8 bytes"));
+    let kind = match msg[0] {
+        b'D' => Kind::Delta,
+        b'K' => Kind::Keepalive,
+        other => return Err(ReplyError::UnknownKind(other)),
+    };
+    let (epoch, from, to) = (word(1), word(9), word(17));
+    let payload = &msg[BROADCAST_HEADER..];
+    let span_ok = match kind {
+        Kind::Keepalive => from == to && to > 0 && payload.is_empty(),
+        _ => from > 0 && to > from,
+    };
+    if epoch == 0 || !span_ok {
+        return Err(ReplyError::NotAPosition(Position {
+            epoch,
+            revision: to,
+        }));
+    }
+    Ok(BroadcastMsg {
+        kind,
+        epoch,
+        from,
+        to,
+        payload,
+    })
+}
+
+/// What a follower holding a position does with a broadcast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// A delta that starts at the revision held: apply it.
+    Apply,
+    /// A duplicate, older than what is held, or a keepalive of it.
+    Ignore,
+    /// A gap, a span across the revision held, another epoch, a keepalive
+    /// ahead: ask for a catch-up.
+    CatchUp,
+}
+
+/// The follower's rule for `b` while it holds `held` (a real position).
+pub fn next_step(held: Position, b: &BroadcastMsg<'_>) -> Next {
+    if b.epoch != held.epoch {
+        return Next::CatchUp;
+    }
+    match b.kind {
+        Kind::Keepalive if b.to > held.revision => Next::CatchUp,
+        Kind::Keepalive => Next::Ignore,
+        _ if b.to <= held.revision => Next::Ignore,
+        _ if b.from == held.revision => Next::Apply,
+        _ => Next::CatchUp,
+    }
+}
+
+impl Watcher {
+    /// Applies a delta broadcast for which [`next_step`] said
+    /// [`Next::Apply`], as the delta reply it equals.
+    pub fn apply_broadcast(&mut self, b: &BroadcastMsg<'_>, dec: &mut Decoder) -> Applied {
+        let reply = Reply {
+            id: 0x8000_0000,
+            kind: Kind::Delta,
+            at: Position {
+                epoch: b.epoch,
+                revision: b.to,
+            },
+            payload: b.payload,
+        };
+        self.apply(&reply, dec)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -939,5 +1045,52 @@ mod tests {
                 prop_assert_eq!(&req[12..], &revision.to_be_bytes());
             }
         }
+    }
+
+    #[test]
+    fn broadcasts_parse_and_steer_the_follower() {
+        let mut msg = vec![b'D'];
+        for w in [9u64, 3, 5] {
+            msg.extend_from_slice(&w.to_be_bytes());
+        }
+        msg.extend_from_slice(b"+b|-a");
+        let b = parse_broadcast(&msg).unwrap();
+        assert_eq!(
+            (b.kind, b.epoch, b.from, b.to, b.payload),
+            (Kind::Delta, 9, 3, 5, &b"+b|-a"[..])
+        );
+        let at = |r| Position {
+            epoch: 9,
+            revision: r,
+        };
+        assert_eq!(next_step(at(3), &b), Next::Apply);
+        assert_eq!(next_step(at(5), &b), Next::Ignore);
+        assert_eq!(next_step(at(4), &b), Next::CatchUp);
+        assert_eq!(next_step(at(2), &b), Next::CatchUp);
+        assert_eq!(
+            next_step(
+                Position {
+                    epoch: 8,
+                    revision: 3
+                },
+                &b
+            ),
+            Next::CatchUp
+        );
+        let mut k = vec![b'K'];
+        for w in [9u64, 5, 5] {
+            k.extend_from_slice(&w.to_be_bytes());
+        }
+        let k = parse_broadcast(&k).unwrap();
+        assert_eq!(next_step(at(5), &k), Next::Ignore);
+        assert_eq!(next_step(at(4), &k), Next::CatchUp);
+        assert!(parse_broadcast(&msg[..24]).is_err());
+        let mut bad = msg.clone();
+        bad[0] = b'S';
+        assert!(parse_broadcast(&bad).is_err());
+        let mut out = Vec::new();
+        encode_follow_request(0x8000_0001, at(3), &mut out);
+        assert_eq!(out.len(), 4 + 16 + 1);
+        assert_eq!(out[20], CAN_FOLLOW);
     }
 }

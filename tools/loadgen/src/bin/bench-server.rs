@@ -7,7 +7,12 @@
 //!              [--republish-ms 30000] [--gap-ms 2] [--event-driven true]
 //!              [--sample-ms 100] [--stats-ms 1000] [--first-publish-ms 0]
 //!              [--watch tcp://127.0.0.1:0] [--watch-keepalive-ms 10000]
+//!              [--watch-broadcast tcp://127.0.0.1:0]
 //! ```
+//!
+//! `--watch-broadcast URL` (with `--watch`) also broadcasts each change
+//! there (`Options::watch_broadcast_url`) and prints `broadcast=URL` on
+//! the `ready` line.
 //!
 //! `--watch URL` also serves the watch protocol there (`Options::watch_url`),
 //! with `--watch-keepalive-ms` as `Options::watch_keepalive` (the library's
@@ -55,6 +60,10 @@ fn main() {
         Some(url) => options.watch_url(url),
         None => options,
     };
+    let options = match args.str("watch-broadcast") {
+        Some(url) => options.watch_broadcast_url(url),
+        None => options,
+    };
     let options = match args.str("watch-keepalive-ms") {
         Some(_) => options.watch_keepalive(ms("watch-keepalive-ms", 10_000)),
         None => options,
@@ -90,7 +99,10 @@ fn main() {
     let mut out = std::io::stdout().lock();
     let watch = server
         .watch_url()
-        .map_or(String::new(), |url| format!(" watch={url}"));
+        .map_or(String::new(), |url| format!(" watch={url}"))
+        + &server
+            .watch_broadcast_url()
+            .map_or(String::new(), |url| format!(" broadcast={url}"));
     let _ = writeln!(
         out,
         "ready survey={} publish={} first_publish_ms={}{watch}",

@@ -4,6 +4,7 @@
 //! ```text
 //! loadgen --survey tcp://127.0.0.1:PORT [--publish tcp://127.0.0.1:PORT]
 //!         [--watch tcp://127.0.0.1:PORT] [--watchers 0]
+//!         [--broadcast tcp://127.0.0.1:PORT]
 //!         [--peers 1000] [--hung 0] [--subs 0]
 //!         [--churn 0] [--churn-names new|same] [--churn-burst]
 //!         [--churn-delay-ms 1000]
@@ -18,7 +19,7 @@
 //! * `--announce`: each answering peer announces itself as soon as its SP
 //!   handshake is done, before any survey: one answer it was not asked for,
 //!   with request id `80 00 00 00` and its name as the body (see
-//!   `docs/parts/announce.md`). Without it (the default) peers only answer
+//!   `docs/PROTOCOL.md`, "Join announcement"). Without it (the default) peers only answer
 //!   surveys, as the Go original and nngcat do.
 //! * `--subs M` raw SUB connections record each list's arrival and length.
 //! * `--watchers W` REQ connections to the server's watch URL (`--watch`)
@@ -31,6 +32,18 @@
 //!   with `(0, 0)`. A watcher keeps its position across a reconnection (a
 //!   restarted server, whose epoch differs, answers it with a snapshot). It
 //!   does not time out a silent server: only a closed connection redials.
+//!   With `--broadcast URL` (the server's watch broadcast URL, as
+//!   `nng-discovery server --watch-broadcast` prints it) each watcher is a
+//!   broadcast **follower** instead (docs/PROTOCOL.md, "Watch broadcast"): it also
+//!   opens a SUB (`0x21`) connection there, and once both connections are
+//!   up asks for a snapshot with a plain `(0, 0)` request; then it applies
+//!   each delta broadcast that starts at its revision, ignores those that
+//!   end at or before it, and on anything else (a gap, a span across its
+//!   revision, a keepalive ahead, another epoch, a delta that does not
+//!   apply) sends a catch-up (a 17-byte follow request for its position,
+//!   flags `0x01`, answered at once), buffering broadcasts (the last 64)
+//!   until the reply. Nothing is held on the server between catch-ups. A
+//!   lost SUB connection asks for a catch-up once it is back.
 //!   Watchers count in the same outcome lines as subscribers (`full`,
 //!   `all_full`, `change`, `change_lost`; see below), so one generator
 //!   measures either kind, or both at once.
@@ -96,6 +109,8 @@
 //!   neither asked for, with `(0, 0)`, another epoch or a future
 //!   revision, nor smaller than the delta: only a watcher further behind
 //!   than the server's history should get one), `watch_stale` (replies to a request no longer waited for),
+//!   `follow_broadcasts` (broadcasts received by followers),
+//!   `follow_catchups` (catch-up requests sent), `rx_follow_bytes`,
 //!   and the bytes received per kind of connection (`rx_peer_bytes`,
 //!   `rx_sub_bytes`, `rx_watch_bytes`: everything the server wrote to
 //!   them, SP framing included), and `short_lists`: lists (or applied
@@ -147,10 +162,16 @@ fn main() {
         eprintln!("--watchers needs --watch (the server's watch URL)");
         std::process::exit(2);
     }
+    let broadcast = args.str("broadcast").map(parse_url);
+    if broadcast.is_some() && watch.is_none() {
+        eprintln!("--broadcast needs --watch (followers fetch snapshots there)");
+        std::process::exit(2);
+    }
     let config = Config {
         survey,
         publish,
         watch,
+        broadcast,
         watchers,
         peers: args.get("peers", 1000),
         hung: args.get("hung", 0),
@@ -294,6 +315,8 @@ enum Role {
     Peer(u32),
     Sub(u32),
     Watch(u32),
+    /// Watcher `w`'s SUB connection to the broadcast URL (`--broadcast`).
+    Follow(u32),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -368,6 +391,13 @@ struct WatchSub {
     /// The id of the request it waits for a reply to, if any.
     waiting: Option<u32>,
     last_id: u32,
+    /// `--broadcast`: its SUB connection, whether it is up, whether it
+    /// waits for a snapshot or catch-up (broadcasts are then buffered),
+    /// and the buffer.
+    sub_conn: Option<usize>,
+    sub_ready: bool,
+    asking: bool,
+    buffer: VecDeque<Vec<u8>>,
 }
 
 impl Default for WatchSub {
@@ -381,9 +411,16 @@ impl Default for WatchSub {
             state: Watcher::default(),
             waiting: None,
             last_id: 0,
+            sub_conn: None,
+            sub_ready: false,
+            asking: true,
+            buffer: VecDeque::new(),
         }
     }
 }
+
+/// Broadcasts a follower keeps while it waits for a reply.
+const FOLLOW_BUFFER: usize = 64;
 
 /// A membership change waiting to reach every subscriber and watcher.
 struct Change {
@@ -415,6 +452,8 @@ struct Config {
     survey: Endpoint,
     publish: Option<Endpoint>,
     watch: Option<Endpoint>,
+    /// `--broadcast`: watchers follow the broadcast there.
+    broadcast: Option<Endpoint>,
     watchers: u32,
     peers: u32,
     hung: u32,
@@ -462,6 +501,9 @@ struct Totals {
     /// held a list naming every answering peer before, holding fewer names
     /// than peers answer: a live peer missing (without churn or hangs).
     short_lists: u64,
+    follow_broadcasts: u64,
+    follow_catchups: u64,
+    rx_follow_bytes: u64,
 }
 
 struct Gen {
@@ -568,6 +610,11 @@ impl Gen {
         // the peers.
         let queue = (0..cfg.subs)
             .map(Role::Sub)
+            .chain(
+                (0..cfg.watchers)
+                    .filter(|_| cfg.broadcast.is_some())
+                    .map(Role::Follow),
+            )
             .chain((0..cfg.watchers).map(Role::Watch))
             .chain((0..total_peers).map(Role::Peer))
             .collect();
@@ -793,7 +840,7 @@ impl Gen {
     fn watch_fields(&self) -> String {
         let t = &self.totals;
         format!(
-            "watch_snapshots={} watch_deltas={} watch_keepalives={} watch_refused={} watch_smaller={} watch_unasked={} watch_stale={} rx_peer_bytes={} rx_sub_bytes={} rx_watch_bytes={} short_lists={}",
+            "watch_snapshots={} watch_deltas={} watch_keepalives={} watch_refused={} watch_smaller={} watch_unasked={} watch_stale={} follow_broadcasts={} follow_catchups={} rx_peer_bytes={} rx_sub_bytes={} rx_watch_bytes={} rx_follow_bytes={} short_lists={}",
             t.watch_snapshots,
             t.watch_deltas,
             t.watch_keepalives,
@@ -801,9 +848,12 @@ impl Gen {
             t.watch_smaller,
             t.watch_unasked,
             t.watch_stale,
+            t.follow_broadcasts,
+            t.follow_catchups,
             t.rx_peer_bytes,
             t.rx_sub_bytes,
             t.rx_watch_bytes,
+            t.rx_follow_bytes,
             t.short_lists,
         )
     }
@@ -976,6 +1026,11 @@ impl Gen {
                 Role::Peer(_) => &self.cfg.survey,
                 Role::Sub(_) => self.cfg.publish.as_ref().expect("subs need --publish"),
                 Role::Watch(_) => self.cfg.watch.as_ref().expect("watchers need --watch"),
+                Role::Follow(_) => self
+                    .cfg
+                    .broadcast
+                    .as_ref()
+                    .expect("followers need --broadcast"),
             };
             let mut stream = match endpoint.connect() {
                 Ok(s) => s,
@@ -1009,6 +1064,7 @@ impl Gen {
                 Role::Peer(s) => self.slots[s as usize].conn = Some(idx),
                 Role::Sub(s) => self.subs[s as usize].conn = Some(idx),
                 Role::Watch(w) => self.watchers[w as usize].conn = Some(idx),
+                Role::Follow(w) => self.watchers[w as usize].sub_conn = Some(idx),
             }
             self.inflight += 1;
         }
@@ -1031,6 +1087,7 @@ impl Gen {
                         Role::Peer(_) => RESPONDENT,
                         Role::Sub(_) => SUB,
                         Role::Watch(_) => watch::REQ,
+                        Role::Follow(_) => SUB,
                     };
                     let [hi, lo] = proto.to_be_bytes();
                     if self.send(idx, &[0, b'S', b'P', 0, hi, lo, 0, 0]).is_err() {
@@ -1104,6 +1161,7 @@ impl Gen {
                         Role::Peer(_) => &mut self.totals.rx_peer_bytes,
                         Role::Sub(_) => &mut self.totals.rx_sub_bytes,
                         Role::Watch(_) => &mut self.totals.rx_watch_bytes,
+                        Role::Follow(_) => &mut self.totals.rx_follow_bytes,
                     };
                     *counter += n as u64;
                     if !self.ingest(idx, &scratch[..n]) {
@@ -1167,6 +1225,7 @@ impl Gen {
                 Role::Peer(_) => SURVEYOR,
                 Role::Sub(_) => PUB,
                 Role::Watch(_) => watch::REP,
+                Role::Follow(_) => PUB,
             };
             let [hi, lo] = want.to_be_bytes();
             if src[..8] != [0, b'S', b'P', 0, hi, lo, 0, 0] {
@@ -1184,16 +1243,26 @@ impl Gen {
                     return (pos, false);
                 }
             }
+            // A follower asks once its SUB connection is up too.
             if let Role::Watch(w) = role {
-                if self.send_watch_request(idx, w).is_err() {
+                let ask = self.cfg.broadcast.is_none() || self.watchers[w as usize].sub_ready;
+                if ask && self.send_watch_request(idx, w).is_err() {
                     return (pos, false);
                 }
+            }
+            if let Role::Follow(w) = role {
+                self.follow_sub_up(w);
             }
         }
         let hl = match role {
             Role::Peer(_) => self.cfg.survey.frame_header(),
             Role::Sub(_) => self.cfg.publish.as_ref().map_or(8, Endpoint::frame_header),
             Role::Watch(_) => self.cfg.watch.as_ref().map_or(8, Endpoint::frame_header),
+            Role::Follow(_) => self
+                .cfg
+                .broadcast
+                .as_ref()
+                .map_or(8, Endpoint::frame_header),
         };
         loop {
             let avail = src.len() - pos;
@@ -1221,6 +1290,7 @@ impl Gen {
                     true
                 }
                 Role::Watch(w) => self.on_watch_reply(idx, w, payload),
+                Role::Follow(w) => self.on_broadcast(w, payload),
             };
             if !ok {
                 return (pos, false);
@@ -1250,6 +1320,11 @@ impl Gen {
                 state.ready = true;
                 state.backoff.reset();
                 self.ready_watchers += 1;
+            }
+            Role::Follow(w) => {
+                let state = &mut self.watchers[w as usize];
+                state.sub_ready = true;
+                state.backoff.reset();
             }
         }
         if !self.announced_connected
@@ -1449,9 +1524,115 @@ impl Gen {
         if hl == 9 {
             frame.push(1);
         }
-        frame.extend_from_slice(&((4 + watch::REQUEST_BODY) as u64).to_be_bytes());
-        watch::encode_request(id, state.state.request(), &mut frame);
+        let at = state.state.request();
+        // A follower's catch-up carries the follow flag (answered at once);
+        // its snapshot request is a plain (0, 0).
+        let follow = self.cfg.broadcast.is_some() && at.is_real();
+        let len = 4 + watch::REQUEST_BODY + usize::from(follow);
+        frame.extend_from_slice(&(len as u64).to_be_bytes());
+        if follow {
+            watch::encode_follow_request(id, at, &mut frame);
+            self.totals.follow_catchups += 1;
+        } else {
+            watch::encode_request(id, at, &mut frame);
+        }
+        if self.cfg.broadcast.is_some() {
+            self.watchers[w as usize].asking = true;
+        }
         self.send(idx, &frame)
+    }
+
+    /// Follower `w` needs a snapshot or a catch-up: asks now if its REQ
+    /// connection is up and no request is out, else when it comes up.
+    fn follow_ask(&mut self, w: u32) -> io::Result<()> {
+        let state = &mut self.watchers[w as usize];
+        state.asking = true;
+        match (state.conn, state.ready, state.sub_ready, state.waiting) {
+            (Some(idx), true, true, None) => self.send_watch_request(idx, w),
+            _ => Ok(()),
+        }
+    }
+
+    /// Follower `w`'s SUB connection is up (again).
+    fn follow_sub_up(&mut self, w: u32) {
+        if self.follow_ask(w).is_err() {
+            if let Some(idx) = self.watchers[w as usize].conn {
+                self.close(idx, true);
+            }
+        }
+    }
+
+    /// A broadcast on follower `w`'s SUB connection. False closes it (not
+    /// a broadcast).
+    fn on_broadcast(&mut self, w: u32, payload: &[u8]) -> bool {
+        self.totals.follow_broadcasts += 1;
+        if let Err(e) = watch::parse_broadcast(payload) {
+            eprintln!("loadgen: follower {w}: {e}");
+            return false;
+        }
+        let state = &mut self.watchers[w as usize];
+        if state.asking {
+            if state.buffer.len() >= FOLLOW_BUFFER {
+                state.buffer.pop_front();
+            }
+            state.buffer.push_back(payload.to_vec());
+            return true;
+        }
+        let changed = self.follow_one(w, payload);
+        if changed {
+            self.watcher_changed(w, Instant::now());
+        }
+        true
+    }
+
+    /// Applies one broadcast to follower `w`, which holds a position:
+    /// returns whether its names changed; asks for a catch-up (buffering
+    /// `payload`) or a snapshot when it does not follow on.
+    fn follow_one(&mut self, w: u32, payload: &[u8]) -> bool {
+        let Ok(b) = watch::parse_broadcast(payload) else {
+            return false;
+        };
+        let state = &mut self.watchers[w as usize];
+        match watch::next_step(state.state.request(), &b) {
+            watch::Next::Ignore => false,
+            watch::Next::Apply => match state.state.apply_broadcast(&b, &mut self.dec) {
+                Applied::Delta { .. } => true,
+                _ => {
+                    // Refused: the position is dropped, a snapshot asked.
+                    self.totals.watch_refused += 1;
+                    let _ = self.follow_ask(w);
+                    false
+                }
+            },
+            watch::Next::CatchUp => {
+                state.buffer.push_back(payload.to_vec());
+                let _ = self.follow_ask(w);
+                false
+            }
+        }
+    }
+
+    /// After a reply to follower `w`: replays its buffer (those of another
+    /// epoch, or ending at or before its revision, are dropped); returns
+    /// whether its names changed. A gap among them asks again.
+    fn follow_replay(&mut self, w: u32) -> bool {
+        let state = &mut self.watchers[w as usize];
+        state.asking = false;
+        let epoch = state.state.request().epoch;
+        let buffered = std::mem::take(&mut state.buffer);
+        let mut changed = false;
+        for msg in buffered {
+            let state = &mut self.watchers[w as usize];
+            if state.asking {
+                state.buffer.push_back(msg);
+                continue;
+            }
+            if watch::parse_broadcast(&msg).map_or(true, |b| b.epoch != epoch) {
+                continue;
+            }
+            changed |= self.follow_one(w, &msg);
+        }
+        changed
     }
 
     /// A reply on watcher `w`'s connection `idx`: applies it, asks again at
@@ -1476,7 +1657,8 @@ impl Gen {
         state.waiting = None;
         let applied = state.state.apply(&reply, &mut self.dec);
         let count = state.state.names.len();
-        let changed = match applied {
+        let refused = matches!(applied, Applied::Refused(_));
+        let mut changed = match applied {
             Applied::Snapshot { why } => {
                 self.totals.watch_snapshots += 1;
                 match why {
@@ -1499,7 +1681,17 @@ impl Gen {
                 false
             }
         };
-        if self.send_watch_request(idx, w).is_err() {
+        if self.cfg.broadcast.is_some() {
+            // A follower asks again only when it must: a refused reply
+            // wants a snapshot; otherwise the buffered broadcasts follow.
+            if refused {
+                if self.follow_ask(w).is_err() {
+                    return false;
+                }
+            } else {
+                changed |= self.follow_replay(w);
+            }
+        } else if self.send_watch_request(idx, w).is_err() {
             return false;
         }
         let t = self.t(now);
@@ -1515,9 +1707,17 @@ impl Gen {
                 reply.at.revision
             );
         }
-        if !changed {
-            return true;
+        if changed {
+            self.watcher_changed(w, now);
         }
+        true
+    }
+
+    /// Watcher `w`'s names changed: books its fullness and the changes
+    /// it now reflects.
+    fn watcher_changed(&mut self, w: u32, now: Instant) {
+        let t = self.t(now);
+        let count = self.watchers[w as usize].state.names.len();
         let full = count == self.answering;
         let state = &mut self.watchers[w as usize];
         if state.announced && count < self.answering {
@@ -1530,12 +1730,11 @@ impl Gen {
         self.count_full(was_full, full, now);
         if !self.pending.is_empty() {
             let f = self.subs.len() + w as usize;
-            // A bit test per pending change: this runs for every reply.
+            // A bit test per pending change: this runs for every update.
             let held = &self.watchers[w as usize].state.names;
             mark_changes(&mut self.pending, f, now, |c| held.contains(c.id));
             self.finish_changes(now);
         }
-        true
     }
 
     /// `--track-joins`: books the peers that `list` (a list body not seen
@@ -1632,7 +1831,7 @@ impl Gen {
         match role {
             Role::Peer(s) => self.slots[s as usize].backoff.next_wait(random),
             Role::Sub(s) => self.subs[s as usize].backoff.next_wait(random),
-            Role::Watch(w) => self.watchers[w as usize].backoff.next_wait(random),
+            Role::Watch(w) | Role::Follow(w) => self.watchers[w as usize].backoff.next_wait(random),
         }
     }
 
@@ -1679,6 +1878,13 @@ impl Gen {
                     self.ready_watchers -= 1;
                 }
                 self.follower_gone(self.subs.len() + w as usize, was_full);
+            }
+            Role::Follow(w) => {
+                // Broadcasts may be lost until it is back: then catch up.
+                let state = &mut self.watchers[w as usize];
+                state.sub_conn = None;
+                state.sub_ready = false;
+                state.asking = true;
             }
         }
         if reconnect {
