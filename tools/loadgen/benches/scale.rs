@@ -1196,6 +1196,8 @@ fn watch_run(meter: &Meter, plan: &WatchPlan, follow: Follow) -> Result<WatchRun
         s("--report-ms"),
         s("100"),
         s("--redial"),
+        // Peers that are this crate's clients announce themselves.
+        s("--announce"),
     ];
     match follow {
         Follow::Nobody => {}
