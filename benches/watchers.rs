@@ -1,26 +1,24 @@
-//! Many clients in one process that all follow the list (issue 14's
-//! in-process figure): `Client::with_watch` against
-//! `Client::with_subscription`, same server options, same run.
+//! Many clients in one process that all follow the list: `Client::with_watch`
+//! against a server with a watch broadcast URL (the broadcast), against one
+//! without (REQ/REP watch), and `Client::with_subscription` (classic), same
+//! server options, same run.
 //!
 //! For each kind and count N: the time from creating the first of N clients
 //! until every client's `peers()` holds all N names ("all listed"), and
 //! the time from dropping the first until an observer sees the empty list
 //! ("all dropped"). Prints one row per case.
 //!
-//! `cargo bench --bench watchers` (N = 200 for both kinds, then 1,000 for
-//! the watch protocol only; `CLASSIC_MAX=1000` runs the classic 1,000 too,
-//! which takes minutes).
+//! `cargo bench --bench watchers` (N = 200 for every kind, then 1,000 for
+//! the broadcast only; `CLASSIC_MAX=1000` and `WATCH_MAX=1000` run the
+//! classic and REQ/REP 1,000 too, which take minutes).
 //!
 //! `ONLY_N=N` runs the rows of that N only (any N). Per run it also prints
 //! the time the drop loop itself took with the slowest single drop, and
 //! the server's publish and watch counters, on standard error.
 //!
-//! The observer's lists are read as they come. (Until 2026-12-02 the bench
-//! read them only at the end: a latest-wins channel then held nothing,
-//! because the final empty list equals the first list read, and runs
-//! failed with "the empty list: Timeout". That was taken for a watcher
-//! that stopped receiving; traced, the watcher was current and its merge
-//! delivered the empty list, which the channel rightly did not repeat.)
+//! The observer's lists are read as they come: a latest-wins channel left
+//! unread holds only a list that differs from the last one read, and the
+//! final empty list equals the first.
 
 use std::time::{Duration, Instant};
 
@@ -28,6 +26,7 @@ use nng_discovery::{Client, Options, Server, Subscriber};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
+    Broadcast,
     Watch,
     Classic,
 }
@@ -37,6 +36,10 @@ fn run(kind: Kind, n: usize) -> (Duration, Duration) {
         .poll_interval(Duration::from_secs(5))
         .survey_time(Duration::from_millis(500))
         .watch_url("tcp://127.0.0.1:0");
+    let options = match kind {
+        Kind::Broadcast => options.watch_broadcast_url("tcp://127.0.0.1:0"),
+        Kind::Watch | Kind::Classic => options,
+    };
     let server = Server::new("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", options).expect("server");
     let watch = server.watch_url().expect("watch URL").to_owned();
     let observer = Subscriber::watch(&watch).expect("observer");
@@ -65,7 +68,9 @@ fn run(kind: Kind, n: usize) -> (Duration, Duration) {
         .map(|i| {
             let name = format!("http://10.0.{}.{}:8080", i / 250, i % 250);
             match kind {
-                Kind::Watch => Client::with_watch(server.survey_url(), &watch, &name),
+                Kind::Broadcast | Kind::Watch => {
+                    Client::with_watch(server.survey_url(), &watch, &name)
+                }
                 Kind::Classic => {
                     Client::with_subscription(server.survey_url(), server.publish_url(), &name)
                 }
@@ -109,8 +114,15 @@ fn run(kind: Kind, n: usize) -> (Duration, Duration) {
     };
     let s = server.stats();
     eprintln!(
-        "  server: {} publishes, {} bytes published, watch: {} snapshots, {} deltas",
-        s.publishes, s.bytes_published, s.watch_snapshots, s.watch_deltas
+        "  server: {} publishes, {} bytes published, {} announcements, {} surveys; watch: {} snapshots, {} deltas, {} broadcasts, {} offers",
+        s.publishes,
+        s.bytes_published,
+        s.announcements,
+        s.surveys_sent,
+        s.watch_snapshots,
+        s.watch_deltas,
+        s.watch_broadcasts,
+        s.watch_offers
     );
     drop(observer);
     reading.join().expect("the observer's reader");
@@ -123,6 +135,10 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
+    let watch_max: usize = std::env::var("WATCH_MAX")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
     let only: Option<usize> = std::env::var("ONLY_N").ok().and_then(|v| v.parse().ok());
     println!("| clients following the list | N | all listed | all dropped |");
     println!("|---|---|---|---|");
@@ -132,14 +148,15 @@ fn main() {
     };
     let cases = sizes
         .into_iter()
-        .flat_map(|n| [(Kind::Watch, n), (Kind::Classic, n)]);
+        .flat_map(|n| [(Kind::Broadcast, n), (Kind::Watch, n), (Kind::Classic, n)]);
     for (kind, n) in cases {
-        if kind == Kind::Classic && n > classic_max {
+        if (kind == Kind::Classic && n > classic_max) || (kind == Kind::Watch && n > watch_max) {
             continue;
         }
         let (listed, dropped) = run(kind, n);
         let what = match kind {
-            Kind::Watch => "`Client::with_watch`",
+            Kind::Broadcast => "`Client::with_watch`, broadcast",
+            Kind::Watch => "`Client::with_watch`, REQ/REP",
             Kind::Classic => "`Client::with_subscription`",
         };
         println!("| {what} | {n} | {listed:.2?} | {dropped:.2?} |");

@@ -1,4 +1,4 @@
-//! Server options.
+//! Options for servers, clients and subscribers, and the settings each role reads from them (validated once).
 
 use std::time::Duration;
 
