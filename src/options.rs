@@ -260,17 +260,19 @@ impl Options {
     /// [`Server::watch_broadcast_url`](crate::Server::watch_broadcast_url).
     /// Offered as bound: a wildcard host (`0.0.0.0`, `[::]`) is replaced
     /// by followers with the host of the watch URL they dialed.
+    #[must_use = "a setter returns the changed Options; use it"]
     pub fn watch_broadcast_url(mut self, url: impl Into<String>) -> Self {
         self.watch_broadcast_url = Some(url.into());
         self
     }
 
     /// Whether watchers ([`Subscriber::watch_with_options`](crate::Subscriber::watch_with_options),
-    /// [`Client::with_watch_options`](crate::Client::with_watch_options))
+    /// a client built with [`ClientBuilder::watch`](crate::ClientBuilder::watch))
     /// follow a server's broadcast when it offers one (default `true`):
     /// they then fetch only snapshots and catch-ups over the watch URL and
     /// take each change from the broadcast. `false` watches over REQ/REP
     /// only, as watchers did before broadcasts existed.
+    #[must_use = "a setter returns the changed Options; use it"]
     pub fn watch_follow(mut self, on: bool) -> Self {
         self.watch_follow = on;
         self
@@ -381,7 +383,10 @@ impl Options {
     }
 
     /// The TLS settings, if any.
-    #[deprecated(since = "0.2.0", note = "read options.server_settings()?.tls")]
+    #[deprecated(
+        since = "0.2.0",
+        note = "read options.client_settings()?.dial.tls, or server_settings()?.tls"
+    )]
     pub fn get_tls(&self) -> Option<&crate::Tls> {
         self.tls.as_deref()
     }
@@ -477,8 +482,11 @@ impl Options {
         note = "read options.server_settings()?.first_publish_delay"
     )]
     pub fn get_first_publish_delay(&self) -> Duration {
-        self.first_publish_delay
-            .unwrap_or(2 * self.reconnect_max + self.survey_time)
+        self.first_publish_delay.unwrap_or(
+            self.reconnect_max
+                .saturating_mul(2)
+                .saturating_add(self.survey_time),
+        )
     }
 
     /// How long the server gives a new connection to announce itself
@@ -645,6 +653,28 @@ impl Options {
         if self.max_connections == Some(0) {
             return bad("max_connections", "must be at least 1".into());
         }
+        let first_publish_delay = self.first_publish_delay.unwrap_or(
+            self.reconnect_max
+                .saturating_mul(2)
+                .saturating_add(self.survey_time),
+        );
+        if first_publish_delay > MAX_ANNOUNCE_GRACE {
+            return bad(
+                "first_publish_delay",
+                format!(
+                    "{first_publish_delay:?} (2 x reconnect_max + survey_time unless set) is longer than a day"
+                ),
+            );
+        }
+        if self.announce_grace > MAX_ANNOUNCE_GRACE {
+            return bad(
+                "announce_grace",
+                format!(
+                    "{:?} is longer than a day ({MAX_ANNOUNCE_GRACE:?}): for peers that never announce, use a short grace",
+                    self.announce_grace
+                ),
+            );
+        }
         if let Some(mode) = self.ipc_permissions {
             if mode > 0o777 {
                 return bad(
@@ -758,9 +788,11 @@ impl Options {
             publish_gap: self.publish_gap,
             max_peers: self.max_peers,
             event_driven: self.event_driven,
-            first_publish_delay: self
-                .first_publish_delay
-                .unwrap_or(2 * self.reconnect_max + self.survey_time),
+            first_publish_delay: self.first_publish_delay.unwrap_or(
+                self.reconnect_max
+                    .saturating_mul(2)
+                    .saturating_add(self.survey_time),
+            ),
             announce_grace: self.announce_grace,
             watch_url: self.watch_url.clone(),
             watch_broadcast_url: self.watch_broadcast_url.clone(),
@@ -839,6 +871,10 @@ impl Options {
         })
     }
 }
+
+/// The longest [`Options::announce_grace`] and
+/// [`Options::first_publish_delay`] accepted.
+const MAX_ANNOUNCE_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 /// Headroom [`default_max_connections`] leaves below the file limit for
 /// the process's other files (its own, NNG's, the library user's).
@@ -1115,6 +1151,42 @@ mod tests {
         assert_eq!(follow.silence_timeout, Duration::from_millis(600));
         assert_eq!(follow.watch_keepalive, Duration::from_millis(300));
         assert_eq!(follow.dial, client.dial);
+    }
+
+    #[test]
+    fn huge_durations_are_refused_or_saturate_never_panic() {
+        let e = Options::default()
+            .announce_grace(Duration::MAX)
+            .server_settings()
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::InvalidOption {
+                    option: "announce_grace",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(Options::default()
+            .announce_grace(Duration::from_secs(3600))
+            .server_settings()
+            .is_ok());
+        let e = Options::default()
+            .reconnect_max(Duration::MAX)
+            .server_settings()
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::InvalidOption {
+                    option: "first_publish_delay",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -294,24 +294,21 @@ impl Client {
             name: service.to_owned(),
             reason,
         })?;
-        // Each role's settings, validated once.
+        // Each role's settings and every URL, validated once, before any
+        // socket opens.
         let settings = options.client_settings()?;
         let survey_urls = urls::checked(survey_urls)?;
-        let subscriber = match follow {
+        let follow = match follow {
             Follow::Nothing => None,
-            Follow::Publish(urls) => Some(Subscriber::open_publish(
-                urls::checked(&urls)?,
-                &options.follow_settings()?,
-            )?),
-            Follow::Watch(urls) => Some(Subscriber::open_watch(
-                urls::checked(&urls)?,
-                &options.follow_settings()?,
-            )?),
+            Follow::Publish(urls) => {
+                Some((false, urls::checked(&urls)?, options.follow_settings()?))
+            }
+            Follow::Watch(urls) => Some((true, urls::checked(&urls)?, options.follow_settings()?)),
         };
         // Raw mode: NNG 1.4's cooked respondent can touch a freed connection
-        // when one closes with a survey pending (NNG issue 1959; see
-        // tests/respondent_stress.rs). The raw socket queues messages, not
-        // connections, and routes each answer by the id in its header.
+        // when one closes with a survey pending (see nng::workarounds). The
+        // raw socket queues messages, not connections, and routes each
+        // answer by the id in its header.
         let socket = RawSocket::new(Protocol::Respondent0)
             .map_err(Error::nng("open a raw RESPONDENT socket"))?
             .socket;
@@ -326,12 +323,17 @@ impl Client {
                 wake.raise();
             }
         })?;
-        // Every URL is checked before any is dialed (and when starting
-        // unavailable all the same: a bad URL must not wait to be found
-        // until `set_available(true)`).
+        // Every URL is checked before any is dialed, and before the
+        // subscription starts (and when starting unavailable all the same:
+        // a bad URL must not wait to be found until `set_available(true)`).
         for url in &survey_urls {
             transport::check_dial_url(&socket, url, &settings.dial)?;
         }
+        let subscriber = match follow {
+            None => None,
+            Some((false, urls, follow)) => Some(Subscriber::open_publish(urls, &follow)?),
+            Some((true, urls, follow)) => Some(Subscriber::open_watch(urls, &follow)?),
+        };
         let dialers = if settings.available {
             let mut dialers = Vec::with_capacity(survey_urls.len());
             for url in &survey_urls {
@@ -349,14 +351,25 @@ impl Client {
             None
         };
 
-        let (stopper, surveys) = receiver::receiver(&socket)?;
         let name = service.to_owned();
         let counter = std::sync::Arc::default();
         let count = std::sync::Arc::clone(&counter);
-        let thread = std::thread::Builder::new()
-            .name("nng-discovery-client".into())
-            .spawn(move || answer_surveys(surveys, connected, woken, name, &count))
-            .map_err(Error::spawn)?;
+        let started = receiver::receiver(&socket).and_then(|(stopper, surveys)| {
+            std::thread::Builder::new()
+                .name("nng-discovery-client".into())
+                .spawn(move || answer_surveys(surveys, connected, woken, name, &count))
+                .map(|thread| (stopper, thread))
+                .map_err(Error::spawn)
+        });
+        let (stopper, thread) = match started {
+            Ok(started) => started,
+            Err(e) => {
+                // No connection attempt is left half-made (see Link).
+                link.close(dialers.into_iter().flatten());
+                socket.close();
+                return Err(e);
+            }
+        };
         Ok(Client {
             service: service.to_owned(),
             survey_urls,

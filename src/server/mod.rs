@@ -24,7 +24,7 @@ use crate::nng::transport;
 use crate::options::Options;
 use crate::server::early::Early;
 use crate::server::membership::{AnswerOutcome, Membership};
-use crate::server::schedule::{Action, Behind, Schedule, Verdict};
+use crate::server::schedule::{Action, Behind, RecentAnswers, Schedule, Verdict};
 use crate::server::stats::Stats;
 use crate::subscriber::mailbox::Mailbox;
 use crate::wire::{self, MAX_NAME_LEN};
@@ -248,7 +248,7 @@ impl Server {
             shared_stats: Arc::clone(&stats),
             round_seq: None,
             round_answers: 0,
-            round_last_answer: None,
+            round_recent: RecentAnswers::default(),
             watch: watch_core,
             peer_host: options.require_peer_host.then(|| Arc::clone(&gate)),
             started: Instant::now(),
@@ -416,8 +416,8 @@ struct Core {
     round_seq: Option<u32>,
     /// Answers to `round_seq` so far.
     round_answers: u64,
-    /// When the last answer to `round_seq` was taken.
-    round_last_answer: Option<Instant>,
+    /// When the latest answers to `round_seq` were taken.
+    round_recent: RecentAnswers,
     /// The watch protocol's state, with a watch URL.
     watch: Option<WatchCore>,
     /// With `require_peer_host`: the gate, which knows each connection's
@@ -529,7 +529,7 @@ impl Core {
                 self.send_survey();
                 self.round_seq = Some(self.seq);
                 self.round_answers = 0;
-                self.round_last_answer = None;
+                self.round_recent.reset();
             }
             Action::Survey => self.send_survey(),
             Action::EndRound => {
@@ -539,7 +539,9 @@ impl Core {
                     self.on_answer(msg);
                 }
                 let unread = self.answers_unread(answers);
-                let verdict = self.schedule.close_round(unread, self.round_last_answer);
+                let verdict = self
+                    .schedule
+                    .close_round(unread, self.round_recent.burst_since());
                 self.end_round(verdict, now);
             }
             Action::Publish => self.publish(),
@@ -689,7 +691,7 @@ impl Core {
         }
         if self.round_seq == Some(id) {
             self.round_answers += 1;
-            self.round_last_answer = Some(Instant::now());
+            self.round_recent.record(Instant::now());
         }
         match self.membership.answer(pipe, name) {
             AnswerOutcome::Joined => {

@@ -291,7 +291,9 @@ impl<K: Copy + Eq + Hash> JoinSurveys<K> {
     pub(crate) fn due_at(&self) -> Option<Instant> {
         let (arrived, _) = *self.arrivals.front()?;
         let max_wait = max_join_wait(self.connections);
-        let heard_by = arrived + self.grace_at(arrived);
+        let heard_by = arrived
+            .checked_add(self.grace_at(arrived))
+            .unwrap_or(arrived + max_wait);
         let latest = (arrived + max_wait).max(heard_by);
         let short = (self.cost() - self.credit).max(0.0) / EXTRA_SURVEY_ANSWERS_PER_SEC;
         let funded = self.credit_at + Duration::from_secs_f64(short.min(max_wait.as_secs_f64()));
@@ -403,7 +405,8 @@ impl RoundWatch {
 
     /// The round's end was due at `due` and taken at `now`; `unread` tells
     /// whether answers were still queued unread then, and `last_answer`
-    /// when the last answer to the round was taken.
+    /// when the round's answers were last still arriving in a burst (see
+    /// [`RecentAnswers::burst_since`]).
     pub(crate) fn close(
         &mut self,
         due: Instant,
@@ -422,6 +425,44 @@ impl RoundWatch {
         } else {
             Verdict::Counted
         }
+    }
+}
+
+/// How many of a round's answers must have come in during its last
+/// tolerance for the round to count as "still arriving" (a backlog the
+/// server was working through): one straggler, or a few peers on a slow
+/// link, is not a backlog, and must not keep every round uncounted, which
+/// would keep hung peers listed.
+pub(crate) const BACKLOG_ANSWERS: usize = 16;
+
+/// The times of a round's latest [`BACKLOG_ANSWERS`] answers: whether the
+/// round ended with a burst of answers still coming in.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RecentAnswers {
+    times: std::collections::VecDeque<Instant>,
+}
+
+impl RecentAnswers {
+    /// A new round: no answers yet.
+    pub(crate) fn reset(&mut self) {
+        self.times.clear();
+    }
+
+    /// An answer to the round was taken at `now`.
+    pub(crate) fn record(&mut self, now: Instant) {
+        if self.times.len() == BACKLOG_ANSWERS {
+            self.times.pop_front();
+        }
+        self.times.push_back(now);
+    }
+
+    /// When the [`BACKLOG_ANSWERS`]-th latest answer was taken; `None`
+    /// while fewer have come: then the latest answers all came after this
+    /// time, and a round whose end follows it closely ended in a burst.
+    pub(crate) fn burst_since(&self) -> Option<Instant> {
+        (self.times.len() == BACKLOG_ANSWERS)
+            .then(|| self.times.front().copied())
+            .flatten()
     }
 }
 
@@ -739,6 +780,38 @@ mod tests {
 
     /// The default announcement grace.
     const ANNOUNCE_GRACE: Duration = Duration::from_millis(5);
+
+    #[test]
+    fn a_straggler_is_not_a_backlog_but_a_burst_is() {
+        let t0 = Instant::now();
+        let due = t0 + ms(1000);
+        let mut recent = RecentAnswers::default();
+        // Many answers early, and one straggler just before the end.
+        for i in 0..100 {
+            recent.record(t0 + ms(i));
+        }
+        recent.record(due - ms(1));
+        let mut watch = RoundWatch::new(ms(1000));
+        watch.started(t0);
+        assert_eq!(
+            watch.close(due, due, false, recent.burst_since()),
+            Verdict::Counted,
+            "one late answer must not keep hung peers listed"
+        );
+        // A burst: the last BACKLOG_ANSWERS answers all in the final tenth.
+        for i in 0..BACKLOG_ANSWERS as u64 {
+            recent.record(due - ms(50) + ms(i));
+        }
+        watch.started(t0);
+        assert_eq!(
+            watch.close(due, due, false, recent.burst_since()),
+            Verdict::NotCounted(Behind::StillArriving)
+        );
+        // Fewer answers than a burst in all: never "still arriving".
+        recent.reset();
+        recent.record(due - ms(1));
+        assert_eq!(recent.burst_since(), None);
+    }
 
     #[test]
     fn the_default_grace_is_the_options_default() {
