@@ -206,9 +206,9 @@ fn our_client_answers_an_nngcat_surveyor() {
         "--quoted",
     ]);
     // The client redials until nngcat listens, whichever starts first. It
-    // announces itself on connecting: nngcat (cooked, NNG 1.5.2) has no
-    // survey with that id open and drops it; what it prints is the answer
-    // to its own survey.
+    // announces itself on connecting, which a cooked surveyor (NNG 1.5.2)
+    // has no survey open for; whatever nngcat makes of that, the client
+    // must be listed by it: it answers nngcat's own surveys.
     let client = Client::new(&url, "http://10.0.0.9:8080").expect("client");
     nngcat.expect(r#""http://10.0.0.9:8080""#);
     // And the next survey's, a second later: the client answers on.
