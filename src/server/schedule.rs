@@ -855,10 +855,12 @@ mod tests {
         )
     }
 
-    /// A key no other connection in these tests has.
+    /// A key no other connection in these tests has: above every index
+    /// `simulate` gives its arrivals (tests run in parallel and share the
+    /// counter, so a key from 1 up could close one of those at random).
     fn fresh_key() -> u64 {
         use std::sync::atomic::{AtomicU64, Ordering};
-        static NEXT: AtomicU64 = AtomicU64::new(1);
+        static NEXT: AtomicU64 = AtomicU64::new(1 << 40);
         NEXT.fetch_add(1, Ordering::Relaxed)
     }
 
