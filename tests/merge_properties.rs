@@ -110,7 +110,8 @@ proptest! {
                     now += Duration::from_millis(*ms);
                     merge.tick(now)
                 }
-            };
+            }
+            .map(|list| list.to_vec());
             let want = model.apply(op, now, timeout);
             prop_assert_eq!(&got, &want, "after {:?} at +{:?}", op, now - t0);
 
@@ -212,8 +213,8 @@ mod pipeline {
         }
         let reply = decode_reply(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
         match server.watcher.apply(&reply) {
-            Ok(Some(list)) => Ok(merge.report(i, list, now)),
-            Ok(None) => Ok(merge.heard(i, now)),
+            Ok(Some(list)) => Ok(merge.report(i, list, now).map(|l| l.to_vec())),
+            Ok(None) => Ok(merge.heard(i, now).map(|l| l.to_vec())),
             Err(e) => Err(TestCaseError::fail(format!("honest reply refused: {e}"))),
         }
     }
@@ -229,7 +230,7 @@ mod pipeline {
     ) -> Option<Vec<String>> {
         server.connected = false;
         server.watcher.forget();
-        merge.gone(i, now)
+        merge.gone(i, now).map(|l| l.to_vec())
     }
 
     pub fn new_server(epoch: u64, list: &BTreeSet<String>) -> Server {

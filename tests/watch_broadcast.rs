@@ -250,7 +250,7 @@ fn a_follower_that_misses_broadcasts_catches_up_and_never_delivers_a_wrong_list(
         joined: joined.iter().map(|n| n.to_string()).collect(),
         left: left.iter().map(|n| n.to_string()).collect(),
     };
-    // The probe, then (once the SUB is up) a plain snapshot request.
+    // The probe, then a plain snapshot request.
     assert_eq!(request(), (Position::NOTHING, watch_wire::CAN_FOLLOW));
     let mut body = Vec::new();
     watch_wire::encode_offer(at(1), &offered, &mut body);
@@ -263,6 +263,12 @@ fn a_follower_that_misses_broadcasts_catches_up_and_never_delivers_a_wrong_list(
     watch_wire::encode_snapshot(at(1), ["a"], &mut body);
     reply(body);
     expect(&changes, &["a"]);
+    // The SUB connection came up while the snapshot was asked for: what
+    // changed before it could carry broadcasts is asked for once.
+    assert_eq!(request(), (at(1), watch_wire::CAN_FOLLOW), "a catch-up");
+    let mut body = Vec::new();
+    watch_wire::encode_keepalive(at(1), &mut body);
+    reply(body);
     // In sequence.
     broadcast(delta(1, 2, &["b"], &[]));
     expect(&changes, &["a", "b"]);
@@ -410,6 +416,75 @@ fn an_unreachable_broadcast_falls_back_to_req_rep() {
     expect(&changes, &["a"]);
     // Then the classic loop: a request for the position held.
     assert_eq!(request(), (at, 0));
+    watcher.shutdown();
+}
+
+/// An offered broadcast URL that comes up only after the watcher fell
+/// back to REQ/REP (a listener too busy to accept in time): once its
+/// connection is up, the watcher follows the broadcast again, catching up
+/// from the list it holds.
+#[test]
+fn a_broadcast_that_connects_late_is_followed_again() {
+    let rep = Socket::new(Protocol::Rep0).expect("REP");
+    rep.set_opt::<RecvTimeout>(Some(patience()))
+        .expect("timeout");
+    let rep_url = listen(&rep);
+    // A port nothing listens on yet.
+    let (late, _) = common::reserved_tcp_urls();
+    let o = Options::default()
+        .watch_keepalive(slow(Duration::from_millis(500)))
+        .reconnect_max(Duration::from_millis(200));
+    let watcher = Subscriber::watch_with_options(rep_url.as_str(), &o).expect("watcher");
+    let changes = watcher.changes();
+    let request = || {
+        let msg = rep.recv().expect("a request");
+        watch_wire::decode_request_flags(msg.as_slice())
+    };
+    let reply = |body: Vec<u8>| rep.send(Message::from(&body[..])).expect("reply");
+    let at = Position::new(0xface, 3);
+    assert_eq!(request(), (Position::NOTHING, watch_wire::CAN_FOLLOW));
+    let mut body = Vec::new();
+    watch_wire::encode_offer(at, &late, &mut body);
+    reply(body);
+    assert_eq!(request(), (Position::NOTHING, 0), "a plain (0, 0)");
+    let mut body = Vec::new();
+    watch_wire::encode_snapshot(at, ["a"], &mut body);
+    reply(body);
+    expect(&changes, &["a"]);
+    // Fallen back: the classic loop from the position held.
+    assert_eq!(request(), (at, 0));
+    // The broadcast comes up: the watcher connects and catches up.
+    let publisher = Socket::new(Protocol::Pub0).expect("PUB");
+    let (up_tx, sub_up) = crossbeam_channel::unbounded();
+    publisher
+        .pipe_notify(move |_, e| {
+            if e == PipeEvent::AddPost {
+                let _ = up_tx.send(());
+            }
+        })
+        .expect("pipe_notify");
+    let _listener = nng::Listener::new(&publisher, &late).expect("listen on the offered URL");
+    sub_up
+        .recv_timeout(patience())
+        .expect("the watcher connected");
+    assert_eq!(request(), (at, watch_wire::CAN_FOLLOW), "a catch-up");
+    let mut body = Vec::new();
+    watch_wire::encode_keepalive(at, &mut body);
+    reply(body);
+    // Following: a broadcast delta reaches the list.
+    let mut body = Vec::new();
+    watch_wire::encode_broadcast(
+        &Broadcast::Delta {
+            epoch: at.epoch,
+            from: at.revision,
+            to: at.revision + 1,
+            joined: vec!["b".to_string()],
+            left: vec![],
+        },
+        &mut body,
+    );
+    publisher.send(Message::from(&body[..])).expect("publish");
+    expect(&changes, &["a", "b"]);
     watcher.shutdown();
 }
 

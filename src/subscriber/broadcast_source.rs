@@ -16,14 +16,17 @@
 //!   applied with a [`WatchState`], the next request sent at once), as
 //!   [`WatchSource`](crate::subscriber::watch_source::WatchSource) does;
 //! * **following**, after an offer: the SUB socket dials the offered URL (a
-//!   wildcard host takes the watch URL's host, [`resolve_offer_url`]);
-//!   once its connection is up, a plain `(0, 0)` request fetches the
-//!   snapshot, and from then on a [`Follower`] applies the broadcasts and
-//!   asks, through follow requests that the server answers at once, for a
-//!   catch-up whenever it finds a gap. Nothing is held on the server
+//!   wildcard host takes the watch URL's host, [`resolve_offer_url`]) and
+//!   a plain `(0, 0)` request fetches the snapshot at once; from then on a
+//!   [`Follower`] applies the broadcasts and asks, through follow requests
+//!   that the server answers at once, for a catch-up whenever it finds a
+//!   gap, and once when the SUB connection comes up (broadcasts sent
+//!   before it could carry them are missed). Nothing is held on the server
 //!   between catch-ups. If the SUB connection does not come up within one
-//!   keepalive interval (a broadcast URL this host cannot reach), the
-//!   source falls back to plain watching until it next starts over.
+//!   keepalive interval (a broadcast URL this host cannot reach, or a
+//!   listener overwhelmed by connections), the source watches over plain
+//!   REQ/REP meanwhile; NNG keeps dialing, and once the connection comes
+//!   up the source follows again, from a new snapshot.
 //!
 //! Silence: any broadcast or reply is the server heard. With no broadcast
 //! for 1.5 keepalive intervals while following, it asks for a catch-up
@@ -154,6 +157,13 @@ pub(crate) struct BroadcastSource {
     heard: Instant,
     /// Whether a `Gone` was reported and nothing heard since.
     gone: bool,
+    /// The broadcast URL still dialed while watching over REQ/REP because
+    /// its connection did not come up in time: once it does, following
+    /// starts again.
+    fallback_url: Option<String>,
+    /// The SUB connection came up while the snapshot was asked for: the
+    /// snapshot may predate it, so a catch-up follows the reply.
+    catch_up_after_reply: bool,
 }
 
 impl BroadcastSource {
@@ -246,6 +256,8 @@ impl BroadcastSource {
             retry_at: None,
             heard: now,
             gone: false,
+            fallback_url: None,
+            catch_up_after_reply: false,
         })
     }
 
@@ -318,13 +330,43 @@ impl BroadcastSource {
         self.req_seen = (added, removed);
         let (sub_added, sub_removed) = self.sub_conns.load();
         let sub_lost = sub_removed != self.sub_seen.1;
+        let sub_connected = sub_added != self.sub_seen.0;
         self.sub_seen = (sub_added, sub_removed);
+        if sub_connected && self.sub_up() && matches!(self.mode, Mode::Plain(_)) {
+            if let Some(url) = self.fallback_url.take() {
+                log::info!(
+                    "the broadcast {url} offered by {} connected: following it",
+                    self.url
+                );
+                let Mode::Plain(state) = std::mem::replace(&mut self.mode, Mode::Probing) else {
+                    unreachable!("matched above");
+                };
+                self.mode = Mode::Following(Following {
+                    // A catch-up from the position held.
+                    follower: Follower::resume(state),
+                    url,
+                    offered: now,
+                    broadcast_heard: now,
+                });
+                self.catch_up_after_reply = false;
+            }
+        }
         if let Mode::Following(f) = &mut self.mode {
             if sub_lost {
                 // Broadcasts may have been lost with it: once it is back
                 // (NNG redials), ask what changed.
                 log::debug!("broadcast connection to {} closed", f.url);
                 f.follower.catch_up();
+            }
+            if sub_connected {
+                // The list may have changed before this connection could
+                // carry it: ask what changed since the list held, or since
+                // the snapshot under way.
+                if f.follower.position() != Position::NOTHING {
+                    f.follower.catch_up();
+                } else if self.outstanding == Some(Request::Plain(Position::NOTHING)) {
+                    self.catch_up_after_reply = true;
+                }
             }
         }
         self.take_replies(now, &mut events);
@@ -351,14 +393,18 @@ impl BroadcastSource {
         }
     }
 
+    /// Applies every broadcast waiting, then reports the list once: a
+    /// follower that fell behind pays one copy of the list, not one per
+    /// broadcast.
     fn take_broadcasts(&mut self, now: Instant, events: &mut Vec<WatchEvent>) {
+        let mut heard = false;
         loop {
             let msg = match self.sub.try_recv() {
                 Ok(msg) => msg,
-                Err(nng::Error::TryAgain) | Err(nng::Error::Closed) => return,
+                Err(nng::Error::TryAgain) | Err(nng::Error::Closed) => break,
                 Err(e) => {
                     log::warn!("receiving broadcasts for {}: {e}", self.url);
-                    return;
+                    break;
                 }
             };
             // Left over from an earlier run: not ours to apply.
@@ -367,26 +413,35 @@ impl BroadcastSource {
             };
             match watch_wire::decode_broadcast(msg.as_slice()) {
                 Ok(broadcast) => {
-                    self.heard = now;
-                    self.gone = false;
-                    f.broadcast_heard = now;
-                    events.push(match f.follower.on_broadcast(&broadcast) {
-                        Some(list) => WatchEvent::List(list),
-                        None => WatchEvent::Heard,
-                    });
+                    heard = true;
+                    f.follower.take_broadcast(&broadcast);
                 }
                 Err(e) => log::warn!("ignoring an invalid broadcast from {}: {e}", f.url),
             }
         }
+        let Mode::Following(f) = &mut self.mode else {
+            return;
+        };
+        if heard {
+            self.heard = now;
+            self.gone = false;
+            f.broadcast_heard = now;
+            events.push(match f.follower.take_list() {
+                Some(list) => WatchEvent::List(list),
+                None => WatchEvent::Heard,
+            });
+        }
     }
 
-    /// While following with the SUB connection up: queues the request the
-    /// follower wants, unless it is the one outstanding.
+    /// While following: queues the request the follower wants, unless it
+    /// is the one outstanding. The snapshot is asked for at once; a
+    /// catch-up only with the SUB connection up (it is asked for again
+    /// when that connection comes up).
     fn schedule_follow_request(&mut self) {
         let Mode::Following(f) = &self.mode else {
             return;
         };
-        if !self.sub_up() {
+        if !self.sub_up() && f.follower.wants() != Some(Position::NOTHING) {
             return;
         }
         let wanted = f.follower.wants().map(|p| {
@@ -445,9 +500,14 @@ impl BroadcastSource {
             }
         }
         if fallback {
-            self.close_sub_dialer();
-            self.mode = Mode::Plain(WatchState::new());
-            self.unsent = Some(Request::Plain(Position::NOTHING));
+            // NNG keeps dialing it: following resumes once it connects.
+            // Meanwhile the classic loop goes on from the list held.
+            if let Mode::Following(f) = std::mem::replace(&mut self.mode, Mode::Probing) {
+                let state = f.follower.into_state();
+                self.unsent = Some(Request::Plain(state.request()));
+                self.fallback_url = Some(f.url);
+                self.mode = Mode::Plain(state);
+            }
         }
         self.schedule_follow_request();
         if self.unsent.is_some() && self.retry_at.map_or(true, |t| t <= now) {
@@ -477,10 +537,16 @@ impl BroadcastSource {
                     self.unsent = Some(Request::Plain(state.request()));
                     event
                 }
-                Mode::Following(f) => match f.follower.on_reply(&reply) {
-                    Some(list) => WatchEvent::List(list),
-                    None => WatchEvent::Heard,
-                },
+                Mode::Following(f) => {
+                    let list = f.follower.on_reply(&reply);
+                    if std::mem::take(&mut self.catch_up_after_reply) {
+                        f.follower.catch_up();
+                    }
+                    match list {
+                        Some(list) => WatchEvent::List(list),
+                        None => WatchEvent::Heard,
+                    }
+                }
             },
             Err(e) => {
                 log::warn!("ignoring an invalid watch reply from {}: {e}", self.url);
@@ -547,6 +613,8 @@ impl BroadcastSource {
     /// reported.
     fn start_over(&mut self, now: Instant, events: &mut Vec<WatchEvent>) {
         self.close_sub_dialer();
+        self.fallback_url = None;
+        self.catch_up_after_reply = false;
         self.mode = Mode::Probing;
         self.outstanding = None;
         self.unsent = Some(Request::Probe);

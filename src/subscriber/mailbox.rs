@@ -5,6 +5,8 @@
 //! newest; the thread never blocks on a slow reader, and memory never grows.
 //! A value equal to the last one the reader got is not offered again.
 
+use std::sync::Arc;
+
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 /// The sending side of a latest-wins channel. Dropping it disconnects the
@@ -15,10 +17,12 @@ pub(crate) struct Mailbox<T> {
     /// Our own handle on the channel, used to take back a value the reader
     /// has not taken yet when a newer one arrives.
     rx: Receiver<T>,
-    /// The value that may still be in the channel.
-    pending: Option<T>,
+    /// The value that may still be in the channel. The copies kept here
+    /// are shared with the offerer: the channel's value is the one copy
+    /// made per offer.
+    pending: Option<Arc<T>>,
     /// The newest value known to have reached the reader.
-    delivered: Option<T>,
+    delivered: Option<Arc<T>>,
 }
 
 impl<T: Clone + PartialEq> Mailbox<T> {
@@ -37,8 +41,9 @@ impl<T: Clone + PartialEq> Mailbox<T> {
     /// Offers `value` to the reader, replacing any value it has not taken
     /// yet. Returns whether the value was put in the channel (it is not when
     /// the reader already has an equal value).
-    pub(crate) fn offer(&mut self, value: T) -> bool {
-        if self.pending.as_ref() == Some(&value) && !self.rx.is_empty() {
+    pub(crate) fn offer(&mut self, value: impl Into<Arc<T>>) -> bool {
+        let value = value.into();
+        if same(self.pending.as_ref(), &value) && !self.rx.is_empty() {
             return false; // the same value is still waiting
         }
         match self.rx.try_recv() {
@@ -51,13 +56,19 @@ impl<T: Clone + PartialEq> Mailbox<T> {
                 }
             }
         }
-        if self.delivered.as_ref() == Some(&value) {
+        if same(self.delivered.as_ref(), &value) {
             return false;
         }
-        self.pending = Some(value.clone());
+        let copy = T::clone(&value);
+        self.pending = Some(value);
         // The channel is empty and only this side sends, so this succeeds.
-        self.tx.try_send(value).is_ok()
+        self.tx.try_send(copy).is_ok()
     }
+}
+
+/// Whether `kept` is `value`: the same allocation, or equal.
+fn same<T: PartialEq>(kept: Option<&Arc<T>>, value: &Arc<T>) -> bool {
+    kept.is_some_and(|kept| Arc::ptr_eq(kept, value) || **kept == **value)
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@
 //! backwards; if it does, a source is simply not silent yet.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What a merge knows of one source.
@@ -50,7 +51,7 @@ enum Source {
     /// Reported `list` and was last heard at `heard`; `silent` once the
     /// timeout has passed since.
     Listed {
-        list: Vec<String>,
+        list: Arc<Vec<String>>,
         heard: Instant,
         silent: bool,
     },
@@ -81,7 +82,7 @@ enum Source {
 pub struct Merge<S> {
     sources: BTreeMap<S, Source>,
     silence_timeout: Duration,
-    delivered: Option<Vec<String>>,
+    delivered: Option<Arc<Vec<String>>>,
 }
 
 impl<S: Ord + Clone> Merge<S> {
@@ -99,7 +100,12 @@ impl<S: Ord + Clone> Merge<S> {
     /// Source `source` says its server's list is now `list` (any order,
     /// duplicates dropped). It counts from now on. Returns the list to
     /// deliver, if the union changed (or this is the first report).
-    pub fn report(&mut self, source: S, list: Vec<String>, now: Instant) -> Option<Vec<String>> {
+    pub fn report(
+        &mut self,
+        source: S,
+        list: Vec<String>,
+        now: Instant,
+    ) -> Option<Arc<Vec<String>>> {
         self.expire(now);
         let mut list = list;
         list.sort_unstable();
@@ -107,7 +113,7 @@ impl<S: Ord + Clone> Merge<S> {
         self.sources.insert(
             source,
             Source::Listed {
-                list,
+                list: Arc::new(list),
                 heard: now,
                 silent: false,
             },
@@ -118,7 +124,7 @@ impl<S: Ord + Clone> Merge<S> {
     /// Source `source` is alive and its list has not changed (a watch
     /// keepalive). A silent source counts again with the list it had; a
     /// gone or unknown source is not brought back (it has no list).
-    pub fn heard(&mut self, source: S, now: Instant) -> Option<Vec<String>> {
+    pub fn heard(&mut self, source: S, now: Instant) -> Option<Arc<Vec<String>>> {
         self.expire(now);
         if let Some(Source::Listed { heard, silent, .. }) = self.sources.get_mut(&source) {
             *heard = now;
@@ -129,14 +135,14 @@ impl<S: Ord + Clone> Merge<S> {
 
     /// Source `source`'s connection closed: it stops counting at once and
     /// forgets its list.
-    pub fn gone(&mut self, source: S, now: Instant) -> Option<Vec<String>> {
+    pub fn gone(&mut self, source: S, now: Instant) -> Option<Arc<Vec<String>>> {
         self.expire(now);
         self.sources.insert(source, Source::Gone);
         self.settle()
     }
 
     /// Applies the silence timeouts up to `now`.
-    pub fn tick(&mut self, now: Instant) -> Option<Vec<String>> {
+    pub fn tick(&mut self, now: Instant) -> Option<Arc<Vec<String>>> {
         self.expire(now);
         self.settle()
     }
@@ -168,7 +174,7 @@ impl<S: Ord + Clone> Merge<S> {
 
     /// The last list delivered, `None` before the first.
     pub fn delivered(&self) -> Option<&[String]> {
-        self.delivered.as_deref()
+        self.delivered.as_deref().map(Vec::as_slice)
     }
 
     fn expire(&mut self, now: Instant) {
@@ -183,7 +189,7 @@ impl<S: Ord + Clone> Merge<S> {
 
     /// Delivers the union of the counting sources if it changed; nothing
     /// when no source counts.
-    fn settle(&mut self) -> Option<Vec<String>> {
+    fn settle(&mut self) -> Option<Arc<Vec<String>>> {
         let mut counting = self.sources.values().filter_map(|source| match source {
             Source::Listed {
                 list,
@@ -193,28 +199,27 @@ impl<S: Ord + Clone> Merge<S> {
             _ => None,
         });
         let first = counting.next()?;
-        let union: Vec<String> = match counting.next() {
+        let union = match counting.next() {
             // One server (the common case): its list, kept sorted and
-            // unique by `report`, is the union. Compared before copying.
-            None => {
-                if self.delivered.as_ref() == Some(first) {
-                    return None;
-                }
-                first.clone()
-            }
-            Some(second) => [first, second]
-                .into_iter()
-                .chain(counting)
-                .flatten()
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .cloned()
-                .collect(),
+            // unique by `report`, is the union, shared rather than copied.
+            None => Arc::clone(first),
+            Some(second) => Arc::new(
+                [first, second]
+                    .into_iter()
+                    .chain(counting)
+                    .flat_map(|list| list.iter())
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .cloned()
+                    .collect(),
+            ),
         };
-        if self.delivered.as_ref() == Some(&union) {
-            return None;
+        if let Some(delivered) = &self.delivered {
+            if Arc::ptr_eq(delivered, &union) || **delivered == *union {
+                return None;
+            }
         }
-        self.delivered = Some(union.clone());
+        self.delivered = Some(Arc::clone(&union));
         Some(union)
     }
 }
@@ -229,8 +234,8 @@ mod tests {
         names.iter().map(|n| n.to_string()).collect()
     }
 
-    fn some(names: &[&str]) -> Option<Vec<String>> {
-        Some(strings(names))
+    fn some(names: &[&str]) -> Option<Arc<Vec<String>>> {
+        Some(Arc::new(strings(names)))
     }
 
     fn secs(t0: Instant, s: u64) -> Instant {

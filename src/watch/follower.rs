@@ -94,6 +94,22 @@ impl Follower {
         }
     }
 
+    /// A follower that holds what `state` holds and asks for a catch-up
+    /// from there (a snapshot if it holds nothing): a watcher that watched
+    /// over REQ/REP and starts following the broadcast.
+    pub fn resume(state: WatchState) -> Follower {
+        Follower {
+            state,
+            phase: Phase::Asking,
+            buffer: VecDeque::new(),
+        }
+    }
+
+    /// What the follower holds, for watching over REQ/REP from there.
+    pub fn into_state(self) -> WatchState {
+        self.state
+    }
+
     /// The request the follower needs answered: `Some(Position::NOTHING)`
     /// for a snapshot, `Some(position)` for a catch-up from the position
     /// it holds, `None` while it follows the broadcast.
@@ -138,44 +154,49 @@ impl Follower {
     /// or [`forget`](Follower::forget)); a reply that does not apply
     /// changes nothing and makes the follower ask for a snapshot.
     pub fn on_reply(&mut self, reply: &Reply) -> Option<Vec<String>> {
-        match self.state.apply(reply) {
-            Ok(delivered) => {
-                self.phase = Phase::Following;
-                let buffered = std::mem::take(&mut self.buffer);
-                let mut last = delivered;
-                let epoch = self.state.request().epoch;
-                // Broadcasts of another epoch than the reply's are from a
-                // server run that is over (or one the next keepalive will
-                // reveal): replaying them would ask again and again.
-                for b in buffered.iter().filter(|b| b.epoch() == epoch) {
-                    if self.phase == Phase::Asking {
-                        // A gap among the buffered ones: keep the rest.
-                        self.push(b.clone());
-                        continue;
-                    }
-                    if let Some(list) = self.follow(b) {
-                        last = Some(list);
-                    }
-                }
-                last
-            }
-            Err(_) => {
-                // The state dropped its position: ask for a snapshot.
-                self.phase = Phase::Asking;
-                None
-            }
+        if self.state.update(reply).is_err() {
+            // The state dropped its position: ask for a snapshot.
+            self.phase = Phase::Asking;
+            return None;
         }
+        self.phase = Phase::Following;
+        let buffered = std::mem::take(&mut self.buffer);
+        let epoch = self.state.request().epoch;
+        // Broadcasts of another epoch than the reply's are from a server
+        // run that is over (or one the next keepalive will reveal):
+        // replaying them would ask again and again.
+        for b in buffered.iter().filter(|b| b.epoch() == epoch) {
+            if self.phase == Phase::Asking {
+                // A gap among the buffered ones: keep the rest.
+                self.push(b.clone());
+                continue;
+            }
+            self.follow(b);
+        }
+        self.state.deliver()
     }
 
     /// Takes a broadcast. Returns the list when it changed.
     pub fn on_broadcast(&mut self, broadcast: &Broadcast) -> Option<Vec<String>> {
+        self.take_broadcast(broadcast);
+        self.take_list()
+    }
+
+    /// Takes a broadcast like [`on_broadcast`](Follower::on_broadcast)
+    /// without returning the list: [`take_list`](Follower::take_list)
+    /// returns it once for a batch of broadcasts, so a follower that fell
+    /// behind copies the list once however many broadcasts wait.
+    pub fn take_broadcast(&mut self, broadcast: &Broadcast) {
         match self.phase {
-            Phase::Asking => {
-                self.push(broadcast.clone());
-                None
-            }
+            Phase::Asking => self.push(broadcast.clone()),
             Phase::Following => self.follow(broadcast),
         }
+    }
+
+    /// The list held, if it changed since a list was last returned (or
+    /// none was yet) and a position is held.
+    pub fn take_list(&mut self) -> Option<Vec<String>> {
+        self.state.deliver()
     }
 
     fn push(&mut self, broadcast: Broadcast) {
@@ -188,12 +209,12 @@ impl Follower {
     /// Applies one broadcast while following; anything that does not
     /// follow on from the position held switches to asking (keeping the
     /// broadcast for after the reply).
-    fn follow(&mut self, broadcast: &Broadcast) -> Option<Vec<String>> {
+    fn follow(&mut self, broadcast: &Broadcast) {
         let held = self.state.request();
         if broadcast.epoch() != held.epoch {
             self.phase = Phase::Asking;
             self.push(broadcast.clone());
-            return None;
+            return;
         }
         match broadcast {
             Broadcast::Keepalive { at } => {
@@ -201,7 +222,6 @@ impl Follower {
                     // A change was published that never reached us.
                     self.phase = Phase::Asking;
                 }
-                None
             }
             Broadcast::Delta {
                 from,
@@ -211,26 +231,22 @@ impl Follower {
                 ..
             } => {
                 if *to <= held.revision {
-                    return None; // a duplicate, or older than what is held
+                    return; // a duplicate, or older than what is held
                 }
                 if *from != held.revision {
                     // A gap (from after the revision held) or a span that
                     // starts before it: only a catch-up can tell.
                     self.phase = Phase::Asking;
                     self.push(broadcast.clone());
-                    return None;
+                    return;
                 }
                 let reply = Reply::Delta {
                     at: Position::new(held.epoch, *to),
                     joined: joined.clone(),
                     left: left.clone(),
                 };
-                match self.state.apply(&reply) {
-                    Ok(list) => list,
-                    Err(_) => {
-                        self.phase = Phase::Asking;
-                        None
-                    }
+                if self.state.update(&reply).is_err() {
+                    self.phase = Phase::Asking;
                 }
             }
         }
@@ -308,6 +324,38 @@ mod tests {
         // A keepalive ahead: something was missed.
         assert_eq!(f.on_broadcast(&k(5)), None);
         assert_eq!(f.wants(), Some(Position::new(E, 4)));
+    }
+
+    #[test]
+    fn a_batch_of_broadcasts_returns_one_list() {
+        let mut f = following(1, &["a"]);
+        f.take_broadcast(&delta(1, 2, &["b"], &[]));
+        f.take_broadcast(&delta(2, 3, &["c"], &[]));
+        f.take_broadcast(&delta(3, 4, &[], &["a"]));
+        assert_eq!(f.position(), Position::new(E, 4));
+        assert_eq!(f.take_list(), Some(strings(&["b", "c"])));
+        assert_eq!(f.take_list(), None);
+        // Nothing changed in a batch (a keepalive): no list.
+        f.take_broadcast(&Broadcast::Keepalive {
+            at: Position::new(E, 4),
+        });
+        assert_eq!(f.take_list(), None);
+        // A batch that ends in a gap returns the list at the position
+        // held before the gap, and nothing while no position is held.
+        f.take_broadcast(&delta(4, 5, &["d"], &[]));
+        f.take_broadcast(&delta(6, 7, &["e"], &[]));
+        assert_eq!(f.wants(), Some(Position::new(E, 5)));
+        assert_eq!(f.take_list(), Some(strings(&["b", "c", "d"])));
+        let mut f = following(1, &["a"]);
+        f.take_broadcast(&delta(1, 2, &["b"], &[]));
+        // A delta that does not apply drops the position.
+        f.take_broadcast(&delta(2, 3, &["b"], &[]));
+        assert_eq!(f.wants(), Some(Position::NOTHING));
+        assert_eq!(f.take_list(), None);
+        // The snapshot then delivers, even though it equals the list
+        // held: the change before it was never returned.
+        let reply = snapshot(3, &["a", "b"]);
+        assert_eq!(f.on_reply(&reply), Some(strings(&["a", "b"])));
     }
 
     #[test]
@@ -463,6 +511,9 @@ mod tests {
         enum Step {
             Change(Vec<u8>),
             Deliver(usize),
+            /// Delivered as part of a batch: the list comes at `Flush`.
+            DeliverQuietly(usize),
+            Flush,
             Duplicate(usize),
             Answer,
             Keepalive,
@@ -473,6 +524,8 @@ mod tests {
             prop_oneof![
                 3 => proptest::collection::vec(0u8..6, 1..4).prop_map(Step::Change),
                 4 => (0usize..4).prop_map(Step::Deliver),
+                2 => (0usize..4).prop_map(Step::DeliverQuietly),
+                1 => Just(Step::Flush),
                 1 => (0usize..8).prop_map(Step::Duplicate),
                 2 => Just(Step::Answer),
                 1 => Just(Step::Keepalive),
@@ -527,6 +580,15 @@ mod tests {
                                 follower.on_broadcast(&b)
                             }
                         }
+                        Step::DeliverQuietly(i) => {
+                            if !in_flight.is_empty() {
+                                let b = in_flight.remove(i % in_flight.len());
+                                delivered.push(b.clone());
+                                follower.take_broadcast(&b);
+                            }
+                            None
+                        }
+                        Step::Flush => follower.take_list(),
                         Step::Duplicate(i) => match delivered.get(i % delivered.len().max(1)) {
                             Some(b) => {
                                 let b = b.clone();

@@ -110,15 +110,19 @@ pub struct WatchState {
     /// The position held, `NOTHING` when the state holds no trusted list.
     position: Position,
     /// The list at `position`. When the position is `NOTHING` after a
-    /// reply that did not apply, it still holds the last list returned
-    /// (a failed reply changes nothing), so the snapshot asked for next is
-    /// compared with it.
+    /// reply that did not apply, it still holds the list at the last
+    /// position held (a failed reply changes nothing), so the snapshot
+    /// asked for next is compared with it.
     names: BTreeSet<String>,
-    /// Whether `apply` returned a list since the start (or the last
-    /// [`forget`](WatchState::forget)). When it has, `names` is that list:
-    /// each applied reply either returns the list or leaves it unchanged,
-    /// so no copy of it is kept.
+    /// Whether a list was returned since the start (or the last
+    /// [`forget`](WatchState::forget)).
     delivered: bool,
+    /// Whether `names` changed since the list was last returned (by
+    /// [`apply`](WatchState::apply) or [`deliver`](WatchState::deliver)),
+    /// or none was returned yet: no copy of the list returned is kept.
+    /// [`update`](WatchState::update) applies replies without copying the
+    /// list, so that a batch of them costs one copy.
+    undelivered: bool,
 }
 
 impl WatchState {
@@ -159,19 +163,39 @@ impl WatchState {
     /// that the position is dropped, so [`request`](WatchState::request)
     /// asks for a snapshot. The last list delivered stays what it was.
     pub fn apply(&mut self, reply: &Reply) -> Result<Option<Vec<String>>, NeedSnapshot> {
-        let changed = match self.try_apply(reply) {
-            Ok(changed) => changed,
-            Err(e) => {
-                // `names` is untouched: still the last list returned.
-                self.position = Position::NOTHING;
-                return Err(e);
+        self.update(reply)?;
+        Ok(self.deliver())
+    }
+
+    /// Takes a reply like [`apply`](WatchState::apply) without returning
+    /// the list: [`deliver`](WatchState::deliver) returns it later, once
+    /// for any number of updates.
+    pub fn update(&mut self, reply: &Reply) -> Result<(), NeedSnapshot> {
+        match self.try_apply(reply) {
+            Ok(changed) => {
+                if changed || !self.delivered {
+                    self.undelivered = true;
+                }
+                Ok(())
             }
-        };
-        if self.delivered && !changed {
-            return Ok(None);
+            Err(e) => {
+                // `names` is untouched: the list at the last position held.
+                self.position = Position::NOTHING;
+                Err(e)
+            }
         }
+    }
+
+    /// The list held, if it changed since the list was last returned (or
+    /// none was yet) and a position is held. It may equal the list last
+    /// returned when updates since then cancelled out.
+    pub fn deliver(&mut self) -> Option<Vec<String>> {
+        if !self.undelivered || self.position == Position::NOTHING {
+            return None;
+        }
+        self.undelivered = false;
         self.delivered = true;
-        Ok(Some(self.names.iter().cloned().collect()))
+        Some(self.names.iter().cloned().collect())
     }
 
     /// Applies `reply` if it applies cleanly (changing nothing otherwise);
