@@ -286,9 +286,28 @@ pub(crate) struct WatchCore {
 /// fast the list changes. Changes published meanwhile go out together.
 const BROADCAST_SPACING_PER_FOLLOWER: Duration = Duration::from_micros(30);
 
+/// The least spacing between two broadcasts once the burst is spent,
+/// whatever the number of followers. Each broadcast costs every follower
+/// a wake-up and a copy of the list, and followers may share a host: a
+/// thousand `Client`s in one process, each copying a thousand names per
+/// broadcast, keep up with about seven broadcasts a second on two cores,
+/// and fall further behind the more often the list changes.
+const MIN_BROADCAST_SPACING: Duration = Duration::from_millis(150);
+
 /// The longest spacing between two broadcasts, whatever the number of
 /// followers: the bound on the extra delay coalescing adds.
 const MAX_BROADCAST_SPACING: Duration = Duration::from_millis(250);
+
+/// The least time between two delta broadcasts once the burst is spent,
+/// with `followers` connected: 30 µs per follower, between 150 and 250 ms,
+/// and at least `publish_gap`.
+fn broadcast_spacing(followers: usize, publish_gap: Duration) -> Duration {
+    let followers = u32::try_from(followers).unwrap_or(u32::MAX);
+    BROADCAST_SPACING_PER_FOLLOWER
+        .saturating_mul(followers)
+        .clamp(MIN_BROADCAST_SPACING, MAX_BROADCAST_SPACING)
+        .max(publish_gap)
+}
 
 /// Deltas that may go out back to back after a quiet spell before the
 /// spacing applies: an isolated leave and join (a peer restarting) reach
@@ -423,15 +442,10 @@ impl Broadcaster {
         })
     }
 
-    /// The least time between two delta broadcasts now: 30 µs per
-    /// follower, at least `publish_gap`, at most 250 ms.
+    /// The least time between two delta broadcasts now
+    /// ([`broadcast_spacing`]).
     fn spacing(&self) -> Duration {
-        let followers = self.followers.load(Ordering::Relaxed);
-        let followers = u32::try_from(followers).unwrap_or(u32::MAX);
-        BROADCAST_SPACING_PER_FOLLOWER
-            .saturating_mul(followers)
-            .max(self.min_spacing)
-            .min(MAX_BROADCAST_SPACING)
+        broadcast_spacing(self.followers.load(Ordering::Relaxed), self.min_spacing)
     }
 
     /// When the pending change may go out, if one is pending: at once
@@ -488,6 +502,12 @@ impl Broadcaster {
         );
         self.pacer.spend(now, spacing);
         self.send(now);
+    }
+
+    /// The revision the pending change starts at, if one is pending: the
+    /// last revision broadcast.
+    fn pending_from(&self) -> Option<u64> {
+        self.pending.as_ref().map(|p| p.from)
     }
 
     /// When this side next needs the server thread: the pending change's
@@ -590,9 +610,18 @@ impl WatchCore {
         };
         self.body.clear();
         match &self.history {
-            Some(history) if position != Position::NOTHING => {
-                history.expire(position).encode(&mut self.body);
-            }
+            // While a change waits for its broadcast, a catch-up goes only
+            // as far as where that broadcast starts, so that it applies
+            // when it comes (a follower taken past it would find the
+            // broadcast spanning its position and ask again).
+            Some(history) if position != Position::NOTHING => match broadcast.pending_from() {
+                Some(from) => {
+                    history.catch_up(position, from).encode(&mut self.body);
+                }
+                None => {
+                    history.expire(position).encode(&mut self.body);
+                }
+            },
             history => {
                 let revision = history.as_ref().map_or(0, |h| h.position().revision);
                 let at = Position::new(self.epoch.get(), revision);
@@ -831,6 +860,19 @@ mod tests {
             q.spend(t0, Duration::ZERO);
         }
         assert_eq!(q.due(t0, Duration::ZERO), t0);
+    }
+
+    #[test]
+    fn the_spacing_grows_with_the_followers_within_its_bounds() {
+        let ms = Duration::from_millis;
+        let gap = ms(2);
+        assert_eq!(broadcast_spacing(0, gap), MIN_BROADCAST_SPACING);
+        assert_eq!(broadcast_spacing(1_000, gap), MIN_BROADCAST_SPACING);
+        assert_eq!(broadcast_spacing(6_000, gap), ms(180));
+        assert_eq!(broadcast_spacing(100_000, gap), MAX_BROADCAST_SPACING);
+        assert_eq!(broadcast_spacing(usize::MAX, gap), MAX_BROADCAST_SPACING);
+        // A publish gap longer than that wins.
+        assert_eq!(broadcast_spacing(10, ms(500)), ms(500));
     }
 
     #[test]

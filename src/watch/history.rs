@@ -303,15 +303,43 @@ impl History {
     /// What to send a watcher that says it holds `request`; see the
     /// [module](self) for the rules. Never [`Answer::Keepalive`].
     pub fn answer(&self, request: Position) -> Answer<'_> {
+        self.answer_until(request, self.revision)
+    }
+
+    /// What to send a broadcast follower that asks for a catch-up from
+    /// `request` while the changes after revision `until` have not been
+    /// broadcast yet: the delta up to `until` (a keepalive at `until` when
+    /// it holds `until`), so that the next broadcast, which starts at
+    /// `until`, applies. A request outside `..=until` (or `until` not a
+    /// revision held) gets what [`expire`](History::expire) gives. Never
+    /// [`Answer::Hold`].
+    pub fn catch_up(&self, request: Position, until: u64) -> Answer<'_> {
+        let in_span = request.epoch == self.epoch
+            && request.revision >= 1
+            && request.revision <= until
+            && until < self.revision;
+        if !in_span {
+            return self.expire(request);
+        }
+        match self.answer_until(request, until) {
+            Answer::Hold => Answer::Keepalive {
+                at: Position::new(self.epoch, until),
+            },
+            answer => answer,
+        }
+    }
+
+    /// [`answer`](History::answer), with the changes folded only up to
+    /// revision `until` (at most the current one).
+    fn answer_until(&self, request: Position, until: u64) -> Answer<'_> {
         let snapshot = Answer::Snapshot {
             at: self.position(),
             names: &self.names,
         };
-        if request.epoch != self.epoch || request.revision == 0 || request.revision > self.revision
-        {
+        if request.epoch != self.epoch || request.revision == 0 || request.revision > until {
             return snapshot;
         }
-        if request.revision == self.revision {
+        if request.revision == until {
             return Answer::Hold;
         }
         let base = self.oldest_delta_base();
@@ -322,8 +350,9 @@ impl History {
         // alternate (it joins, leaves, joins...), so its net change is its
         // first event if it had an odd number of them, else none.
         let skip = (request.revision - base) as usize;
+        let take = (until - request.revision) as usize;
         let mut events: BTreeMap<&str, (bool, bool)> = BTreeMap::new();
-        for change in self.changes.iter().skip(skip) {
+        for change in self.changes.iter().skip(skip).take(take) {
             let signed = change
                 .joined
                 .iter()
@@ -353,7 +382,7 @@ impl History {
             return snapshot;
         }
         Answer::Delta {
-            at: self.position(),
+            at: Position::new(self.epoch, until),
             joined,
             left,
         }
@@ -525,6 +554,40 @@ mod tests {
         assert_eq!(h.answer(at(4)), delta(6, &["d"], &["a", "b"]));
         assert_eq!(h.answer(at(5)), delta(6, &[], &["a"]));
         assert_eq!(h.answer(at(6)), Answer::Hold);
+    }
+
+    #[test]
+    fn a_catch_up_stops_where_the_broadcast_starts() {
+        const L: &str = "a-long-name-that-stays";
+        let h = history(
+            &[
+                &["a", "b", L],
+                &["a", "b", "c", L], // 2: +c
+                &["b", "c", L],      // 3: -a
+                &["a", "b", "c", L], // 4: +a
+                &["a", "c", "d", L], // 5: -b +d
+            ],
+            HistoryLimits::default(),
+        );
+        // Changes after 3 not broadcast yet: catch-ups stop at 3.
+        assert_eq!(h.catch_up(at(1), 3), delta(3, &["c"], &["a"]));
+        assert_eq!(h.catch_up(at(2), 3), delta(3, &[], &["a"]));
+        assert_eq!(
+            h.catch_up(at(3), 3),
+            Answer::Keepalive { at: at(3) },
+            "holds where the broadcast starts"
+        );
+        // Past that point (mid-span), or everything broadcast: as expire.
+        assert_eq!(h.catch_up(at(4), 3), h.expire(at(4)));
+        assert_eq!(h.catch_up(at(2), 5), h.expire(at(2)));
+        assert_eq!(h.catch_up(at(5), 5), Answer::Keepalive { at: at(5) });
+        // Another epoch, or nothing held: the snapshot.
+        assert_eq!(
+            h.catch_up(Position::NOTHING, 3),
+            h.expire(Position::NOTHING)
+        );
+        let other = Position::new(EPOCH + 1, 2);
+        assert_eq!(h.catch_up(other, 3), h.expire(other));
     }
 
     #[test]
