@@ -83,6 +83,11 @@ pub(crate) fn listen(
         exact_mode(&listener, path, mode)?;
     }
     let bound = bound_url(&listener, url);
+    if let Some(addr) = bound_tcp_addr(&listener) {
+        if !crate::nng::workarounds::raise_backlog(addr) {
+            log::debug!("could not raise the listen backlog of {bound}");
+        }
+    }
     Ok((listener, bound))
 }
 
@@ -116,6 +121,24 @@ fn bound_url(listener: &Listener, url: &str) -> String {
         Ok(SocketAddr::Inet(a)) => format!("{scheme}://{}:{}", a.ip(), u16::from_be(a.port())),
         Ok(SocketAddr::Inet6(a)) => format!("{scheme}://[{}]:{}", a.ip(), u16::from_be(a.port())),
         _ => url.to_owned(),
+    }
+}
+
+/// The TCP address `listener` is bound to, if it is a TCP listener.
+fn bound_tcp_addr(listener: &Listener) -> Option<std::net::SocketAddr> {
+    use nng::options::LocalAddr;
+    use nng::SocketAddr;
+    // NNG hands back the port in network byte order (see NOTES).
+    match listener.get_opt::<LocalAddr>().ok()? {
+        SocketAddr::Inet(a) => Some(std::net::SocketAddr::new(
+            (*a.ip()).into(),
+            u16::from_be(a.port()),
+        )),
+        SocketAddr::Inet6(a) => Some(std::net::SocketAddr::new(
+            (*a.ip()).into(),
+            u16::from_be(a.port()),
+        )),
+        _ => None,
     }
 }
 

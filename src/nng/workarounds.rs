@@ -15,6 +15,7 @@
 //! | A cooked RESPONDENT can touch a freed connection when one closes with a survey pending (a crash under churn). | The client's respondent is raw: it queues messages, not connections, and routes each answer by its header (`client`). | None. | Fixed in December 2024 (upstream pull request 1955). |
 //! | An IPC listener's file mode is masked by the process's umask (`0o660` becomes `0o640` under umask 022). | The socket file is set to the mode asked for after the listener binds (`transport::listen`). | A brief window at bind in which the umask's mode applies. | — |
 //! | The listener's `LocalAddr` reports a TCP port in network byte order. | `u16::from_be` when reporting the bound URL (`transport`). | None. | — |
+//! | A TCP listener listens with a backlog of 128: connections arriving faster than NNG accepts them (a thousand peers reconnecting at once to a busy server) overflow it, and the kernel drops their SYNs, which are retried 1, 3 and 7 s later. | [`raise_backlog`] finds the listening socket by its address and listens again with a backlog of [`BACKLOG`] (the kernel caps it at `net.core.somaxconn`). | One scan of the process's descriptors per TCP listener started. | The backlog is still 128 in NNG 1.x. |
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -289,6 +290,91 @@ pub(crate) fn ipc_in_use(url: &str, peer_protocol: u16) -> bool {
     true
 }
 
+/// The listen backlog [`raise_backlog`] asks for; Linux caps it at
+/// `net.core.somaxconn` (4,096 by default since Linux 5.4).
+pub(crate) const BACKLOG: i32 = 4096;
+
+/// Raises the listen backlog of the TCP listening socket bound to `addr`
+/// (NNG listens with 128, see the table above) by listening on it again,
+/// which Linux allows. The socket is found among the process's descriptors
+/// as the one that listens on exactly `addr`. Returns whether it was
+/// found; failing changes nothing but the backlog.
+pub(crate) fn raise_backlog(addr: std::net::SocketAddr) -> bool {
+    use std::os::unix::io::RawFd;
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+        return false;
+    };
+    let fds = fds.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<RawFd>().ok());
+    for fd in fds {
+        if listening_address(fd) == Some(addr) {
+            // SAFETY: listen(2) on a descriptor only changes that socket's
+            // backlog when it already listens; it touches no memory.
+            return unsafe { libc::listen(fd, BACKLOG) } == 0;
+        }
+    }
+    false
+}
+
+/// The address `fd` listens on, if it is a listening TCP socket.
+fn listening_address(fd: std::os::unix::io::RawFd) -> Option<std::net::SocketAddr> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+    let mut accepting: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `accepting`; on a
+    // descriptor that is not a socket it fails and writes nothing.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&mut accepting as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 || accepting == 0 {
+        return None;
+    }
+    // SAFETY: sockaddr_storage is plain old data, valid when zeroed.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: getsockname writes at most `len` bytes into `storage`.
+    let rc = unsafe {
+        libc::getsockname(
+            fd,
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    match libc::c_int::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let a: libc::sockaddr_in =
+                unsafe { std::ptr::read((&storage as *const libc::sockaddr_storage).cast()) };
+            let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let a: libc::sockaddr_in6 =
+                unsafe { std::ptr::read((&storage as *const libc::sockaddr_storage).cast()) };
+            let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(a.sin6_port),
+                0,
+                0,
+            )))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -299,6 +385,19 @@ mod tests {
     };
 
     const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn the_backlog_of_a_listening_socket_is_raised_and_nothing_else_is_touched() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert!(super::raise_backlog(addr), "{addr} listens");
+        // Connected (not listening) sockets on that port are not chosen.
+        let client = std::net::TcpStream::connect(addr).unwrap();
+        let _served = listener.accept().unwrap();
+        assert!(!super::raise_backlog(client.local_addr().unwrap()));
+        drop(listener);
+        assert!(!super::raise_backlog(addr), "nothing listens once closed");
+    }
 
     #[test]
     fn a_settle_wait_on_time_lasts_its_budget_in_slices() {
