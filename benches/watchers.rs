@@ -78,6 +78,7 @@ fn run(kind: Kind, n: usize) -> (Duration, Duration) {
             .expect("client")
         })
         .collect();
+    eprintln!("  creating {n} clients took {:.2?}", t0.elapsed());
     let peers: Vec<_> = clients.iter().map(|c| c.peers().expect("peers")).collect();
     let mut full = vec![false; n];
     let give_up = t0 + Duration::from_secs(600);

@@ -1085,11 +1085,17 @@ struct WatchRun {
     /// heartbeat, a republish), and the generator's.
     idle_cpu: f64,
     idle_gen_cpu: f64,
-    /// Isolated joins (`churn 1`, one at a time): from the join until
-    /// every follower holds a list naming it.
+    /// Isolated restarts (`churn 1`, one at a time: a peer leaves and
+    /// rejoins under a new name): from the join until every follower
+    /// holds a list naming it.
     join_p50: f64,
     join_p99: f64,
     joins: usize,
+    /// Lone joins (`join 1`, one at a time: a new peer, nothing leaves):
+    /// from the join until every follower holds a list naming it.
+    lone_join_p50: f64,
+    lone_join_p99: f64,
+    lone_joins: usize,
     /// Under churn (1% of the peers per second leave and rejoin).
     churn_cpu: f64,
     churn_gen_cpu: f64,
@@ -1264,8 +1270,25 @@ fn watch_run(meter: &Meter, plan: &WatchPlan, follow: Follow) -> Result<WatchRun
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+    // Lone joins: a new peer joins; the next only once it reached every
+    // follower.
+    let mut lone_join_ms = Vec::new();
+    if follow != Follow::Nobody {
+        gen.skip_past();
+        for _ in 0..plan.joins {
+            gen.command("join 1");
+            let (_, l) = gen.wait_for(
+                "change",
+                |l| l.get("kind") == Some("join"),
+                Duration::from_secs(60),
+            )?;
+            lone_join_ms.extend(l.num::<f64>("ms"));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
     let (join_p50, join_p99) = percentiles(join_ms.clone());
     let (leave_p50, leave_p99) = percentiles(leave_ms);
+    let (lone_join_p50, lone_join_p99) = percentiles(lone_join_ms.clone());
 
     // Restart: SIGKILL, then a new server on the same URLs as soon as
     // every connection has seen the close.
@@ -1398,6 +1421,9 @@ fn watch_run(meter: &Meter, plan: &WatchPlan, follow: Follow) -> Result<WatchRun
         join_p50,
         join_p99,
         joins: join_ms.len(),
+        lone_join_p50,
+        lone_join_p99,
+        lone_joins: lone_join_ms.len(),
         churn_cpu,
         churn_gen_cpu,
         churn_p50,
@@ -1578,7 +1604,11 @@ fn follow_section(meter: &Meter, plan: &WatchPlan, verdicts: &mut Verdicts) {
         per_message_us / floor_us
     );
     println!(
-        "| one join reaches every follower, p50 / p99 ms | {:.1} / {:.1} | p99 < 50 ms |",
+        "| one join (a new peer) reaches every follower, p50 / p99 ms ({} joins) | {:.1} / {:.1} | p99 < 50 ms |",
+        run.lone_joins, run.lone_join_p50, run.lone_join_p99
+    );
+    println!(
+        "| a restart (leave, rejoin under a new name): the join reaches every follower, p50 / p99 ms | {:.1} / {:.1} | |",
         run.join_p50, run.join_p99
     );
     println!(
@@ -1622,10 +1652,10 @@ fn follow_section(meter: &Meter, plan: &WatchPlan, verdicts: &mut Verdicts) {
     );
     verdicts.check(
         format!(
-            "follow: one join reaches every follower, p99 < 50 ms ({:.1} ms)",
-            run.join_p99
+            "follow: one join reaches every follower, p99 < 50 ms ({:.1} ms over {} joins)",
+            run.lone_join_p99, run.lone_joins
         ),
-        run.join_p99 < 50.0,
+        run.lone_joins == plan.joins && run.lone_join_p99 < 50.0,
     );
     verdicts.check(
         format!(
