@@ -63,18 +63,23 @@ enum Source {
 ///
 /// Generic over the source identifier so that tests use plain integers.
 ///
+/// Lists come out shared ([`Arc`]): with one server the list delivered is
+/// that server's, not a copy.
+///
 /// ```
+/// use std::sync::Arc;
 /// use std::time::{Duration, Instant};
 /// use nng_discovery::merge::Merge;
 ///
+/// let list = |names: &[&str]| Some(Arc::new(names.iter().map(|n| n.to_string()).collect()));
 /// let t0 = Instant::now();
 /// let mut merge = Merge::new(Duration::from_secs(3));
-/// assert_eq!(merge.report(0u8, vec!["a".into()], t0), Some(vec!["a".to_string()]));
-/// assert_eq!(merge.report(1, vec!["b".into()], t0), Some(vec!["a".to_string(), "b".to_string()]));
+/// assert_eq!(merge.report(0u8, vec!["a".into()], t0), list(&["a"]));
+/// assert_eq!(merge.report(1, vec!["b".into()], t0), list(&["a", "b"]));
 /// // Server 1 says the same as before: nothing new.
 /// assert_eq!(merge.report(1, vec!["b".into()], t0), None);
 /// // Server 0's connection closes: it stops counting at once.
-/// assert_eq!(merge.gone(0, t0), Some(vec!["b".to_string()]));
+/// assert_eq!(merge.gone(0, t0), list(&["b"]));
 /// // Server 1 goes quiet: after the timeout, nobody counts; the last list stays.
 /// assert_eq!(merge.tick(t0 + Duration::from_secs(3)), None);
 /// ```
