@@ -129,7 +129,9 @@ pub struct Server {
     publisher: Socket,
     stopper: Stopper,
     control: Sender<Control>,
-    peers: Arc<Mutex<Vec<String>>>,
+    /// The list last published, shared with the server thread (which
+    /// replaces it; [`Server::peers`] copies it).
+    peers: Arc<Mutex<Arc<Vec<String>>>>,
     stats: Arc<Mutex<Stats>>,
     gate: SharedGate,
     changes: Receiver<Vec<String>>,
@@ -211,7 +213,7 @@ impl Server {
         )?;
 
         let (mailbox, changes) = Mailbox::new();
-        let peers = Arc::new(Mutex::new(Vec::new()));
+        let peers = Arc::new(Mutex::new(Arc::new(Vec::new())));
         let stats = Arc::new(Mutex::new(Stats::default()));
         let (answers_tx, answers_rx) = bounded(ANSWER_QUEUE);
 
@@ -313,7 +315,8 @@ impl Server {
 
     /// The list of live services as last published: sorted, no duplicates.
     pub fn peers(&self) -> Vec<String> {
-        self.peers.lock().clone()
+        let list = Arc::clone(&self.peers.lock());
+        Vec::clone(&list)
     }
 
     /// A snapshot of the server's counters: peers, connections, surveys,
@@ -408,7 +411,7 @@ struct Core {
     encoded: Vec<u8>,
     /// Whether the membership changed since `encoded` and `peers` were made.
     dirty: bool,
-    peers: Arc<Mutex<Vec<String>>>,
+    peers: Arc<Mutex<Arc<Vec<String>>>>,
     mailbox: Mailbox<Vec<String>>,
     stats: Stats,
     shared_stats: Arc<Mutex<Stats>>,
@@ -737,7 +740,8 @@ impl Core {
             self.dirty = false;
             self.encoded.clear();
             wire::encode_list(self.membership.names(), &mut self.encoded);
-            let list: Vec<String> = self.membership.names().map(String::from).collect();
+            let list: Arc<Vec<String>> =
+                Arc::new(self.membership.names().map(String::from).collect());
             if let Some(watch) = &mut self.watch {
                 // The watchers' revision moves with each published change.
                 watch.record(&list, Instant::now());
@@ -747,7 +751,9 @@ impl Core {
             self.stats.peers = self.membership.len();
             self.stats.connections = self.membership.pipe_count();
             *self.shared_stats.lock() = self.stats;
-            *self.peers.lock() = list.clone();
+            // Shared, not copied: the old list is freed outside the lock.
+            let old = std::mem::replace(&mut *self.peers.lock(), Arc::clone(&list));
+            drop(old);
             self.mailbox.offer(list);
         }
         // Sending to many subscribers is the costly part: space the next
