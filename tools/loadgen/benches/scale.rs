@@ -1455,11 +1455,57 @@ fn watch_run(meter: &Meter, plan: &WatchPlan, follow: Follow) -> Result<WatchRun
     })
 }
 
+/// The heartbeat's floor: a bare raw surveyor (`floor`, core 0) surveying
+/// `n` loadgen peers (core 1) at the library's default poll interval and
+/// survey time (5 s, 1 s), with nothing else to do. Returns its CPU, % of
+/// a core, over `window`.
+fn heartbeat_floor(meter: &Meter, n: u32, window: Duration) -> Result<f64, String> {
+    let mut floor = Proc::spawn(
+        "floor",
+        FLOOR,
+        &[
+            s("--listen"),
+            s("tcp://127.0.0.1:0"),
+            s("--poll-ms"),
+            DEFAULT_POLL.poll_ms.to_string(),
+            s("--survey-ms"),
+            DEFAULT_POLL.survey_ms.to_string(),
+        ],
+        Some(0),
+    );
+    let (_, ready) = floor.wait_for("ready", |_| true, STEP_TIMEOUT)?;
+    let url = ready.get("url").unwrap_or_default().to_owned();
+    let mut gen = Proc::spawn(
+        "loadgen",
+        LOADGEN,
+        &[s("--survey"), url, s("--peers"), n.to_string()],
+        Some(1),
+    );
+    gen.wait_for("connected", |_| true, STEP_TIMEOUT)?;
+    floor.skip_past();
+    floor.wait_for("survey", |l| l.num::<u32>("answers") == Some(n), STEP_TIMEOUT)?;
+    let (_, _, cpu) = meter.window(&[&floor], window);
+    gen.stop();
+    floor.stop();
+    Ok(cpu[0])
+}
+
+/// Messages timed one at a time by [`pub_floor`].
+const LATENCY_SAMPLES: usize = 20;
+
 /// The floor of a broadcast: a bare NNG PUB (`pubfloor`, pinned to core
 /// 0) sending `messages` 40-byte messages at `rate` per second to `n` raw
 /// SUB connections of one loadgen (core 1). Returns the PUB's CPU per
-/// message delivered, in µs, and the share of deliveries that arrived.
-fn pub_floor(meter: &Meter, n: u32, rate: f64, window: Duration) -> Result<(f64, f64), String> {
+/// message delivered, in µs, the share of deliveries that arrived, and the
+/// p50 and p99 of the time one message takes to reach all `n` SUBs (ms;
+/// the same loadgen times it as times our broadcasts, over
+/// [`LATENCY_SAMPLES`] messages sent one at a time).
+fn pub_floor(
+    meter: &Meter,
+    n: u32,
+    rate: f64,
+    window: Duration,
+) -> Result<(f64, f64, f64, f64), String> {
     let mut floor = Proc::spawn(
         "pubfloor",
         PUBFLOOR,
@@ -1508,9 +1554,24 @@ fn pub_floor(meter: &Meter, n: u32, rate: f64, window: Duration) -> Result<(f64,
         .unwrap_or(f64::NAN);
     let delivered = (lists1 - lists0) / (messages as f64 * f64::from(n));
     let per_delivery_us = cpu[0] / 100.0 * 1e6 / (rate * f64::from(n));
+    // Latency: one message at a time, from the generator's mark until
+    // every SUB holds it.
+    let mut ms = Vec::new();
+    for _ in 0..LATENCY_SAMPLES {
+        gen.skip_past();
+        floor.skip_past();
+        gen.command("mark");
+        floor.command("send 1 1");
+        let (_, l) = gen.wait_for("delivered", |_| true, Duration::from_secs(30))?;
+        ms.extend(l.num::<f64>("ms"));
+        floor.wait_for("sent", |_| true, STEP_TIMEOUT)?;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    ms.sort_by(f64::total_cmp);
+    let (p50, p99) = (percentile(&ms, 0.50), percentile(&ms, 0.99));
     gen.stop();
     floor.stop();
-    Ok((per_delivery_us, delivered))
+    Ok((per_delivery_us, delivered, p50, p99))
 }
 
 /// The `follow` section: 5,000 peers that each also follow the list
@@ -1582,13 +1643,17 @@ fn follow_section(meter: &Meter, plan: &WatchPlan, verdicts: &mut Verdicts) {
         base.churn_gen_cpu,
         run.churn_gen_cpu
     );
-    let (floor_us, delivered) = match &floor {
+    let (floor_us, delivered, floor_p50, floor_p99) = match &floor {
         Ok(f) => *f,
         Err(e) => {
             println!("# floor: FAILED: {e}");
-            (f64::NAN, f64::NAN)
+            (f64::NAN, f64::NAN, f64::NAN, f64::NAN)
         }
     };
+    let heartbeat = heartbeat_floor(meter, n, plan.idle_window).unwrap_or_else(|e| {
+        println!("# heartbeat floor: FAILED: {e}");
+        f64::NAN
+    });
     println!(
         "# floor: bare NNG PUB, 40-byte messages at {rate:.1}/s to {n} loadgen SUBs: {floor_us:.2} µs of PUB CPU per message delivered ({:.1}% of the deliveries arrived)",
         delivered * 100.0
@@ -1606,6 +1671,9 @@ fn follow_section(meter: &Meter, plan: &WatchPlan, verdicts: &mut Verdicts) {
     println!(
         "| one join (a new peer) reaches every follower, p50 / p99 ms ({} joins) | {:.1} / {:.1} | p99 < 50 ms |",
         run.lone_joins, run.lone_join_p50, run.lone_join_p99
+    );
+    println!(
+        "| floor: one message from a bare PUB to every SUB, p50 / p99 ms (same loadgen, same run) | {floor_p50:.1} / {floor_p99:.1} | |"
     );
     println!(
         "| a restart (leave, rejoin under a new name): the join reaches every follower, p50 / p99 ms | {:.1} / {:.1} | |",
@@ -1635,6 +1703,13 @@ fn follow_section(meter: &Meter, plan: &WatchPlan, verdicts: &mut Verdicts) {
     println!(
         "| idle: followers' share, % of a core (minus peers only) | {:.2} | < 1% |",
         run.idle_cpu - base.idle_cpu
+    );
+    println!(
+        "| idle: peers only (the heartbeat), % of a core | {:.2} | |",
+        base.idle_cpu
+    );
+    println!(
+        "| floor: the heartbeat alone, bare raw surveyor, {n} peers, poll 5 s / survey 1 s, % of a core (same run) | {heartbeat:.2} | |"
     );
     println!(
         "| server RSS per follower, KB (minus peers only) | {rss_per_follower_kb:.1} | <= 10 KB |"

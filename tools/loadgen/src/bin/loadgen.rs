@@ -73,7 +73,9 @@
 //! `rate R` (from now on R peers per second leave and rejoin, as `--churn`;
 //! `rate 0` stops), `join K` (K new answering peers connect now, each a
 //! `change kind=join`: a join with no leave before it), `tick` (a `tick`
-//! line now), `quit`. End of input quits
+//! line now), `mark` (a `delivered t=.. ms=.. subs=N` line once every
+//! ready subscriber received one more message: the latency of the next
+//! message to all of them, from the mark), `quit`. End of input quits
 //! too, unless `--duration-s` is set.
 //!
 //! Output, one line per event, `kind key=value ...`, `t` in seconds since
@@ -541,6 +543,9 @@ struct Gen {
 
     churn_next: Option<Instant>,
     churn_started: bool,
+    /// Command `mark`: when it came, and the lists received by then; the
+    /// `delivered` line comes once every ready subscriber got one more.
+    mark: Option<(Instant, u64)>,
     pending: Vec<Change>,
     bodies: HashMap<u64, Body>,
 
@@ -646,6 +651,7 @@ impl Gen {
             all_full_times: 0,
             churn_next: None,
             churn_started: false,
+            mark: None,
             pending: Vec::new(),
             bodies: HashMap::new(),
             totals: Totals::default(),
@@ -880,6 +886,8 @@ impl Gen {
                     }
                 }
                 "tick" => self.tick(Instant::now())?,
+                // Times the next message to every subscriber: `delivered`.
+                "mark" => self.mark = Some((Instant::now(), self.totals.lists)),
                 "rate" => {
                     let rate: f64 = line
                         .split_ascii_whitespace()
@@ -1410,6 +1418,18 @@ impl Gen {
     fn on_list(&mut self, sub: u32, payload: &[u8]) {
         let now = Instant::now();
         self.totals.lists += 1;
+        if let Some((at, lists)) = self.mark {
+            if self.totals.lists - lists >= self.ready_subs as u64 {
+                self.mark = None;
+                let line = format!(
+                    "delivered t={:.6} ms={:.3} subs={}",
+                    self.t(now),
+                    (now - at).as_secs_f64() * 1e3,
+                    self.ready_subs
+                );
+                let _ = writeln!(self.out, "{line}");
+            }
+        }
         self.totals.list_bytes += payload.len() as u64;
         let key = hash(payload);
         let known = self
