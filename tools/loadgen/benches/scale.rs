@@ -1483,7 +1483,11 @@ fn heartbeat_floor(meter: &Meter, n: u32, window: Duration) -> Result<f64, Strin
     );
     gen.wait_for("connected", |_| true, STEP_TIMEOUT)?;
     floor.skip_past();
-    floor.wait_for("survey", |l| l.num::<u32>("answers") == Some(n), STEP_TIMEOUT)?;
+    floor.wait_for(
+        "survey",
+        |l| l.num::<u32>("answers") == Some(n),
+        STEP_TIMEOUT,
+    )?;
     let (_, _, cpu) = meter.window(&[&floor], window);
     gen.stop();
     floor.stop();
