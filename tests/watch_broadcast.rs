@@ -212,32 +212,18 @@ fn third_parties_get_snapshots_offers_and_broadcasts() {
 /// never delivers a list the server did not have.
 #[test]
 fn a_follower_that_misses_broadcasts_catches_up_and_never_delivers_a_wrong_list() {
-    let rep = Socket::new(Protocol::Rep0).expect("REP");
-    rep.set_opt::<RecvTimeout>(Some(patience()))
-        .expect("timeout");
-    let rep_url = listen(&rep);
-    let publisher = Socket::new(Protocol::Pub0).expect("PUB");
-    let (up_tx, sub_up) = crossbeam_channel::unbounded();
-    publisher
-        .pipe_notify(move |_, e| {
-            if e == PipeEvent::AddPost {
-                let _ = up_tx.send(());
-            }
-        })
-        .expect("pipe_notify");
+    let server = Scripted::new();
+    let (publisher, sub_up) = publisher_telling_connections();
     let pub_url = listen(&publisher);
     // Offered with a wildcard host: the follower uses the watch URL's.
     let offered = pub_url.replace("127.0.0.1", "0.0.0.0");
     let o = Options::default().watch_keepalive(Duration::from_secs(3600));
-    let watcher = Subscriber::watch_with_options(rep_url.as_str(), &o).expect("watcher");
+    let watcher = Subscriber::watch_with_options(server.url.as_str(), &o).expect("watcher");
     let changes = watcher.changes();
     const E: u64 = 0xbead;
     let at = |r| Position::new(E, r);
-    let request = || {
-        let msg = rep.recv().expect("a request");
-        watch_wire::decode_request_flags(msg.as_slice())
-    };
-    let reply = |body: Vec<u8>| rep.send(Message::from(&body[..])).expect("reply");
+    let request = || server.request();
+    let reply = |body: Vec<u8>| server.reply(body);
     let broadcast = |b: Broadcast| {
         let mut body = Vec::new();
         watch_wire::encode_broadcast(&b, &mut body);
@@ -298,11 +284,66 @@ fn a_follower_that_misses_broadcasts_catches_up_and_never_delivers_a_wrong_list(
     broadcast(delta(6, 8, &["e"], &["b"]));
     expect(&changes, &["e"]);
     assert_eq!(
-        rep.try_recv().err(),
+        server.rep.try_recv().err(),
         Some(nng::Error::TryAgain),
         "nothing held"
     );
     watcher.shutdown();
+}
+
+/// A watch server scripted by the test: a cooked REP socket on a free
+/// loopback port, whose requests the test reads and answers by hand.
+struct Scripted {
+    rep: Socket,
+    url: String,
+}
+
+impl Scripted {
+    fn new() -> Scripted {
+        let rep = Socket::new(Protocol::Rep0).expect("REP");
+        rep.set_opt::<RecvTimeout>(Some(patience()))
+            .expect("timeout");
+        let url = listen(&rep);
+        Scripted { rep, url }
+    }
+
+    /// The next request: its position and flags.
+    fn request(&self) -> (Position, u8) {
+        let msg = self.rep.recv().expect("a request");
+        watch_wire::decode_request_flags(msg.as_slice())
+    }
+
+    fn reply(&self, body: Vec<u8>) {
+        self.rep.send(Message::from(&body[..])).expect("reply");
+    }
+
+    /// Answers the probe with an offer of `broadcast_url` and the plain
+    /// `(0, 0)` that follows with a snapshot of `names` at `at`.
+    fn offer_then_snapshot(&self, at: Position, broadcast_url: &str, names: &[&str]) {
+        assert_eq!(self.request(), (Position::NOTHING, watch_wire::CAN_FOLLOW));
+        let mut body = Vec::new();
+        watch_wire::encode_offer(at, broadcast_url, &mut body);
+        self.reply(body);
+        assert_eq!(self.request(), (Position::NOTHING, 0), "a plain (0, 0)");
+        let mut body = Vec::new();
+        watch_wire::encode_snapshot(at, names.iter().copied(), &mut body);
+        self.reply(body);
+    }
+}
+
+/// A PUB socket, and a channel that gets a message per connection made
+/// to it.
+fn publisher_telling_connections() -> (Socket, Receiver<()>) {
+    let publisher = Socket::new(Protocol::Pub0).expect("PUB");
+    let (up_tx, up) = crossbeam_channel::unbounded();
+    publisher
+        .pipe_notify(move |_, e| {
+            if e == PipeEvent::AddPost {
+                let _ = up_tx.send(());
+            }
+        })
+        .expect("pipe_notify");
+    (publisher, up)
 }
 
 /// Binds `socket` on a free loopback port; returns its URL.
@@ -390,32 +431,17 @@ fn a_follower_of_a_restarted_server_follows_the_new_one() {
 /// interval the watcher watches over REQ/REP instead.
 #[test]
 fn an_unreachable_broadcast_falls_back_to_req_rep() {
-    let rep = Socket::new(Protocol::Rep0).expect("REP");
-    rep.set_opt::<RecvTimeout>(Some(patience()))
-        .expect("timeout");
-    let rep_url = listen(&rep);
+    let server = Scripted::new();
     // A port nothing listens on: bound a moment ago, then closed.
     let (closed, _) = common::reserved_tcp_urls();
     let o = Options::default().watch_keepalive(slow(Duration::from_millis(500)));
-    let watcher = Subscriber::watch_with_options(rep_url.as_str(), &o).expect("watcher");
+    let watcher = Subscriber::watch_with_options(server.url.as_str(), &o).expect("watcher");
     let changes = watcher.changes();
-    let request = || {
-        let msg = rep.recv().expect("a request");
-        watch_wire::decode_request_flags(msg.as_slice())
-    };
-    let reply = |body: Vec<u8>| rep.send(Message::from(&body[..])).expect("reply");
     let at = Position::new(0xfeed, 3);
-    assert_eq!(request(), (Position::NOTHING, watch_wire::CAN_FOLLOW));
-    let mut body = Vec::new();
-    watch_wire::encode_offer(at, &closed, &mut body);
-    reply(body);
-    assert_eq!(request(), (Position::NOTHING, 0), "a plain (0, 0)");
-    let mut body = Vec::new();
-    watch_wire::encode_snapshot(at, ["a"], &mut body);
-    reply(body);
+    server.offer_then_snapshot(at, &closed, &["a"]);
     expect(&changes, &["a"]);
     // Then the classic loop: a request for the position held.
-    assert_eq!(request(), (at, 0));
+    assert_eq!(server.request(), (at, 0));
     watcher.shutdown();
 }
 
@@ -425,52 +451,29 @@ fn an_unreachable_broadcast_falls_back_to_req_rep() {
 /// from the list it holds.
 #[test]
 fn a_broadcast_that_connects_late_is_followed_again() {
-    let rep = Socket::new(Protocol::Rep0).expect("REP");
-    rep.set_opt::<RecvTimeout>(Some(patience()))
-        .expect("timeout");
-    let rep_url = listen(&rep);
+    let server = Scripted::new();
     // A port nothing listens on yet.
     let (late, _) = common::reserved_tcp_urls();
     let o = Options::default()
         .watch_keepalive(slow(Duration::from_millis(500)))
         .reconnect_max(Duration::from_millis(200));
-    let watcher = Subscriber::watch_with_options(rep_url.as_str(), &o).expect("watcher");
+    let watcher = Subscriber::watch_with_options(server.url.as_str(), &o).expect("watcher");
     let changes = watcher.changes();
-    let request = || {
-        let msg = rep.recv().expect("a request");
-        watch_wire::decode_request_flags(msg.as_slice())
-    };
-    let reply = |body: Vec<u8>| rep.send(Message::from(&body[..])).expect("reply");
     let at = Position::new(0xface, 3);
-    assert_eq!(request(), (Position::NOTHING, watch_wire::CAN_FOLLOW));
-    let mut body = Vec::new();
-    watch_wire::encode_offer(at, &late, &mut body);
-    reply(body);
-    assert_eq!(request(), (Position::NOTHING, 0), "a plain (0, 0)");
-    let mut body = Vec::new();
-    watch_wire::encode_snapshot(at, ["a"], &mut body);
-    reply(body);
+    server.offer_then_snapshot(at, &late, &["a"]);
     expect(&changes, &["a"]);
     // Fallen back: the classic loop from the position held.
-    assert_eq!(request(), (at, 0));
+    assert_eq!(server.request(), (at, 0));
     // The broadcast comes up: the watcher connects and catches up.
-    let publisher = Socket::new(Protocol::Pub0).expect("PUB");
-    let (up_tx, sub_up) = crossbeam_channel::unbounded();
-    publisher
-        .pipe_notify(move |_, e| {
-            if e == PipeEvent::AddPost {
-                let _ = up_tx.send(());
-            }
-        })
-        .expect("pipe_notify");
+    let (publisher, sub_up) = publisher_telling_connections();
     let _listener = nng::Listener::new(&publisher, &late).expect("listen on the offered URL");
     sub_up
         .recv_timeout(patience())
         .expect("the watcher connected");
-    assert_eq!(request(), (at, watch_wire::CAN_FOLLOW), "a catch-up");
+    assert_eq!(server.request(), (at, watch_wire::CAN_FOLLOW), "a catch-up");
     let mut body = Vec::new();
     watch_wire::encode_keepalive(at, &mut body);
-    reply(body);
+    server.reply(body);
     // Following: a broadcast delta reaches the list.
     let mut body = Vec::new();
     watch_wire::encode_broadcast(
@@ -493,35 +496,20 @@ fn a_broadcast_that_connects_late_is_followed_again() {
 /// keeps the server counting: it never starts over with a probe.
 #[test]
 fn a_silent_broadcast_is_checked_with_catch_ups_not_taken_for_a_dead_server() {
-    let rep = Socket::new(Protocol::Rep0).expect("REP");
-    rep.set_opt::<RecvTimeout>(Some(patience()))
-        .expect("timeout");
-    let rep_url = listen(&rep);
+    let server = Scripted::new();
     let publisher = Socket::new(Protocol::Pub0).expect("PUB");
     let pub_url = listen(&publisher);
     let o = Options::default().watch_keepalive(slow(Duration::from_millis(300)));
-    let watcher = Subscriber::watch_with_options(rep_url.as_str(), &o).expect("watcher");
+    let watcher = Subscriber::watch_with_options(server.url.as_str(), &o).expect("watcher");
     let changes = watcher.changes();
-    let request = || {
-        let msg = rep.recv().expect("a request");
-        watch_wire::decode_request_flags(msg.as_slice())
-    };
-    let reply = |body: Vec<u8>| rep.send(Message::from(&body[..])).expect("reply");
     let at = Position::new(0xc0de, 4);
-    assert_eq!(request(), (Position::NOTHING, watch_wire::CAN_FOLLOW));
-    let mut body = Vec::new();
-    watch_wire::encode_offer(at, &pub_url, &mut body);
-    reply(body);
-    assert_eq!(request(), (Position::NOTHING, 0));
-    let mut body = Vec::new();
-    watch_wire::encode_snapshot(at, ["a"], &mut body);
-    reply(body);
+    server.offer_then_snapshot(at, &pub_url, &["a"]);
     expect(&changes, &["a"]);
     for _ in 0..3 {
-        assert_eq!(request(), (at, watch_wire::CAN_FOLLOW), "a catch-up");
+        assert_eq!(server.request(), (at, watch_wire::CAN_FOLLOW), "a catch-up");
         let mut body = Vec::new();
         watch_wire::encode_keepalive(at, &mut body);
-        reply(body);
+        server.reply(body);
     }
     common::assert_quiet(&changes, slow(Duration::from_millis(100)));
     watcher.shutdown();

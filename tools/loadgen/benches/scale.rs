@@ -451,28 +451,7 @@ fn floor_run(
     window: Duration,
 ) -> Result<Steady, String> {
     let (survey, _) = urls.next(t);
-    let mut floor = Proc::spawn(
-        "floor",
-        FLOOR,
-        &[
-            s("--listen"),
-            survey,
-            s("--poll-ms"),
-            s("1000"),
-            s("--survey-ms"),
-            s("500"),
-        ],
-        Some(0),
-    );
-    let (_, ready) = floor.wait_for("ready", |_| true, STEP_TIMEOUT)?;
-    let url = ready.get("url").unwrap_or_default().to_owned();
-    let mut gen = Proc::spawn(
-        "loadgen",
-        LOADGEN,
-        &[s("--survey"), url, s("--peers"), n.to_string()],
-        Some(1),
-    );
-    gen.wait_for("connected", |_| true, STEP_TIMEOUT)?;
+    let (mut floor, gen) = spawn_floor(survey, FAST_POLL, n)?;
     // Two whole surveys with everyone connected before measuring.
     floor.skip_past();
     floor.wait_for("survey", |_| true, STEP_TIMEOUT)?;
@@ -496,6 +475,53 @@ fn floor_run(
         surveys: answers.len(),
         ..Steady::default()
     })
+}
+
+/// `joins` new peers join one at a time (loadgen command `join 1`), each
+/// once the last reached every follower, `apart` after it; returns the ms
+/// from each join until every follower held it.
+fn time_lone_joins(gen: &mut Proc, joins: usize, apart: Duration) -> Result<Vec<f64>, String> {
+    gen.skip_past();
+    let mut ms = Vec::new();
+    for _ in 0..joins {
+        gen.command("join 1");
+        let (_, l) = gen.wait_for(
+            "change",
+            |l| l.get("kind") == Some("join"),
+            Duration::from_secs(60),
+        )?;
+        ms.extend(l.num::<f64>("ms"));
+        std::thread::sleep(apart);
+    }
+    Ok(ms)
+}
+
+/// A bare raw surveyor (`floor`, core 0) listening on `listen` at `poll`,
+/// and a loadgen (core 1) of `n` peers connected to it.
+fn spawn_floor(listen: String, poll: Poll, n: u32) -> Result<(Proc, Proc), String> {
+    let mut floor = Proc::spawn(
+        "floor",
+        FLOOR,
+        &[
+            s("--listen"),
+            listen,
+            s("--poll-ms"),
+            poll.poll_ms.to_string(),
+            s("--survey-ms"),
+            poll.survey_ms.to_string(),
+        ],
+        Some(0),
+    );
+    let (_, ready) = floor.wait_for("ready", |_| true, STEP_TIMEOUT)?;
+    let url = ready.get("url").unwrap_or_default().to_owned();
+    let mut gen = Proc::spawn(
+        "loadgen",
+        LOADGEN,
+        &[s("--survey"), url, s("--peers"), n.to_string()],
+        Some(1),
+    );
+    gen.wait_for("connected", |_| true, STEP_TIMEOUT)?;
+    Ok((floor, gen))
 }
 
 /// Options for bench-server: poll and survey times in ms.
@@ -702,18 +728,7 @@ fn lone_joins_run(
     std::thread::sleep(Duration::from_secs(1));
     server.skip_past();
     let stats0 = server.wait_for("stats", |_| true, STEP_TIMEOUT)?.1;
-    gen.skip_past();
-    let mut ms = Vec::new();
-    for _ in 0..joins {
-        gen.command("join 1");
-        let (_, l) = gen.wait_for(
-            "change",
-            |l| l.get("kind") == Some("join"),
-            Duration::from_secs(60),
-        )?;
-        ms.extend(l.num::<f64>("ms"));
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    let mut ms = time_lone_joins(&mut gen, joins, Duration::from_secs(1))?;
     server.skip_past();
     let stats1 = server.wait_for("stats", |_| true, STEP_TIMEOUT)?.1;
     gen.stop();
@@ -1274,17 +1289,7 @@ fn watch_run(meter: &Meter, plan: &WatchPlan, follow: Follow) -> Result<WatchRun
     // follower.
     let mut lone_join_ms = Vec::new();
     if follow != Follow::Nobody {
-        gen.skip_past();
-        for _ in 0..plan.joins {
-            gen.command("join 1");
-            let (_, l) = gen.wait_for(
-                "change",
-                |l| l.get("kind") == Some("join"),
-                Duration::from_secs(60),
-            )?;
-            lone_join_ms.extend(l.num::<f64>("ms"));
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        lone_join_ms = time_lone_joins(&mut gen, plan.joins, Duration::from_millis(200))?;
     }
     let (join_p50, join_p99) = percentiles(join_ms.clone());
     let (leave_p50, leave_p99) = percentiles(leave_ms);
@@ -1460,28 +1465,7 @@ fn watch_run(meter: &Meter, plan: &WatchPlan, follow: Follow) -> Result<WatchRun
 /// survey time (5 s, 1 s), with nothing else to do. Returns its CPU, % of
 /// a core, over `window`.
 fn heartbeat_floor(meter: &Meter, n: u32, window: Duration) -> Result<f64, String> {
-    let mut floor = Proc::spawn(
-        "floor",
-        FLOOR,
-        &[
-            s("--listen"),
-            s("tcp://127.0.0.1:0"),
-            s("--poll-ms"),
-            DEFAULT_POLL.poll_ms.to_string(),
-            s("--survey-ms"),
-            DEFAULT_POLL.survey_ms.to_string(),
-        ],
-        Some(0),
-    );
-    let (_, ready) = floor.wait_for("ready", |_| true, STEP_TIMEOUT)?;
-    let url = ready.get("url").unwrap_or_default().to_owned();
-    let mut gen = Proc::spawn(
-        "loadgen",
-        LOADGEN,
-        &[s("--survey"), url, s("--peers"), n.to_string()],
-        Some(1),
-    );
-    gen.wait_for("connected", |_| true, STEP_TIMEOUT)?;
+    let (mut floor, gen) = spawn_floor(s("tcp://127.0.0.1:0"), DEFAULT_POLL, n)?;
     floor.skip_past();
     floor.wait_for(
         "survey",
