@@ -434,14 +434,30 @@ fn an_unreachable_broadcast_falls_back_to_req_rep() {
     let server = Scripted::new();
     // A port nothing listens on: bound a moment ago, then closed.
     let (closed, _) = common::reserved_tcp_urls();
-    let o = Options::default().watch_keepalive(slow(Duration::from_millis(500)));
+    let keepalive = slow(Duration::from_millis(500));
+    let o = Options::default().watch_keepalive(keepalive);
     let watcher = Subscriber::watch_with_options(server.url.as_str(), &o).expect("watcher");
     let changes = watcher.changes();
     let at = Position::new(0xfeed, 3);
     server.offer_then_snapshot(at, &closed, &["a"]);
     expect(&changes, &["a"]);
-    // Then the classic loop: a request for the position held.
+    // Fallen back: a catch-up (answered at once, so that the silence
+    // limit is not reached), then the classic loop from the position held.
+    assert_eq!(server.request(), (at, watch_wire::CAN_FOLLOW), "a catch-up");
+    let mut body = Vec::new();
+    watch_wire::encode_keepalive(at, &mut body);
+    server.reply(body);
     assert_eq!(server.request(), (at, 0));
+    // The server holds each plain request for a keepalive interval, as a
+    // real one does: the watcher keeps watching, it never takes the
+    // server for a silent one and starts over with a probe.
+    for _ in 0..3 {
+        std::thread::sleep(keepalive);
+        let mut body = Vec::new();
+        watch_wire::encode_keepalive(at, &mut body);
+        server.reply(body);
+        assert_eq!(server.request(), (at, 0), "the classic loop goes on");
+    }
     watcher.shutdown();
 }
 
@@ -462,7 +478,12 @@ fn a_broadcast_that_connects_late_is_followed_again() {
     let at = Position::new(0xface, 3);
     server.offer_then_snapshot(at, &late, &["a"]);
     expect(&changes, &["a"]);
-    // Fallen back: the classic loop from the position held.
+    // Fallen back: a catch-up, then the classic loop from the position
+    // held.
+    assert_eq!(server.request(), (at, watch_wire::CAN_FOLLOW), "a catch-up");
+    let mut body = Vec::new();
+    watch_wire::encode_keepalive(at, &mut body);
+    server.reply(body);
     assert_eq!(server.request(), (at, 0));
     // The broadcast comes up: the watcher connects and catches up.
     let (publisher, sub_up) = publisher_telling_connections();

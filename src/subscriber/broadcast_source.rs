@@ -25,8 +25,9 @@
 //!   between catch-ups. If the SUB connection does not come up within one
 //!   keepalive interval (a broadcast URL this host cannot reach, or a
 //!   listener overwhelmed by connections), the source watches over plain
-//!   REQ/REP meanwhile; NNG keeps dialing, and once the connection comes
-//!   up the source follows again, from a new snapshot.
+//!   REQ/REP meanwhile, from the list held; NNG keeps dialing, and once
+//!   the connection comes up the source follows again, with a catch-up
+//!   from the list held.
 //!
 //! Silence: any broadcast or reply is the server heard. With no broadcast
 //! for 1.5 keepalive intervals while following, it asks for a catch-up
@@ -161,8 +162,9 @@ pub(crate) struct BroadcastSource {
     /// its connection did not come up in time: once it does, following
     /// starts again.
     fallback_url: Option<String>,
-    /// The SUB connection came up while the snapshot was asked for: the
-    /// snapshot may predate it, so a catch-up follows the reply.
+    /// The SUB connection came up while a request was outstanding: its
+    /// reply may predate the connection, so a catch-up follows it (unless
+    /// a newer request replaces it first).
     catch_up_after_reply: bool,
 }
 
@@ -354,17 +356,21 @@ impl BroadcastSource {
         if let Mode::Following(f) = &mut self.mode {
             if sub_lost {
                 // Broadcasts may have been lost with it: once it is back
-                // (NNG redials), ask what changed.
+                // (NNG redials), ask what changed. It has one keepalive
+                // interval to come back before the fallback.
                 log::debug!("broadcast connection to {} closed", f.url);
                 f.follower.catch_up();
+                f.offered = now;
             }
             if sub_connected {
                 // The list may have changed before this connection could
-                // carry it: ask what changed since the list held, or since
-                // the snapshot under way.
+                // carry it: ask what changed since the list held, and once
+                // more after the reply under way (computed, perhaps, before
+                // the server's side of this connection was up).
                 if f.follower.position() != Position::NOTHING {
                     f.follower.catch_up();
-                } else if self.outstanding == Some(Request::Plain(Position::NOTHING)) {
+                }
+                if self.outstanding.is_some() {
                     self.catch_up_after_reply = true;
                 }
             }
@@ -492,7 +498,7 @@ impl BroadcastSource {
                 f.follower.catch_up();
             } else {
                 log::warn!(
-                    "the broadcast {} offered by {} did not connect: watching over REQ/REP",
+                    "the broadcast {} offered by {} is not connected: watching over REQ/REP until it is",
                     f.url,
                     self.url
                 );
@@ -502,9 +508,18 @@ impl BroadcastSource {
         if fallback {
             // NNG keeps dialing it: following resumes once it connects.
             // Meanwhile the classic loop goes on from the list held.
+            // The first request is a catch-up, which the server answers at
+            // once (a plain request for the position held would be held
+            // for a keepalive interval, after one of silence already:
+            // together, the silence limit); plain requests follow.
             if let Mode::Following(f) = std::mem::replace(&mut self.mode, Mode::Probing) {
                 let state = f.follower.into_state();
-                self.unsent = Some(Request::Plain(state.request()));
+                let position = state.request();
+                self.unsent = Some(if position == Position::NOTHING {
+                    Request::Plain(position)
+                } else {
+                    Request::CatchUp(position)
+                });
                 self.fallback_url = Some(f.url);
                 self.mode = Mode::Plain(state);
             }
@@ -588,6 +603,7 @@ impl BroadcastSource {
             }
             log::debug!("{} offers its broadcast at {url} ({at})", self.url);
         }
+        self.catch_up_after_reply = false;
         self.mode = Mode::Following(Following {
             follower: Follower::new(),
             url,
@@ -632,6 +648,9 @@ impl BroadcastSource {
         let Some(request) = self.unsent else { return };
         match self.req.try_send(Message::from(&request.encode()[..])) {
             Ok(()) => {
+                // It replaces the outstanding request, whose reply REQ now
+                // drops: this one's is computed after the send.
+                self.catch_up_after_reply = false;
                 self.outstanding = Some(request);
                 self.unsent = None;
                 self.retry_at = None;
