@@ -1549,6 +1549,7 @@ fn pub_floor(
         gen.skip_past();
         floor.skip_past();
         gen.command("mark");
+        gen.wait_for("marked", |_| true, STEP_TIMEOUT)?;
         floor.command("send 1 1");
         let (_, l) = gen.wait_for("delivered", |_| true, Duration::from_secs(30))?;
         ms.extend(l.num::<f64>("ms"));

@@ -73,9 +73,10 @@
 //! `rate R` (from now on R peers per second leave and rejoin, as `--churn`;
 //! `rate 0` stops), `join K` (K new answering peers connect now, each a
 //! `change kind=join`: a join with no leave before it), `tick` (a `tick`
-//! line now), `mark` (a `delivered t=.. ms=.. subs=N` line once every
-//! ready subscriber received one more message: the latency of the next
-//! message to all of them, from the mark), `quit`. End of input quits
+//! line now), `mark` (a `marked` line at once, then a `delivered t=..
+//! ms=.. subs=N` line once every ready subscriber received one more
+//! message: the latency of the next message to all of them, from the
+//! mark; send it only after `marked`), `quit`. End of input quits
 //! too, unless `--duration-s` is set.
 //!
 //! Output, one line per event, `kind key=value ...`, `t` in seconds since
@@ -887,7 +888,11 @@ impl Gen {
                 }
                 "tick" => self.tick(Instant::now())?,
                 // Times the next message to every subscriber: `delivered`.
-                "mark" => self.mark = Some((Instant::now(), self.totals.lists)),
+                "mark" => {
+                    let now = Instant::now();
+                    self.mark = Some((now, self.totals.lists));
+                    writeln!(self.out, "marked t={:.6}", self.t(now))?;
+                }
                 "rate" => {
                     let rate: f64 = line
                         .split_ascii_whitespace()
