@@ -252,9 +252,7 @@ fn a_follower_that_misses_broadcasts_catches_up_and_never_delivers_a_wrong_list(
     // The SUB connection came up while the snapshot was asked for: what
     // changed before it could carry broadcasts is asked for once.
     assert_eq!(request(), (at(1), watch_wire::CAN_FOLLOW), "a catch-up");
-    let mut body = Vec::new();
-    watch_wire::encode_keepalive(at(1), &mut body);
-    reply(body);
+    server.reply_keepalive(at(1));
     // In sequence.
     broadcast(delta(1, 2, &["b"], &[]));
     expect(&changes, &["a", "b"]);
@@ -315,6 +313,12 @@ impl Scripted {
 
     fn reply(&self, body: Vec<u8>) {
         self.rep.send(Message::from(&body[..])).expect("reply");
+    }
+
+    fn reply_keepalive(&self, at: Position) {
+        let mut body = Vec::new();
+        watch_wire::encode_keepalive(at, &mut body);
+        self.reply(body);
     }
 
     /// Answers the probe with an offer of `broadcast_url` and the plain
@@ -444,18 +448,14 @@ fn an_unreachable_broadcast_falls_back_to_req_rep() {
     // Fallen back: a catch-up (answered at once, so that the silence
     // limit is not reached), then the classic loop from the position held.
     assert_eq!(server.request(), (at, watch_wire::CAN_FOLLOW), "a catch-up");
-    let mut body = Vec::new();
-    watch_wire::encode_keepalive(at, &mut body);
-    server.reply(body);
+    server.reply_keepalive(at);
     assert_eq!(server.request(), (at, 0));
     // The server holds each plain request for a keepalive interval, as a
     // real one does: the watcher keeps watching, it never takes the
     // server for a silent one and starts over with a probe.
     for _ in 0..3 {
         std::thread::sleep(keepalive);
-        let mut body = Vec::new();
-        watch_wire::encode_keepalive(at, &mut body);
-        server.reply(body);
+        server.reply_keepalive(at);
         assert_eq!(server.request(), (at, 0), "the classic loop goes on");
     }
     watcher.shutdown();
@@ -481,9 +481,7 @@ fn a_broadcast_that_connects_late_is_followed_again() {
     // Fallen back: a catch-up, then the classic loop from the position
     // held.
     assert_eq!(server.request(), (at, watch_wire::CAN_FOLLOW), "a catch-up");
-    let mut body = Vec::new();
-    watch_wire::encode_keepalive(at, &mut body);
-    server.reply(body);
+    server.reply_keepalive(at);
     assert_eq!(server.request(), (at, 0));
     // The broadcast comes up: the watcher connects and catches up.
     let (publisher, sub_up) = publisher_telling_connections();
@@ -492,9 +490,7 @@ fn a_broadcast_that_connects_late_is_followed_again() {
         .recv_timeout(patience())
         .expect("the watcher connected");
     assert_eq!(server.request(), (at, watch_wire::CAN_FOLLOW), "a catch-up");
-    let mut body = Vec::new();
-    watch_wire::encode_keepalive(at, &mut body);
-    server.reply(body);
+    server.reply_keepalive(at);
     // Following: a broadcast delta reaches the list.
     let mut body = Vec::new();
     watch_wire::encode_broadcast(
@@ -528,9 +524,7 @@ fn a_silent_broadcast_is_checked_with_catch_ups_not_taken_for_a_dead_server() {
     expect(&changes, &["a"]);
     for _ in 0..3 {
         assert_eq!(server.request(), (at, watch_wire::CAN_FOLLOW), "a catch-up");
-        let mut body = Vec::new();
-        watch_wire::encode_keepalive(at, &mut body);
-        server.reply(body);
+        server.reply_keepalive(at);
     }
     common::assert_quiet(&changes, slow(Duration::from_millis(100)));
     watcher.shutdown();
