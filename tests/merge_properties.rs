@@ -316,7 +316,7 @@ proptest! {
         if !connected.is_empty() {
             let union: Vec<String> = connected
                 .iter()
-                .flat_map(|s| s.history.names().iter().cloned())
+                .flat_map(|s| s.history.to_list())
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect();

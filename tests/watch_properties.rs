@@ -118,7 +118,7 @@ proptest! {
     ) {
         let (history, at) = build(&lists, limits);
         let current = history.position();
-        let names = history.names().to_vec();
+        let names = history.to_list();
         prop_assert_eq!(&names, &vec_of(&lists[lists.len() - 1]));
         let request = request.position(current.revision);
         // What the requester holds, if the request names a real state.
@@ -133,7 +133,7 @@ proptest! {
             Answer::Keepalive { .. } => prop_assert!(false, "answer never gives a keepalive"),
             Answer::Snapshot { at: pos, names: sent } => {
                 prop_assert_eq!(*pos, current);
-                prop_assert_eq!(sent.to_vec(), names.clone());
+                prop_assert_eq!(sent.iter().map(|n| n.to_string()).collect::<Vec<_>>(), names.clone());
             }
             Answer::Delta { at: pos, joined, left } => {
                 prop_assert_eq!(*pos, current);
@@ -415,7 +415,7 @@ fn check(
     if let Some(list) = got {
         prop_assert_eq!(
             &list,
-            &history.names().to_vec(),
+            &history.to_list(),
             "delivered a list the server does not hold"
         );
         prop_assert_ne!(
@@ -445,7 +445,7 @@ proptest! {
         let mut watcher = WatchState::new();
         // Every list the server ever held, by position.
         let mut held_at: BTreeMap<Position, Vec<String>> = BTreeMap::new();
-        held_at.insert(history.position(), history.names().to_vec());
+        held_at.insert(history.position(), history.to_list());
         let mut delivered: Option<Vec<String>> = None;
         let mut epochs = EPOCH;
 
@@ -453,7 +453,7 @@ proptest! {
             match step {
                 Step::Change(list) => {
                     if history.record(list) {
-                        held_at.insert(history.position(), history.names().to_vec());
+                        held_at.insert(history.position(), history.to_list());
                     }
                 }
                 Step::Exchange { dropped } => {
@@ -469,7 +469,7 @@ proptest! {
                     epochs += 1;
                     let epoch = NonZeroU64::new(epochs).unwrap();
                     history = History::new(epoch, list, limits);
-                    held_at.insert(history.position(), history.names().to_vec());
+                    held_at.insert(history.position(), history.to_list());
                 }
                 Step::Reconnect => {
                     watcher.forget();
@@ -490,8 +490,8 @@ proptest! {
         }
         prop_assert_eq!(watcher.request(), history.position());
         prop_assert_eq!(history.answer(watcher.request()), Answer::Hold);
-        prop_assert_eq!(watcher.names(), Some(history.names().to_vec()));
-        prop_assert_eq!(delivered, Some(history.names().to_vec()));
+        prop_assert_eq!(watcher.names(), Some(history.to_list()));
+        prop_assert_eq!(delivered, Some(history.to_list()));
     }
 }
 

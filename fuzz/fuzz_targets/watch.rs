@@ -90,7 +90,7 @@ fuzz_target!(|data: &[u8]| {
         let held = (request.epoch == epoch && request.revision != 0)
             .then(|| at.get(request.revision as usize))
             .flatten();
-        let names: Vec<&str> = history.names().iter().map(String::as_str).collect();
+        let names: Vec<&str> = history.names().iter().map(|n| &**n).collect();
         match history.answer(request) {
             Answer::Hold => assert_eq!(request, current),
             Answer::Keepalive { .. } => panic!("answer gave a keepalive"),

@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
+use std::sync::Arc;
 
 /// What an answer did to the membership, as returned by
 /// [`Membership::answer`].
@@ -60,9 +61,9 @@ struct NameState<P> {
 /// ```
 #[derive(Debug)]
 pub struct Membership<P> {
-    names: BTreeMap<Box<str>, NameState<P>>,
+    names: BTreeMap<Arc<str>, NameState<P>>,
     /// Open pipes, each with the names it has answered for.
-    pipes: HashMap<P, Vec<Box<str>>>,
+    pipes: HashMap<P, Vec<Arc<str>>>,
     miss_threshold: u32,
     max_peers: usize,
     leave_on_disconnect: bool,
@@ -106,7 +107,7 @@ impl<P: Copy + Eq + Hash> Membership<P> {
             state.pipes.retain(|p| *p != pipe);
             if state.pipes.is_empty() && self.leave_on_disconnect {
                 self.names.remove(&name);
-                left.push(String::from(name));
+                left.push(name.to_string());
             }
         }
         if !left.is_empty() {
@@ -194,6 +195,12 @@ impl<P: Copy + Eq + Hash> Membership<P> {
     /// The live names, sorted and unique.
     pub fn names(&self) -> impl Iterator<Item = &str> + '_ {
         self.names.keys().map(|n| &**n)
+    }
+
+    /// The live names as a new shared list: a reference count per name,
+    /// no copy.
+    pub fn shared_names(&self) -> crate::history::SharedList {
+        Arc::new(self.names.keys().cloned().collect())
     }
 
     /// Whether `name` is live.

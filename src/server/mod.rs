@@ -27,6 +27,7 @@ use crate::server::membership::{AnswerOutcome, Membership};
 use crate::server::schedule::{Action, Behind, RecentAnswers, Schedule, Verdict};
 use crate::server::stats::Stats;
 use crate::subscriber::mailbox::Mailbox;
+use crate::watch::history::SharedList;
 use crate::wire::{self, MAX_NAME_LEN};
 use admission::{Gate, Origin, SharedGate};
 use watch_server::{WatchCore, WatchHandle};
@@ -131,7 +132,7 @@ pub struct Server {
     control: Sender<Control>,
     /// The list last published, shared with the server thread (which
     /// replaces it; [`Server::peers`] copies it).
-    peers: Arc<Mutex<Arc<Vec<String>>>>,
+    peers: Arc<Mutex<SharedList>>,
     stats: Arc<Mutex<Stats>>,
     gate: SharedGate,
     changes: Receiver<Vec<String>>,
@@ -243,6 +244,7 @@ impl Server {
             publisher: publisher.clone(),
             seq: initial_seq(),
             encoded: Vec::new(),
+            encoded_stale: true,
             dirty: true,
             peers: Arc::clone(&peers),
             mailbox,
@@ -316,7 +318,7 @@ impl Server {
     /// The list of live services as last published: sorted, no duplicates.
     pub fn peers(&self) -> Vec<String> {
         let list = Arc::clone(&self.peers.lock());
-        Vec::clone(&list)
+        list.iter().map(|n| String::from(&**n)).collect()
     }
 
     /// A snapshot of the server's counters: peers, connections, surveys,
@@ -409,10 +411,13 @@ struct Core {
     seq: u32,
     /// The list as last encoded for publishing.
     encoded: Vec<u8>,
+    /// Whether `encoded` is older than the published list: it is encoded
+    /// only when there is a subscriber to send it to.
+    encoded_stale: bool,
     /// Whether the membership changed since `encoded` and `peers` were made.
     dirty: bool,
-    peers: Arc<Mutex<Arc<Vec<String>>>>,
-    mailbox: Mailbox<Vec<String>>,
+    peers: Arc<Mutex<SharedList>>,
+    mailbox: Mailbox<Vec<String>, Vec<Arc<str>>>,
     stats: Stats,
     shared_stats: Arc<Mutex<Stats>>,
     /// The id of the heartbeat round under way, until it ends.
@@ -445,6 +450,17 @@ const BEHIND_WARN_EVERY: Duration = Duration::from_secs(10);
 /// looks at its clock again.
 const ANSWER_BATCH: usize = 256;
 
+/// How long a new list may wait, uncopied, for a `changes()` reader that has
+/// not taken the one before (see `Mailbox::offer_later`): a reader that keeps
+/// up gets each list at once; one that lags or never reads costs a copy of
+/// the list per this interval, not one per publish.
+const CHANGES_HOLD: Duration = Duration::from_millis(100);
+
+/// The published list as the `changes()` channel carries it.
+fn owned_names(list: &[Arc<str>]) -> Vec<String> {
+    list.iter().map(|n| String::from(&**n)).collect()
+}
+
 impl Core {
     fn run(mut self, control: Receiver<Control>, answers: Receiver<Message>) {
         let (watch_requests, watch_pipes) = match &self.watch {
@@ -473,6 +489,7 @@ impl Core {
             // an extra survey would only add to the queue.
             self.schedule
                 .set_answer_backlog(answers.len() > ANSWER_BATCH);
+            self.mailbox.flush(now, |list| owned_names(list));
             while let Some(action) = self.schedule.due(now) {
                 if let Some(late) = self.schedule.take_stall() {
                     log::warn!(
@@ -489,6 +506,9 @@ impl Core {
             let mut wakeup = self.schedule.next_wakeup();
             if let Some(check) = self.schedule.next_check() {
                 wakeup = wakeup.min(check);
+            }
+            if let Some(flush) = self.mailbox.next_flush() {
+                wakeup = wakeup.min(flush);
             }
             if let Some(watch) = &self.watch {
                 watch.fill_stats(&mut self.stats);
@@ -738,10 +758,8 @@ impl Core {
     fn publish(&mut self) {
         if self.dirty {
             self.dirty = false;
-            self.encoded.clear();
-            wire::encode_list(self.membership.names(), &mut self.encoded);
-            let list: Arc<Vec<String>> =
-                Arc::new(self.membership.names().map(String::from).collect());
+            self.encoded_stale = true;
+            let list = self.membership.shared_names();
             if let Some(watch) = &mut self.watch {
                 // The watchers' revision moves with each published change.
                 watch.record(&list, Instant::now());
@@ -754,7 +772,19 @@ impl Core {
             // Shared, not copied: the old list is freed outside the lock.
             let old = std::mem::replace(&mut *self.peers.lock(), Arc::clone(&list));
             drop(old);
-            self.mailbox.offer(list);
+            self.mailbox
+                .offer_later(list, Instant::now(), CHANGES_HOLD, |list| owned_names(list));
+        }
+        if self.stats.subscribers == 0 && self.event_driven {
+            // Nobody to send to. A subscriber that connects asks for a
+            // publish (`SubscriberAdded`), which encodes and sends then.
+            self.stats.publishes += 1;
+            return;
+        }
+        if self.encoded_stale {
+            self.encoded_stale = false;
+            self.encoded.clear();
+            wire::encode_list(self.membership.names(), &mut self.encoded);
         }
         // Sending to many subscribers is the costly part: space the next
         // publish by what this one costs, so bursts of changes coalesce.

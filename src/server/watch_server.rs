@@ -53,7 +53,7 @@ use crate::options::ServerSettings;
 use crate::server::admission::{self, SharedGate};
 use crate::server::stats::Stats;
 use crate::watch::held_requests::{HeldRequests, Released};
-use crate::watch::history::{self, Answer, History, HistoryLimits};
+use crate::watch::history::{Answer, History, HistoryLimits, SharedList};
 use crate::watch::wire::{self as watch_wire, Position};
 
 /// The largest request read, backtrace included (a request is 16 bytes
@@ -634,29 +634,24 @@ impl WatchCore {
     }
 
     /// Makes `list` (sorted, unique, valid names: the server's published
-    /// list) the current one. If it differs from the last, the revision
-    /// grows by one and every held request is answered (now with a delta).
-    /// The first call starts the history at revision 1.
-    pub(crate) fn record(&mut self, list: &[String], now: Instant) {
+    /// list, kept shared) the current one. If it differs from the last, the
+    /// revision grows by one and every held request is answered (now with a
+    /// delta). The first call starts the history at revision 1.
+    pub(crate) fn record(&mut self, list: &SharedList, now: Instant) {
         match &mut self.history {
             Some(history) => {
                 let from = history.position().revision;
-                // The change is worked out before the history takes it:
-                // the history may not keep it (limits), the broadcast
-                // always carries it.
-                let change = self
-                    .broadcast
-                    .as_ref()
-                    .map(|_| history::diff(history.names(), list));
-                if !history.record(list) {
+                // The broadcast carries the change even where the history's
+                // limits do not keep it.
+                let Some((joined, left)) = history.record_sorted(Arc::clone(list)) else {
                     return;
-                }
-                if let (Some(b), Some((joined, left))) = (&mut self.broadcast, change) {
+                };
+                if let Some(b) = &mut self.broadcast {
                     let to = history.position().revision;
                     b.change(self.epoch.get(), from, to, &joined, &left, now);
                 }
             }
-            None => self.history = Some(History::new(self.epoch, list, self.limits)),
+            None => self.history = Some(History::new(self.epoch, list.iter(), self.limits)),
         }
         let released = self.held.take_all();
         self.answer_all(released, now, false);

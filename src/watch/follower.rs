@@ -473,17 +473,17 @@ mod tests {
         fn change(&mut self, names: &[u8]) {
             let before = self.history.position();
             let mut list: std::collections::BTreeSet<String> =
-                self.history.names().iter().cloned().collect();
+                self.history.names().iter().map(|n| n.to_string()).collect();
             for n in names {
                 let name = format!("n{n}");
                 if !list.remove(&name) {
                     list.insert(name);
                 }
             }
-            let old: Vec<String> = self.history.names().to_vec();
+            let old: Vec<String> = self.history.names().iter().map(|n| n.to_string()).collect();
             if self.history.record(&list) {
                 let after = self.history.position();
-                let new = self.history.names().to_vec();
+                let new: Vec<String> = self.history.names().iter().map(|n| n.to_string()).collect();
                 self.sent.push(Broadcast::Delta {
                     epoch: E,
                     from: before.revision,

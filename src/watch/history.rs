@@ -32,6 +32,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::num::NonZeroU64;
+use std::sync::Arc;
 
 use crate::watch::wire::{self as watch_wire, Position, Reply};
 
@@ -89,6 +90,15 @@ struct Change {
     bytes: usize,
 }
 
+/// A list of names shared between the server's publish, its watch history
+/// and [`Server::peers`](crate::Server::peers): sorted and unique. Names are
+/// shared too, so a new list costs a reference count per name, not a copy.
+pub type SharedList = Arc<Vec<Arc<str>>>;
+
+/// What a change did to a list: the names that joined and those that left,
+/// each sorted.
+pub type Diff = (Vec<Box<str>>, Vec<Box<str>>);
+
 /// The server side of the watch protocol: the current list, its position,
 /// and the recent changes.
 ///
@@ -103,7 +113,7 @@ struct Change {
 /// // A watcher that holds nothing gets the list.
 /// assert_eq!(
 ///     history.answer(Position::NOTHING),
-///     Answer::Snapshot { at: Position::new(7, 1), names: &["a".to_string()] }
+///     Answer::Snapshot { at: Position::new(7, 1), names: &["a".into()] }
 /// );
 /// // One that is current is held until something changes...
 /// assert_eq!(history.answer(Position::new(7, 1)), Answer::Hold);
@@ -118,8 +128,9 @@ struct Change {
 pub struct History {
     epoch: u64,
     revision: u64,
-    /// The current list, sorted and unique.
-    names: Vec<String>,
+    /// The current list, sorted and unique; shared with whoever published
+    /// it, so recording a list copies no names.
+    names: SharedList,
     /// Bytes of the current list as a snapshot payload.
     names_bytes: usize,
     /// `changes[i]` took revision `revision - changes.len() + i` to the next.
@@ -140,7 +151,7 @@ pub enum Answer<'a> {
         /// The server's position.
         at: Position,
         /// The server's list, sorted and unique.
-        names: &'a [String],
+        names: &'a [Arc<str>],
     },
     /// Send the change since the watcher's revision.
     Delta {
@@ -167,7 +178,7 @@ impl Answer<'_> {
     pub fn encode(&self, out: &mut Vec<u8>) -> bool {
         match self {
             Answer::Snapshot { at, names } => {
-                watch_wire::encode_snapshot(*at, names.iter().map(String::as_str), out);
+                watch_wire::encode_snapshot(*at, names.iter().map(|n| &**n), out);
             }
             Answer::Delta { at, joined, left } => {
                 watch_wire::encode_delta(*at, joined.iter().copied(), left.iter().copied(), out)
@@ -184,7 +195,7 @@ impl Answer<'_> {
         Some(match self {
             Answer::Snapshot { at, names } => Reply::Snapshot {
                 at: *at,
-                names: names.to_vec(),
+                names: names.iter().map(|n| n.to_string()).collect(),
             },
             Answer::Delta { at, joined, left } => Reply::Delta {
                 at: *at,
@@ -198,19 +209,19 @@ impl Answer<'_> {
 }
 
 /// Sorts and deduplicates a list given in any order.
-fn normalize<I>(names: I) -> Vec<String>
+fn normalize<I>(names: I) -> Vec<Arc<str>>
 where
     I: IntoIterator,
     I::Item: AsRef<str>,
 {
-    let mut names: Vec<String> = names.into_iter().map(|n| n.as_ref().to_owned()).collect();
+    let mut names: Vec<Arc<str>> = names.into_iter().map(|n| Arc::from(n.as_ref())).collect();
     names.sort_unstable();
     names.dedup();
     names
 }
 
-fn snapshot_bytes(names: &[String]) -> usize {
-    names.iter().map(|n| n.len() + 1).sum()
+fn snapshot_bytes<S: AsRef<str>>(names: &[S]) -> usize {
+    names.iter().map(|n| n.as_ref().len() + 1).sum()
 }
 
 impl History {
@@ -222,7 +233,7 @@ impl History {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        let names = normalize(first_list);
+        let names = Arc::new(normalize(first_list));
         History {
             epoch: epoch.get(),
             revision: 1,
@@ -240,8 +251,13 @@ impl History {
     }
 
     /// The current list, sorted and unique.
-    pub fn names(&self) -> &[String] {
+    pub fn names(&self) -> &[Arc<str>] {
         &self.names
+    }
+
+    /// The current list as owned strings (a copy), sorted and unique.
+    pub fn to_list(&self) -> Vec<String> {
+        self.names.iter().map(|n| String::from(&**n)).collect()
     }
 
     /// How many past changes are held (at most
@@ -271,10 +287,22 @@ impl History {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        let new = normalize(list);
-        let (joined, left) = diff(&self.names, &new);
+        self.record_sorted(Arc::new(normalize(list))).is_some()
+    }
+
+    /// [`record`](Self::record) for a list that is already sorted and
+    /// unique (a server's published list), kept as it is: no name is
+    /// copied. Returns the change, the names that joined and those that
+    /// left (both sorted), when the list differed; the history keeps its
+    /// own copy of them, as far as its limits allow.
+    pub fn record_sorted(&mut self, list: SharedList) -> Option<Diff> {
+        debug_assert!(
+            list.windows(2).all(|w| w[0] < w[1]),
+            "not sorted and unique"
+        );
+        let (joined, left) = diff(&self.names, &list);
         if joined.is_empty() && left.is_empty() {
-            return false;
+            return None;
         }
         let bytes = joined
             .iter()
@@ -282,8 +310,8 @@ impl History {
             .map(|n| n.len() + NAME_OVERHEAD)
             .sum();
         self.changes.push_back(Change {
-            joined,
-            left,
+            joined: joined.clone(),
+            left: left.clone(),
             bytes,
         });
         self.bytes += bytes;
@@ -295,9 +323,9 @@ impl History {
         }
         // u64: at a million changes a second, 584,000 years to overflow.
         self.revision += 1;
-        self.names_bytes = snapshot_bytes(&new);
-        self.names = new;
-        true
+        self.names_bytes = self.names_bytes + snapshot_bytes(&joined) - snapshot_bytes(&left);
+        self.names = list;
+        Some((joined, left))
     }
 
     /// What to send a watcher that says it holds `request`; see the
@@ -404,7 +432,7 @@ impl History {
 
 /// The names in `new` but not `old`, and in `old` but not `new`; both sorted
 /// and unique inputs.
-pub(crate) fn diff(old: &[String], new: &[String]) -> (Vec<Box<str>>, Vec<Box<str>>) {
+fn diff(old: &[Arc<str>], new: &[Arc<str>]) -> Diff {
     let mut joined = Vec::new();
     let mut left = Vec::new();
     let (mut i, mut j) = (0, 0);
@@ -415,15 +443,15 @@ pub(crate) fn diff(old: &[String], new: &[String]) -> (Vec<Box<str>>, Vec<Box<st
                 j += 1;
             }
             (Some(o), Some(n)) if o < n => {
-                left.push(o.as_str().into());
+                left.push(Box::from(&**o));
                 i += 1;
             }
             (_, Some(n)) => {
-                joined.push(n.as_str().into());
+                joined.push(Box::from(&**n));
                 j += 1;
             }
             (Some(o), None) => {
-                left.push(o.as_str().into());
+                left.push(Box::from(&**o));
                 i += 1;
             }
             (None, None) => break,
@@ -446,8 +474,31 @@ mod tests {
         Position::new(EPOCH, revision)
     }
 
-    fn strings(names: &[&str]) -> Vec<String> {
-        names.iter().map(|n| n.to_string()).collect()
+    fn shared(names: &[&str]) -> Vec<Arc<str>> {
+        names.iter().map(|&n| Arc::from(n)).collect()
+    }
+
+    #[test]
+    fn a_sorted_list_is_kept_as_given_and_its_change_returned() {
+        let mut h = History::new(epoch(), ["a", "c"], HistoryLimits::default());
+        let list: SharedList = Arc::new(shared(&["b", "c", "d"]));
+        let (joined, left) = h.record_sorted(Arc::clone(&list)).expect("a change");
+        assert_eq!(joined, [Box::from("b"), Box::from("d")]);
+        assert_eq!(left, [Box::from("a")]);
+        assert!(std::ptr::eq(h.names(), &list[..]), "kept, not copied");
+        assert_eq!(h.position(), at(2));
+        assert_eq!(h.changes_held(), 1);
+        // The same names again, in a new list: nothing changes.
+        assert_eq!(h.record_sorted(Arc::new(shared(&["b", "c", "d"]))), None);
+        assert_eq!(h.position(), at(2));
+        // The snapshot size follows the change.
+        let mut out = Vec::new();
+        h.expire(at(0)).encode(&mut out);
+        let mut fresh = Vec::new();
+        History::new(epoch(), ["b", "c", "d"], HistoryLimits::default())
+            .expire(at(0))
+            .encode(&mut fresh);
+        assert_eq!(out.len(), fresh.len());
     }
 
     fn history(lists: &[&[&str]], limits: HistoryLimits) -> History {
@@ -470,7 +521,7 @@ mod tests {
     fn starts_at_revision_one_sorted_and_deduplicated() {
         let h = History::new(epoch(), ["b", "a", "b"], HistoryLimits::default());
         assert_eq!(h.position(), at(1));
-        assert_eq!(h.names(), strings(&["a", "b"]));
+        assert_eq!(h.names(), shared(&["a", "b"]));
         assert_eq!(h.changes_held(), 0);
         assert_eq!(h.oldest_delta_base(), 1);
     }
@@ -483,7 +534,7 @@ mod tests {
         assert_eq!(h.position(), at(1));
         assert!(h.record(["b", "a"]));
         assert_eq!(h.position(), at(2));
-        assert_eq!(h.names(), strings(&["a", "b"]));
+        assert_eq!(h.names(), shared(&["a", "b"]));
         assert!(h.record(Vec::<String>::new()));
         assert_eq!(h.position(), at(3));
         assert!(h.names().is_empty());
@@ -492,7 +543,7 @@ mod tests {
 
     #[test]
     fn diff_finds_joins_and_leaves() {
-        let (j, l) = diff(&strings(&["a", "c", "e"]), &strings(&["b", "c", "d", "f"]));
+        let (j, l) = diff(&shared(&["a", "c", "e"]), &shared(&["b", "c", "d", "f"]));
         let names = |v: Vec<Box<str>>| v.into_iter().map(String::from).collect::<Vec<_>>();
         assert_eq!(names(j), ["b", "d", "f"]);
         assert_eq!(names(l), ["a", "e"]);
@@ -613,7 +664,7 @@ mod tests {
             h.answer(at(1)),
             Answer::Snapshot {
                 at: at(2),
-                names: &["x".to_string()]
+                names: &["x".into()]
             }
         );
     }
