@@ -27,7 +27,7 @@ use crate::server::membership::{AnswerOutcome, Membership};
 use crate::server::schedule::{Action, Behind, RecentAnswers, Schedule, Verdict};
 use crate::server::stats::Stats;
 use crate::subscriber::mailbox::Mailbox;
-use crate::watch::history::SharedList;
+use crate::watch::history::{Names, SharedList};
 use crate::wire::{self, MAX_NAME_LEN};
 use admission::{Gate, Origin, SharedGate};
 use watch_server::{WatchCore, WatchHandle};
@@ -214,7 +214,7 @@ impl Server {
         )?;
 
         let (mailbox, changes) = Mailbox::new();
-        let peers = Arc::new(Mutex::new(Arc::new(Vec::new())));
+        let peers = Arc::new(Mutex::new(SharedList::default()));
         let stats = Arc::new(Mutex::new(Stats::default()));
         let (answers_tx, answers_rx) = bounded(ANSWER_QUEUE);
 
@@ -417,7 +417,7 @@ struct Core {
     /// Whether the membership changed since `encoded` and `peers` were made.
     dirty: bool,
     peers: Arc<Mutex<SharedList>>,
-    mailbox: Mailbox<Vec<String>, Vec<Arc<str>>>,
+    mailbox: Mailbox<Vec<String>, Names>,
     stats: Stats,
     shared_stats: Arc<Mutex<Stats>>,
     /// The id of the heartbeat round under way, until it ends.

@@ -93,7 +93,39 @@ struct Change {
 /// A list of names shared between the server's publish, its watch history
 /// and [`Server::peers`](crate::Server::peers): sorted and unique. Names are
 /// shared too, so a new list costs a reference count per name, not a copy.
-pub type SharedList = Arc<Vec<Arc<str>>>;
+pub type SharedList = Arc<Names>;
+
+/// Names, each shared by reference count. Two lists are compared by their
+/// shared names' addresses first, so comparing a list with the one it was
+/// made from reads no name's bytes where the name is the same.
+#[derive(Debug, Clone, Default, Eq)]
+pub struct Names(pub Vec<Arc<str>>);
+
+impl PartialEq for Names {
+    fn eq(&self, other: &Names) -> bool {
+        self.0.len() == other.0.len() && self.0.iter().zip(&other.0).all(|(a, b)| same_name(a, b))
+    }
+}
+
+impl std::ops::Deref for Names {
+    type Target = [Arc<str>];
+
+    fn deref(&self) -> &[Arc<str>] {
+        &self.0
+    }
+}
+
+impl FromIterator<Arc<str>> for Names {
+    fn from_iter<I: IntoIterator<Item = Arc<str>>>(names: I) -> Names {
+        Names(names.into_iter().collect())
+    }
+}
+
+/// Equal names: the same allocation, or the same bytes. (`Arc`'s own `==`
+/// looks at the address first only for sized values.)
+fn same_name(a: &Arc<str>, b: &Arc<str>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
+}
 
 /// What a change did to a list: the names that joined and those that left,
 /// each sorted.
@@ -233,7 +265,7 @@ impl History {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        let names = Arc::new(normalize(first_list));
+        let names = Arc::new(Names(normalize(first_list)));
         History {
             epoch: epoch.get(),
             revision: 1,
@@ -287,7 +319,8 @@ impl History {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        self.record_sorted(Arc::new(normalize(list))).is_some()
+        self.record_sorted(Arc::new(Names(normalize(list))))
+            .is_some()
     }
 
     /// [`record`](Self::record) for a list that is already sorted and
@@ -438,7 +471,7 @@ fn diff(old: &[Arc<str>], new: &[Arc<str>]) -> Diff {
     let (mut i, mut j) = (0, 0);
     while i < old.len() || j < new.len() {
         match (old.get(i), new.get(j)) {
-            (Some(o), Some(n)) if o == n => {
+            (Some(o), Some(n)) if same_name(o, n) => {
                 i += 1;
                 j += 1;
             }
@@ -481,7 +514,7 @@ mod tests {
     #[test]
     fn a_sorted_list_is_kept_as_given_and_its_change_returned() {
         let mut h = History::new(epoch(), ["a", "c"], HistoryLimits::default());
-        let list: SharedList = Arc::new(shared(&["b", "c", "d"]));
+        let list: SharedList = Arc::new(Names(shared(&["b", "c", "d"])));
         let (joined, left) = h.record_sorted(Arc::clone(&list)).expect("a change");
         assert_eq!(joined, [Box::from("b"), Box::from("d")]);
         assert_eq!(left, [Box::from("a")]);
@@ -489,7 +522,10 @@ mod tests {
         assert_eq!(h.position(), at(2));
         assert_eq!(h.changes_held(), 1);
         // The same names again, in a new list: nothing changes.
-        assert_eq!(h.record_sorted(Arc::new(shared(&["b", "c", "d"]))), None);
+        assert_eq!(
+            h.record_sorted(Arc::new(Names(shared(&["b", "c", "d"])))),
+            None
+        );
         assert_eq!(h.position(), at(2));
         // The snapshot size follows the change.
         let mut out = Vec::new();
