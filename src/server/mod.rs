@@ -342,6 +342,12 @@ impl Server {
     /// A channel on which the server's own lists arrive, with the same
     /// behaviour as [`Subscriber::changes`](crate::Subscriber::changes): the
     /// current list first (even if empty), then each change; latest wins.
+    ///
+    /// While a list waits in the channel untaken, newer ones are not copied
+    /// into it at once: the newest replaces it within 100 ms, or as soon as
+    /// the reader has taken it. A reader that keeps up sees no difference;
+    /// one that never reads costs the server a copy of the list per 100 ms,
+    /// not one per change.
     pub fn changes(&self) -> Receiver<Vec<String>> {
         self.changes.clone()
     }

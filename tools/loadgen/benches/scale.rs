@@ -77,6 +77,9 @@ struct WatchPlan {
     idle_window: Duration,
     churn_window: Duration,
     joins: usize,
+    /// Lone joins timed in the `follow` section, and messages timed one
+    /// at a time by its PUB floor.
+    samples: usize,
 }
 
 impl Plan {
@@ -115,6 +118,7 @@ impl Plan {
                     idle_window: s(6),
                     churn_window: s(6),
                     joins: 5,
+                    samples: 5,
                 },
                 starve: StarvePlan {
                     peers: 1000,
@@ -146,6 +150,7 @@ impl Plan {
                     idle_window: s(30),
                     churn_window: s(30),
                     joins: 20,
+                    samples: 50,
                 },
                 starve: StarvePlan {
                     peers: 5000,
@@ -1111,6 +1116,8 @@ struct WatchRun {
     lone_join_p50: f64,
     lone_join_p99: f64,
     lone_joins: usize,
+    /// Every lone join's time, ms, sorted.
+    lone_join_ms: Vec<f64>,
     /// Under churn (1% of the peers per second leave and rejoin).
     churn_cpu: f64,
     churn_gen_cpu: f64,
@@ -1289,7 +1296,7 @@ fn watch_run(meter: &Meter, plan: &WatchPlan, follow: Follow) -> Result<WatchRun
     // follower.
     let mut lone_join_ms = Vec::new();
     if follow != Follow::Nobody {
-        lone_join_ms = time_lone_joins(&mut gen, plan.joins, Duration::from_millis(200))?;
+        lone_join_ms = time_lone_joins(&mut gen, plan.samples, Duration::from_millis(200))?;
     }
     let (join_p50, join_p99) = percentiles(join_ms.clone());
     let (leave_p50, leave_p99) = percentiles(leave_ms);
@@ -1429,6 +1436,11 @@ fn watch_run(meter: &Meter, plan: &WatchPlan, follow: Follow) -> Result<WatchRun
         lone_join_p50,
         lone_join_p99,
         lone_joins: lone_join_ms.len(),
+        lone_join_ms: {
+            let mut sorted = lone_join_ms.clone();
+            sorted.sort_by(f64::total_cmp);
+            sorted
+        },
         churn_cpu,
         churn_gen_cpu,
         churn_p50,
@@ -1478,22 +1490,20 @@ fn heartbeat_floor(meter: &Meter, n: u32, window: Duration) -> Result<f64, Strin
     Ok(cpu[0])
 }
 
-/// Messages timed one at a time by [`pub_floor`].
-const LATENCY_SAMPLES: usize = 20;
-
 /// The floor of a broadcast: a bare NNG PUB (`pubfloor`, pinned to core
 /// 0) sending `messages` 40-byte messages at `rate` per second to `n` raw
 /// SUB connections of one loadgen (core 1). Returns the PUB's CPU per
 /// message delivered, in µs, the share of deliveries that arrived, and the
-/// p50 and p99 of the time one message takes to reach all `n` SUBs (ms;
-/// the same loadgen times it as times our broadcasts, over
-/// [`LATENCY_SAMPLES`] messages sent one at a time).
+/// times one message takes to reach all `n` SUBs (ms, sorted; the same
+/// loadgen times it as times our broadcasts, over `samples` messages sent
+/// one at a time).
 fn pub_floor(
     meter: &Meter,
     n: u32,
     rate: f64,
     window: Duration,
-) -> Result<(f64, f64, f64, f64), String> {
+    samples: usize,
+) -> Result<(f64, f64, Vec<f64>), String> {
     let mut floor = Proc::spawn(
         "pubfloor",
         PUBFLOOR,
@@ -1545,7 +1555,7 @@ fn pub_floor(
     // Latency: one message at a time, from the generator's mark until
     // every SUB holds it.
     let mut ms = Vec::new();
-    for _ in 0..LATENCY_SAMPLES {
+    for _ in 0..samples {
         gen.skip_past();
         floor.skip_past();
         gen.command("mark");
@@ -1557,10 +1567,9 @@ fn pub_floor(
         std::thread::sleep(Duration::from_millis(200));
     }
     ms.sort_by(f64::total_cmp);
-    let (p50, p99) = (percentile(&ms, 0.50), percentile(&ms, 0.99));
     gen.stop();
     floor.stop();
-    Ok((per_delivery_us, delivered, p50, p99))
+    Ok((per_delivery_us, delivered, ms))
 }
 
 /// The `follow` section: 5,000 peers that each also follow the list
@@ -1585,6 +1594,7 @@ fn follow_section(meter: &Meter, plan: &WatchPlan, verdicts: &mut Verdicts) {
         n,
         rate,
         plan.churn_window.min(Duration::from_secs(15)),
+        plan.samples,
     );
     let (base, run) = match (base, run) {
         (Ok(b), Ok(r)) => (b, r),
@@ -1632,13 +1642,30 @@ fn follow_section(meter: &Meter, plan: &WatchPlan, verdicts: &mut Verdicts) {
         base.churn_gen_cpu,
         run.churn_gen_cpu
     );
-    let (floor_us, delivered, floor_p50, floor_p99) = match &floor {
-        Ok(f) => *f,
+    let (floor_us, delivered, floor_ms) = match &floor {
+        Ok((us, delivered, ms)) => (*us, *delivered, ms.clone()),
         Err(e) => {
             println!("# floor: FAILED: {e}");
-            (f64::NAN, f64::NAN, f64::NAN, f64::NAN)
+            (f64::NAN, f64::NAN, Vec::new())
         }
     };
+    let (floor_p50, floor_p99) = (percentile(&floor_ms, 0.50), percentile(&floor_ms, 0.99));
+    let list = |ms: &[f64]| {
+        ms.iter()
+            .map(|v| format!("{v:.1}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!(
+        "# one join reaches every follower, each of {} in ms, sorted: {}",
+        run.lone_join_ms.len(),
+        list(&run.lone_join_ms)
+    );
+    println!(
+        "# floor: one message reaches every SUB, each of {} in ms, sorted: {}",
+        floor_ms.len(),
+        list(&floor_ms)
+    );
     let heartbeat = heartbeat_floor(meter, n, plan.idle_window).unwrap_or_else(|e| {
         println!("# heartbeat floor: FAILED: {e}");
         f64::NAN
@@ -1719,7 +1746,7 @@ fn follow_section(meter: &Meter, plan: &WatchPlan, verdicts: &mut Verdicts) {
             "follow: one join reaches every follower, p99 < 50 ms ({:.1} ms over {} joins)",
             run.lone_join_p99, run.lone_joins
         ),
-        run.lone_joins == plan.joins && run.lone_join_p99 < 50.0,
+        run.lone_joins == plan.samples && run.lone_join_p99 < 50.0,
     );
     verdicts.check(
         format!(
