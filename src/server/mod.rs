@@ -342,12 +342,6 @@ impl Server {
     /// A channel on which the server's own lists arrive, with the same
     /// behaviour as [`Subscriber::changes`](crate::Subscriber::changes): the
     /// current list first (even if empty), then each change; latest wins.
-    ///
-    /// While a list waits in the channel untaken, newer ones are not copied
-    /// into it at once: the newest replaces it within 100 ms, or as soon as
-    /// the reader has taken it. A reader that keeps up sees no difference;
-    /// one that never reads costs the server a copy of the list per 100 ms,
-    /// not one per change.
     pub fn changes(&self) -> Receiver<Vec<String>> {
         self.changes.clone()
     }
@@ -456,15 +450,24 @@ const BEHIND_WARN_EVERY: Duration = Duration::from_secs(10);
 /// looks at its clock again.
 const ANSWER_BATCH: usize = 256;
 
-/// How long a new list may wait, uncopied, for a `changes()` reader that has
-/// not taken the one before (see `Mailbox::offer_later`): a reader that keeps
-/// up gets each list at once; one that lags or never reads costs a copy of
-/// the list per this interval, not one per publish.
-const CHANGES_HOLD: Duration = Duration::from_millis(100);
-
-/// The published list as the `changes()` channel carries it.
-fn owned_names(list: &[Arc<str>]) -> Vec<String> {
-    list.iter().map(|n| String::from(&**n)).collect()
+/// The published list as the `changes()` channel carries it. A list the
+/// reader never took is taken back and reused: its names are moved into
+/// the new one, and only names that joined are copied.
+fn owned_names(list: &[Arc<str>], taken_back: Option<Vec<String>>) -> Vec<String> {
+    let Some(old) = taken_back else {
+        return list.iter().map(|n| String::from(&**n)).collect();
+    };
+    // Both sorted: one pass.
+    let mut old = old.into_iter().peekable();
+    let mut names = Vec::with_capacity(list.len());
+    for name in list {
+        while old.next_if(|o| o.as_str() < &**name).is_some() {}
+        match old.next_if(|o| o.as_str() == &**name) {
+            Some(kept) => names.push(kept),
+            None => names.push(String::from(&**name)),
+        }
+    }
+    names
 }
 
 impl Core {
@@ -495,7 +498,6 @@ impl Core {
             // an extra survey would only add to the queue.
             self.schedule
                 .set_answer_backlog(answers.len() > ANSWER_BATCH);
-            self.mailbox.flush(now, |list| owned_names(list));
             while let Some(action) = self.schedule.due(now) {
                 if let Some(late) = self.schedule.take_stall() {
                     log::warn!(
@@ -512,9 +514,6 @@ impl Core {
             let mut wakeup = self.schedule.next_wakeup();
             if let Some(check) = self.schedule.next_check() {
                 wakeup = wakeup.min(check);
-            }
-            if let Some(flush) = self.mailbox.next_flush() {
-                wakeup = wakeup.min(flush);
             }
             if let Some(watch) = &self.watch {
                 watch.fill_stats(&mut self.stats);
@@ -779,7 +778,7 @@ impl Core {
             let old = std::mem::replace(&mut *self.peers.lock(), Arc::clone(&list));
             drop(old);
             self.mailbox
-                .offer_later(list, Instant::now(), CHANGES_HOLD, |list| owned_names(list));
+                .offer_as(list, |list, taken_back| owned_names(list, taken_back));
         }
         if self.stats.subscribers == 0 && self.event_driven {
             // Nobody to send to. A subscriber that connects asks for a
@@ -818,4 +817,30 @@ impl Core {
 fn assert_send_sync() {
     fn check<T: Send + Sync + std::fmt::Debug>() {}
     check::<Server>();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_taken_back_is_reused_for_the_next() {
+        let shared = |names: &[&str]| names.iter().map(|&n| Arc::from(n)).collect::<Vec<_>>();
+        let strings = |names: &[&str]| names.iter().map(|&n| n.to_string()).collect::<Vec<_>>();
+        let new = shared(&["b", "c", "e", "f"]);
+        assert_eq!(owned_names(&new, None), strings(&["b", "c", "e", "f"]));
+        let old = strings(&["a", "c", "d", "f", "g"]);
+        let kept = old[1].as_ptr();
+        let names = owned_names(&new, Some(old));
+        assert_eq!(names, strings(&["b", "c", "e", "f"]));
+        assert_eq!(names[1].as_ptr(), kept, "moved, not copied");
+        assert_eq!(
+            owned_names(&[], Some(strings(&["a"]))),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            owned_names(&new, Some(Vec::new())),
+            strings(&["b", "c", "e", "f"])
+        );
+    }
 }

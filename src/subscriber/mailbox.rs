@@ -6,7 +6,6 @@
 //! A value equal to the last one the reader got is not offered again.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
@@ -27,9 +26,6 @@ pub(crate) struct Mailbox<T, K = T> {
     pending: Option<Arc<K>>,
     /// The newest value known to have reached the reader.
     delivered: Option<Arc<K>>,
-    /// A newer value held back by [`offer_later`](Self::offer_later) while
-    /// the reader had not taken the one before, and when it goes in anyway.
-    later: Option<(Arc<K>, Instant)>,
 }
 
 impl<T, K: PartialEq> Mailbox<T, K> {
@@ -41,75 +37,43 @@ impl<T, K: PartialEq> Mailbox<T, K> {
             rx: rx.clone(),
             pending: None,
             delivered: None,
-            later: None,
         };
         (mailbox, rx)
     }
 
-    /// Offers `value` to the reader as `make(&value)`, replacing any value
-    /// it has not taken yet. Returns whether the value was put in the
+    /// Offers `value` to the reader as `make(&value, taken_back)`,
+    /// replacing any value it has not taken yet: `taken_back` is that value,
+    /// which `make` may reuse. Returns whether the value was put in the
     /// channel (it is not when the reader already has an equal value).
-    pub(crate) fn offer_as(&mut self, value: Arc<K>, make: impl FnOnce(&K) -> T) -> bool {
-        self.later = None;
+    pub(crate) fn offer_as(
+        &mut self,
+        value: Arc<K>,
+        make: impl FnOnce(&K, Option<T>) -> T,
+    ) -> bool {
         if same(self.pending.as_ref(), &value) && !self.rx.is_empty() {
             return false; // the same value is still waiting
         }
-        match self.rx.try_recv() {
+        let taken_back = match self.rx.try_recv() {
             // Taken back before the reader saw it.
-            Ok(_) => self.pending = None,
+            Ok(old) => {
+                self.pending = None;
+                Some(old)
+            }
             // The channel is empty: the reader took what was pending.
             Err(_) => {
                 if let Some(taken) = self.pending.take() {
                     self.delivered = Some(taken);
                 }
+                None
             }
-        }
+        };
         if same(self.delivered.as_ref(), &value) {
             return false;
         }
-        let copy = make(&value);
+        let copy = make(&value, taken_back);
         self.pending = Some(value);
         // The channel is empty and only this side sends, so this succeeds.
         self.tx.try_send(copy).is_ok()
-    }
-}
-
-impl<T, K: PartialEq> Mailbox<T, K> {
-    /// [`offer_as`](Self::offer_as), except while the reader has not taken
-    /// the value before: then `value` waits here, not yet copied, until
-    /// [`flush`](Self::flush) finds the channel empty or `hold` has passed.
-    /// A reader that keeps up gets every value at once; one that does not
-    /// (or never reads) costs a copy per `hold`, not one per offer.
-    pub(crate) fn offer_later(
-        &mut self,
-        value: Arc<K>,
-        now: Instant,
-        hold: Duration,
-        make: impl FnOnce(&K) -> T,
-    ) {
-        if self.rx.is_empty() {
-            self.offer_as(value, make);
-        } else {
-            let due = self.later.as_ref().map_or(now + hold, |(_, due)| *due);
-            self.later = Some((value, due));
-        }
-    }
-
-    /// Puts a value held back by [`offer_later`](Self::offer_later) in the
-    /// channel, if the reader took the one before or its time has come.
-    pub(crate) fn flush(&mut self, now: Instant, make: impl FnOnce(&K) -> T) {
-        if let Some((_, due)) = &self.later {
-            if self.rx.is_empty() || now >= *due {
-                if let Some((value, _)) = self.later.take() {
-                    self.offer_as(value, make);
-                }
-            }
-        }
-    }
-
-    /// When a held-back value goes in at the latest, if one is held.
-    pub(crate) fn next_flush(&self) -> Option<Instant> {
-        self.later.as_ref().map(|(_, due)| *due)
     }
 }
 
@@ -118,7 +82,7 @@ impl<T: Clone + PartialEq> Mailbox<T> {
     /// yet. Returns whether the value was put in the channel (it is not when
     /// the reader already has an equal value).
     pub(crate) fn offer(&mut self, value: impl Into<Arc<T>>) -> bool {
-        self.offer_as(value.into(), T::clone)
+        self.offer_as(value.into(), |value, _| T::clone(value))
     }
 }
 
@@ -133,38 +97,18 @@ mod tests {
     use crossbeam_channel::TryRecvError;
 
     #[test]
-    fn a_value_offered_later_waits_for_the_reader_or_its_time() {
-        let t0 = Instant::now();
-        let hold = Duration::from_millis(100);
-        let (mut m, rx) = Mailbox::<u32>::new();
-        let make = |v: &u32| *v;
-        // Nothing waiting: straight in.
-        m.offer_later(Arc::new(1), t0, hold, make);
-        assert_eq!(m.next_flush(), None);
-        // The reader has not taken 1: 2 and 3 wait, the first one's time kept.
-        m.offer_later(Arc::new(2), t0, hold, make);
-        m.offer_later(Arc::new(3), t0 + hold / 2, hold, make);
-        assert_eq!(m.next_flush(), Some(t0 + hold));
-        m.flush(t0 + hold / 2, make);
-        assert_eq!(rx.len(), 1);
-        // The reader takes 1: the next flush puts the newest in.
-        assert_eq!(rx.try_recv(), Ok(1));
-        m.flush(t0 + hold / 2, make);
-        assert_eq!(m.next_flush(), None);
-        assert_eq!(rx.try_recv(), Ok(3));
-        // A reader that never comes back gets the newest when its time is up.
-        m.offer_later(Arc::new(4), t0, hold, make);
-        m.offer_later(Arc::new(5), t0, hold, make);
-        m.flush(t0 + hold, make);
-        assert_eq!(m.next_flush(), None);
-        assert_eq!(rx.try_recv(), Ok(5));
-        assert!(rx.is_empty());
-        // A direct offer drops what was held back.
-        m.offer_later(Arc::new(6), t0, hold, make);
-        m.offer_later(Arc::new(7), t0, hold, make);
-        m.offer(8);
-        assert_eq!(m.next_flush(), None);
-        assert_eq!(rx.try_recv(), Ok(8));
+    fn a_value_not_taken_is_handed_to_make_for_reuse() {
+        let (mut m, rx) = Mailbox::<Vec<u32>>::new();
+        let mut seen = Vec::new();
+        let mut make = |v: &Vec<u32>, old: Option<Vec<u32>>| {
+            seen.push(old.clone());
+            v.clone()
+        };
+        m.offer_as(Arc::new(vec![1]), &mut make);
+        m.offer_as(Arc::new(vec![2]), &mut make);
+        assert_eq!(rx.try_recv(), Ok(vec![2]));
+        m.offer_as(Arc::new(vec![3]), &mut make);
+        assert_eq!(seen, [None, Some(vec![1]), None]);
     }
 
     #[test]
