@@ -628,6 +628,9 @@ fn wrong_protocol_peers_are_ignored() {
     assert_quiet(&wrong_sub.changes(), poll() * 3);
     on_sub.drain();
     assert_eq!(server.peers(), names(&[GOOD, "later"]));
+    // The refused connections on the publish URL are not counted as
+    // subscribers leaving.
+    assert_eq!(server.stats().subscribers, 1);
     drop(wrong_client);
     drop(wrong_sub);
 }

@@ -7,6 +7,7 @@ pub(crate) mod schedule;
 pub(crate) mod stats;
 pub(crate) mod watch_server;
 
+use std::collections::HashSet;
 use std::os::unix::io::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -59,8 +60,8 @@ const SEQ_WINDOW: u32 = 1024;
 enum Control {
     PipeAdded(Pipe),
     PipeRemoved(Pipe),
-    SubscriberAdded,
-    SubscriberRemoved,
+    SubscriberAdded(Pipe),
+    SubscriberRemoved(Pipe),
     Stop,
 }
 
@@ -189,13 +190,18 @@ impl Server {
         let publisher = Socket::new(Protocol::Pub0).map_err(Error::nng("open a PUB socket"))?;
         transport::limit(&publisher, 64)?;
         let tx = control_tx.clone();
-        admission::watch(&publisher, Arc::clone(&gate), "publish", move |_, event| {
-            let _ = match event {
-                PipeEvent::AddPost => tx.send(Control::SubscriberAdded),
-                PipeEvent::RemovePost => tx.send(Control::SubscriberRemoved),
-                _ => Ok(()),
-            };
-        })?;
+        admission::watch(
+            &publisher,
+            Arc::clone(&gate),
+            "publish",
+            move |pipe, event| {
+                let _ = match event {
+                    PipeEvent::AddPost => tx.send(Control::SubscriberAdded(pipe)),
+                    PipeEvent::RemovePost => tx.send(Control::SubscriberRemoved(pipe)),
+                    _ => Ok(()),
+                };
+            },
+        )?;
 
         // The peers' SP protocol numbers: respondent v0 and subscriber v0.
         let (_survey_listener, bound_survey) = transport::listen(
@@ -245,6 +251,7 @@ impl Server {
             seq: initial_seq(),
             encoded: Vec::new(),
             encoded_stale: true,
+            subscriber_pipes: HashSet::new(),
             dirty: true,
             peers: Arc::clone(&peers),
             mailbox,
@@ -414,6 +421,8 @@ struct Core {
     /// Whether `encoded` is older than the published list: it is encoded
     /// only when there is a subscriber to send it to.
     encoded_stale: bool,
+    /// The subscribers' connections, as NNG added them.
+    subscriber_pipes: HashSet<Pipe>,
     /// Whether the membership changed since `encoded` and `peers` were made.
     dirty: bool,
     peers: Arc<Mutex<SharedList>>,
@@ -659,11 +668,16 @@ impl Core {
                 let pipes = self.membership.pipe_count();
                 self.schedule.connection_removed(now, pipe, pipes);
             }
-            Control::SubscriberRemoved => {
-                self.stats.subscribers = self.stats.subscribers.saturating_sub(1);
+            Control::SubscriberRemoved(pipe) => {
+                // NNG also reports the removal of a connection it never
+                // added (refused by admission, or of the wrong protocol):
+                // only those added count.
+                self.subscriber_pipes.remove(&pipe);
+                self.stats.subscribers = self.subscriber_pipes.len();
             }
-            Control::SubscriberAdded => {
-                self.stats.subscribers += 1;
+            Control::SubscriberAdded(pipe) => {
+                self.subscriber_pipes.insert(pipe);
+                self.stats.subscribers = self.subscriber_pipes.len();
                 log::debug!("a subscriber connected");
                 if self.event_driven {
                     self.schedule.request_publish(now);
