@@ -325,7 +325,7 @@ impl Server {
     /// The list of live services as last published: sorted, no duplicates.
     pub fn peers(&self) -> Vec<String> {
         let list = Arc::clone(&self.peers.lock());
-        list.iter().map(|n| String::from(&**n)).collect()
+        list.to_strings()
     }
 
     /// A snapshot of the server's counters: peers, connections, surveys,
@@ -462,14 +462,14 @@ const ANSWER_BATCH: usize = 256;
 /// The published list as the `changes()` channel carries it. A list the
 /// reader never took is taken back and reused: its names are moved into
 /// the new one, and only names that joined are copied.
-fn owned_names(list: &[Arc<str>], taken_back: Option<Vec<String>>) -> Vec<String> {
+fn owned_names(list: &Names, taken_back: Option<Vec<String>>) -> Vec<String> {
     let Some(old) = taken_back else {
-        return list.iter().map(|n| String::from(&**n)).collect();
+        return list.to_strings();
     };
     // Both sorted: one pass.
     let mut old = old.into_iter().peekable();
     let mut names = Vec::with_capacity(list.len());
-    for name in list {
+    for name in list.iter() {
         while old.next_if(|o| o.as_str() < &**name).is_some() {}
         match old.next_if(|o| o.as_str() == &**name) {
             Some(kept) => names.push(kept),
@@ -791,8 +791,7 @@ impl Core {
             // Shared, not copied: the old list is freed outside the lock.
             let old = std::mem::replace(&mut *self.peers.lock(), Arc::clone(&list));
             drop(old);
-            self.mailbox
-                .offer_as(list, |list, taken_back| owned_names(list, taken_back));
+            self.mailbox.offer_as(list, owned_names);
         }
         if self.stats.subscribers == 0 && self.event_driven {
             // Nobody to send to. A subscriber that connects asks for a
@@ -839,7 +838,7 @@ mod tests {
 
     #[test]
     fn a_list_taken_back_is_reused_for_the_next() {
-        let shared = |names: &[&str]| names.iter().map(|&n| Arc::from(n)).collect::<Vec<_>>();
+        let shared = |names: &[&str]| names.iter().map(|&n| Arc::from(n)).collect::<Names>();
         let strings = |names: &[&str]| names.iter().map(|&n| n.to_string()).collect::<Vec<_>>();
         let new = shared(&["b", "c", "e", "f"]);
         assert_eq!(owned_names(&new, None), strings(&["b", "c", "e", "f"]));
@@ -849,7 +848,7 @@ mod tests {
         assert_eq!(names, strings(&["b", "c", "e", "f"]));
         assert_eq!(names[1].as_ptr(), kept, "moved, not copied");
         assert_eq!(
-            owned_names(&[], Some(strings(&["a"]))),
+            owned_names(&Names::default(), Some(strings(&["a"]))),
             Vec::<String>::new()
         );
         assert_eq!(

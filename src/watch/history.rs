@@ -107,6 +107,13 @@ impl PartialEq for Names {
     }
 }
 
+impl Names {
+    /// The names as owned strings (a copy), in order.
+    pub fn to_strings(&self) -> Vec<String> {
+        self.0.iter().map(|n| String::from(&**n)).collect()
+    }
+}
+
 impl std::ops::Deref for Names {
     type Target = [Arc<str>];
 
@@ -289,7 +296,7 @@ impl History {
 
     /// The current list as owned strings (a copy), sorted and unique.
     pub fn to_list(&self) -> Vec<String> {
-        self.names.iter().map(|n| String::from(&**n)).collect()
+        self.names.to_strings()
     }
 
     /// How many past changes are held (at most
