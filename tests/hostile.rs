@@ -114,26 +114,12 @@ impl Drop for HostilePeer {
     }
 }
 
-/// Answers every survey with each of `bodies` (same header), then with the
-/// sentinel name.
-fn garbage_then_sentinel(bodies: Vec<Vec<u8>>) -> Answer {
-    Box::new(move |header| {
-        let mut replies: Vec<(Vec<u8>, Vec<u8>)> = bodies
-            .iter()
-            .map(|b| (header.to_vec(), b.clone()))
-            .collect();
-        replies.push((header.to_vec(), SENTINEL.as_bytes().to_vec()));
-        replies
-    })
-}
-
 /// Answers each survey with one of `bodies` (the next in turn, same
 /// header), then with the sentinel name: two messages, which a raw
 /// RESPONDENT always takes. NNG 1.4 queues at most two messages per
 /// connection on a raw RESPONDENT and drops the rest silently, so a peer
 /// that sends more at once loses the last ones whenever its connection's
-/// writer is slow (a busy machine): the sentinel, for
-/// [`garbage_then_sentinel`].
+/// writer is slow (a busy machine): the sentinel, sent last.
 fn one_garbage_then_sentinel(bodies: Vec<Vec<u8>>) -> Answer {
     let next = std::sync::atomic::AtomicUsize::new(0);
     Box::new(move |header| {
@@ -205,14 +191,16 @@ impl Recorder {
 }
 
 /// Runs one hostile scenario: a server with a good client and a subscriber,
-/// then a hostile peer sending `bodies` (then the sentinel) on every survey.
+/// then a hostile peer answering each survey with one of `bodies` in turn
+/// and the sentinel, until each body was sent at least once.
 fn hostile_answers(bodies: Vec<Vec<u8>>) {
-    hostile_answers_with(garbage_then_sentinel(bodies));
+    let rounds = bodies.len().max(4);
+    hostile_answers_with(one_garbage_then_sentinel(bodies), rounds);
 }
 
-/// Runs one hostile scenario with a peer answering as `answer` says; it
-/// must end each answer with the sentinel.
-fn hostile_answers_with(answer: Answer) {
+/// Runs one hostile scenario with a peer answering as `answer` says, for at
+/// least `rounds` surveys; it must end each answer with the sentinel.
+fn hostile_answers_with(answer: Answer, rounds: usize) {
     let server = tcp_server();
     let sub = Subscriber::new(server.publish_url()).expect("subscriber");
     let good = Client::new(server.survey_url(), GOOD).expect("good client");
@@ -226,7 +214,7 @@ fn hostile_answers_with(answer: Answer) {
     on_server.wait_for(&[GOOD, SENTINEL]);
     on_sub.wait_for(&[GOOD, SENTINEL]);
     // Several more heartbeat rounds of garbage.
-    hostile.wait_answered(4);
+    hostile.wait_answered(rounds);
     on_server.drain();
     on_sub.drain();
     assert_eq!(server.peers(), names(&[GOOD, SENTINEL]));
@@ -307,23 +295,30 @@ fn answer_with_a_wrong_survey_id() {
     // Well-framed answers naming surveys the server never sent (or sent
     // long ago): ignored. The sentinel, answering the real survey, shows
     // they were read first.
-    hostile_answers_with(Box::new(|header| {
-        vec![
-            // Far ahead of any survey sent, top bit still set.
-            (
-                with_survey_id(header, |id| (id ^ 0x2000_0000) | 0x8000_0000),
-                b"wrong-id".to_vec(),
-            ),
-            // Far behind: thousands of surveys ago.
-            (
-                with_survey_id(header, |id| {
-                    (id.wrapping_sub(5000) & 0x7fff_ffff) | 0x8000_0000
-                }),
-                b"old-id".to_vec(),
-            ),
-            (header.to_vec(), SENTINEL.as_bytes().to_vec()),
-        ]
-    }));
+    // One wrong id and the sentinel per survey (see
+    // `one_garbage_then_sentinel`), the two kinds in turn.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    hostile_answers_with(
+        Box::new(move |header| {
+            let wrong = if next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2 == 0 {
+                // Far ahead of any survey sent, top bit still set.
+                (
+                    with_survey_id(header, |id| (id ^ 0x2000_0000) | 0x8000_0000),
+                    b"wrong-id".to_vec(),
+                )
+            } else {
+                // Far behind: thousands of surveys ago.
+                (
+                    with_survey_id(header, |id| {
+                        (id.wrapping_sub(5000) & 0x7fff_ffff) | 0x8000_0000
+                    }),
+                    b"old-id".to_vec(),
+                )
+            };
+            vec![wrong, (header.to_vec(), SENTINEL.as_bytes().to_vec())]
+        }),
+        4,
+    );
 }
 
 #[test]
