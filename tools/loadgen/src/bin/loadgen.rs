@@ -76,7 +76,8 @@
 //! line now), `mark` (a `marked` line at once, then a `delivered t=..
 //! ms=.. subs=N` line once every ready subscriber received one more
 //! message: the latency of the next message to all of them, from the
-//! mark; send it only after `marked`), `quit`. End of input quits
+//! mark, and `first_ms` until the first subscriber received it; send it
+//! only after `marked`), `quit`. End of input quits
 //! too, unless `--duration-s` is set.
 //!
 //! Output, one line per event, `kind key=value ...`, `t` in seconds since
@@ -90,8 +91,8 @@
 //!   that closes no longer counts as holding it until its next list;
 //! * `churn_start`, then per change (a peer's leave or join) once every
 //!   subscriber and watcher connected at the time holds a list reflecting
-//!   it: `change kind=leave|join ms=LATENCY subs=M watchers=W
-//!   superseded=0|1`; a change not delivered within 30 s is reported as
+//!   it: `change kind=leave|join ms=LATENCY first_ms=FIRST subs=M watchers=W
+//!   superseded=0|1` (`first_ms`: until the first of them held it); a change not delivered within 30 s is reported as
 //!   `change_lost`;
 //! * `joins n=N p50_ms=.. p99_ms=.. max_ms=.. hs_p50_ms=.. hs_p99_ms=..
 //!   hs_max_ms=.. first_connect=T last_connect=T` with `--track-joins`, once
@@ -440,6 +441,8 @@ struct Change {
     subs: usize,
     watchers: usize,
     superseded: bool,
+    /// When the first follower held it.
+    first: Option<Instant>,
 }
 
 /// A distinct list body, recognised by hash and compared byte for byte.
@@ -544,6 +547,8 @@ struct Gen {
 
     churn_next: Option<Instant>,
     churn_started: bool,
+    /// Command `mark`: when the first list after it came.
+    mark_first: Option<Instant>,
     /// Command `mark`: when it came, and the lists received by then; the
     /// `delivered` line comes once every ready subscriber got one more.
     mark: Option<(Instant, u64)>,
@@ -653,6 +658,7 @@ impl Gen {
             churn_next: None,
             churn_started: false,
             mark: None,
+            mark_first: None,
             pending: Vec::new(),
             bodies: HashMap::new(),
             totals: Totals::default(),
@@ -891,6 +897,7 @@ impl Gen {
                 "mark" => {
                     let now = Instant::now();
                     self.mark = Some((now, self.totals.lists));
+                    self.mark_first = None;
                     writeln!(self.out, "marked t={:.6}", self.t(now))?;
                 }
                 "rate" => {
@@ -1023,6 +1030,7 @@ impl Gen {
             watchers: self.ready_watchers,
             have,
             superseded: false,
+            first: None,
         });
     }
 
@@ -1424,12 +1432,14 @@ impl Gen {
         let now = Instant::now();
         self.totals.lists += 1;
         if let Some((at, lists)) = self.mark {
+            let first = *self.mark_first.get_or_insert(now);
             if self.totals.lists - lists >= self.ready_subs as u64 {
                 self.mark = None;
                 let line = format!(
-                    "delivered t={:.6} ms={:.3} subs={}",
+                    "delivered t={:.6} ms={:.3} first_ms={:.3} subs={}",
                     self.t(now),
                     (now - at).as_secs_f64() * 1e3,
+                    (first - at).as_secs_f64() * 1e3,
                     self.ready_subs
                 );
                 let _ = writeln!(self.out, "{line}");
@@ -1820,9 +1830,10 @@ impl Gen {
             self.totals.changes_done += 1;
             let _ = writeln!(
                 self.out,
-                "change t={t:.6} kind={} ms={:.3} subs={} watchers={} superseded={} name={}",
+                "change t={t:.6} kind={} ms={:.3} first_ms={:.3} subs={} watchers={} superseded={} name={}",
                 if c.join { "join" } else { "leave" },
                 (now - c.at).as_secs_f64() * 1e3,
+                c.first.map_or(f64::NAN, |f| (f - c.at).as_secs_f64() * 1e3),
                 c.subs,
                 c.watchers,
                 u8::from(c.superseded),
@@ -1942,6 +1953,7 @@ fn mark_changes(
         let c = &mut rest[0];
         c.have[f] = true;
         c.remaining -= 1;
+        c.first.get_or_insert(first_seen);
         for e in earlier
             .iter_mut()
             .filter(|e| !e.have[f] && e.name == c.name)
