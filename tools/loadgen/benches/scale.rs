@@ -77,8 +77,8 @@ struct WatchPlan {
     idle_window: Duration,
     churn_window: Duration,
     joins: usize,
-    /// Lone joins timed in the `follow` section, and messages timed one
-    /// at a time by its PUB floor.
+    /// Lone joins timed in the `follow` section, messages timed one at a
+    /// time by its PUB floor, and joins timed by its join floor.
     samples: usize,
 }
 
@@ -150,7 +150,7 @@ impl Plan {
                     idle_window: s(30),
                     churn_window: s(30),
                     joins: 20,
-                    samples: 50,
+                    samples: 100,
                 },
                 starve: StarvePlan {
                     peers: 5000,
@@ -1572,6 +1572,64 @@ fn pub_floor(
     Ok((per_delivery_us, delivered, ms))
 }
 
+/// The floor of a lone join among `n` peers that each also follow: a bare
+/// raw surveyor with the heartbeat at the default poll (5 s / survey 1 s)
+/// that sends each announcement at once on a PUB socket (`floor
+/// --publish`, core 0, armed once the fleet is connected), and one loadgen
+/// (core 1) of `n` announcing peers and `n` SUB connections to it. Joins
+/// are timed as ours (`join 1`, until
+/// every SUB holds a list naming the new peer), `samples` of them, 200 ms
+/// apart. Returns the ms, sorted.
+fn join_floor(n: u32, samples: usize) -> Result<Vec<f64>, String> {
+    let mut floor = Proc::spawn(
+        "floor",
+        FLOOR,
+        &[
+            s("--listen"),
+            s("tcp://127.0.0.1:0"),
+            s("--publish"),
+            s("tcp://127.0.0.1:0"),
+            s("--poll-ms"),
+            DEFAULT_POLL.poll_ms.to_string(),
+            s("--survey-ms"),
+            DEFAULT_POLL.survey_ms.to_string(),
+        ],
+        Some(0),
+    );
+    let (_, ready) = floor.wait_for("ready", |_| true, STEP_TIMEOUT)?;
+    let survey = ready.get("url").unwrap_or_default().to_owned();
+    let publish = ready.get("publish").unwrap_or_default().to_owned();
+    let mut gen = Proc::spawn(
+        "loadgen",
+        LOADGEN,
+        &[
+            s("--survey"),
+            survey,
+            s("--publish"),
+            publish,
+            s("--peers"),
+            n.to_string(),
+            s("--subs"),
+            n.to_string(),
+            s("--redial"),
+            s("--announce"),
+            s("--report-ms"),
+            s("100"),
+        ],
+        Some(1),
+    );
+    gen.wait_for("connected", |_| true, STEP_TIMEOUT)?;
+    // From now on each announcement is published (before, a fleet
+    // connecting would send each to every SUB connected so far).
+    floor.command("arm");
+    std::thread::sleep(Duration::from_secs(2));
+    let mut ms = time_lone_joins(&mut gen, samples, Duration::from_millis(200))?;
+    ms.sort_by(f64::total_cmp);
+    gen.stop();
+    floor.stop();
+    Ok(ms)
+}
+
 /// The `follow` section: 5,000 peers that each also follow the list
 /// through the watch broadcast, against a peers-only run (the followers'
 /// share of the server's CPU and RSS is the difference) and the bare PUB
@@ -1596,6 +1654,7 @@ fn follow_section(meter: &Meter, plan: &WatchPlan, verdicts: &mut Verdicts) {
         plan.churn_window.min(Duration::from_secs(15)),
         plan.samples,
     );
+    let join_floor = join_floor(n, plan.samples);
     let (base, run) = match (base, run) {
         (Ok(b), Ok(r)) => (b, r),
         (b, r) => {
@@ -1650,6 +1709,14 @@ fn follow_section(meter: &Meter, plan: &WatchPlan, verdicts: &mut Verdicts) {
         }
     };
     let (floor_p50, floor_p99) = (percentile(&floor_ms, 0.50), percentile(&floor_ms, 0.99));
+    let join_floor_ms = join_floor.unwrap_or_else(|e| {
+        println!("# join floor: FAILED: {e}");
+        Vec::new()
+    });
+    let (join_floor_p50, join_floor_p99) = (
+        percentile(&join_floor_ms, 0.50),
+        percentile(&join_floor_ms, 0.99),
+    );
     let list = |ms: &[f64]| {
         ms.iter()
             .map(|v| format!("{v:.1}"))
@@ -1665,6 +1732,11 @@ fn follow_section(meter: &Meter, plan: &WatchPlan, verdicts: &mut Verdicts) {
         "# floor: one message reaches every SUB, each of {} in ms, sorted: {}",
         floor_ms.len(),
         list(&floor_ms)
+    );
+    println!(
+        "# join floor: one join reaches every SUB (bare raw surveyor, heartbeat at poll 5 s, each announcement sent on a bare PUB), each of {} in ms, sorted: {}",
+        join_floor_ms.len(),
+        list(&join_floor_ms)
     );
     let heartbeat = heartbeat_floor(meter, n, plan.idle_window).unwrap_or_else(|e| {
         println!("# heartbeat floor: FAILED: {e}");
@@ -1690,6 +1762,10 @@ fn follow_section(meter: &Meter, plan: &WatchPlan, verdicts: &mut Verdicts) {
     );
     println!(
         "| floor: one message from a bare PUB to every SUB, p50 / p99 ms (same loadgen, same run) | {floor_p50:.1} / {floor_p99:.1} | |"
+    );
+    println!(
+        "| floor: one join from a bare surveyor and PUB (heartbeat at poll 5 s) to every SUB, p50 / p99 ms ({} joins, same run) | {join_floor_p50:.1} / {join_floor_p99:.1} | |",
+        join_floor_ms.len()
     );
     println!(
         "| a restart (leave, rejoin under a new name): the join reaches every follower, p50 / p99 ms | {:.1} / {:.1} | |",
@@ -1743,7 +1819,7 @@ fn follow_section(meter: &Meter, plan: &WatchPlan, verdicts: &mut Verdicts) {
     );
     verdicts.check(
         format!(
-            "follow: one join reaches every follower, p99 < 50 ms ({:.1} ms over {} joins)",
+            "follow: one join reaches every follower, p99 < 50 ms ({:.1} ms over {} joins; the join floor's p99 in the same run {join_floor_p99:.1} ms)",
             run.lone_join_p99, run.lone_joins
         ),
         run.lone_joins == plan.samples && run.lone_join_p99 < 50.0,
