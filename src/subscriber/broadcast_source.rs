@@ -340,17 +340,19 @@ impl BroadcastSource {
                     "the broadcast {url} offered by {} connected: following it",
                     self.url
                 );
-                let Mode::Plain(state) = std::mem::replace(&mut self.mode, Mode::Probing) else {
-                    unreachable!("matched above");
+                self.mode = match std::mem::replace(&mut self.mode, Mode::Probing) {
+                    Mode::Plain(state) => {
+                        self.catch_up_after_reply = false;
+                        Mode::Following(Following {
+                            // A catch-up from the position held.
+                            follower: Follower::resume(state),
+                            url,
+                            offered: now,
+                            broadcast_heard: now,
+                        })
+                    }
+                    other => other,
                 };
-                self.mode = Mode::Following(Following {
-                    // A catch-up from the position held.
-                    follower: Follower::resume(state),
-                    url,
-                    offered: now,
-                    broadcast_heard: now,
-                });
-                self.catch_up_after_reply = false;
             }
         }
         if let Mode::Following(f) = &mut self.mode {
