@@ -11,7 +11,7 @@
 //! cargo bench --bench scale -- only=restart # one server SIGKILLed and restarted under 2,000 redialing peers, 3 runs
 //! cargo bench --bench scale -- only=watch   # issue 14: 5,000 watchers against 5,000 raw subscribers, about 5 minutes
 //! cargo bench --bench scale -- only=starve  # a server held to 5% of a core for 60 s under 5,000 peers and 5,000 subscribers
-//! cargo bench --bench scale -- only=follow  # 5,000 broadcast followers (docs/PROTOCOL.md, "Watch broadcast") against the bare PUB floor, about 4 minutes
+//! cargo bench --bench scale -- only=follow  # 5,000 broadcast followers (docs/PROTOCOL.md, "Watch broadcast") against the bare PUB and join floors, about 5 minutes
 //! cargo bench --bench scale -- keep-logs    # every child's output, to a directory in /tmp
 //! ```
 //!
