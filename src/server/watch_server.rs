@@ -280,12 +280,12 @@ pub(crate) struct WatchCore {
 }
 
 /// The server CPU a broadcast may cost per follower, as a spacing: NNG
-/// delivers one small message to one connection in 5.4–6.9 µs of CPU
+/// delivers one small message to one connection in 5.4–7.3 µs of CPU
 /// (NOTES and docs/BENCHMARKS.md: the bare PUB floor at 5,000
-/// connections), so broadcasts spaced by 36 µs per follower keep
-/// deliveries under a fifth of a core (19% at 6.9 µs) however fast the
-/// list changes, leaving room for the peers' own churn. Changes published
-/// meanwhile go out together.
+/// connections, which moves from run to run), so broadcasts spaced by
+/// 36 µs per follower keep deliveries at about a fifth of a core (15–20%)
+/// however fast the list changes, leaving room for the peers' own churn.
+/// Changes published meanwhile go out together.
 const BROADCAST_SPACING_PER_FOLLOWER: Duration = Duration::from_micros(36);
 
 /// The least spacing between two broadcasts once the burst is spent,

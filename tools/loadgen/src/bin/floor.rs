@@ -15,8 +15,8 @@
 //! send every announcement to every subscriber connected so far.)
 //!
 //! Prints `ready url=URL` (and `publish=URL`), then `survey t=.. id=..
-//! answers=N announcements=M` per survey. Stops at the end of standard
-//! input or on the line `quit`.
+//! answers=N announcements=M` per survey (what came within its survey
+//! time). Stops at the end of standard input or on the line `quit`.
 
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -115,9 +115,11 @@ fn main() {
             if left.is_zero() || stop.load(Ordering::Relaxed) {
                 break;
             }
-            if reported && publisher.is_none() {
+            if (reported && publisher.is_none()) || left < Duration::from_millis(1) {
+                // NNG takes a receive timeout in whole milliseconds: under
+                // one it would not block.
                 std::thread::sleep(left);
-                break;
+                continue;
             }
             let _ = socket.set_opt::<RecvTimeout>(Some(left));
             match socket.recv() {

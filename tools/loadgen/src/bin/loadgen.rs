@@ -1961,6 +1961,7 @@ fn mark_changes(
             e.have[f] = true;
             e.remaining -= 1;
             e.superseded = true;
+            e.first.get_or_insert(first_seen);
         }
     }
 }
