@@ -172,35 +172,24 @@ impl Server {
             crate::cidr::parse_networks(&options.allow_from)?,
             options.max_connections,
         )));
-        let tx = control_tx.clone();
-        admission::watch(
+        forward_pipe_events(
             &surveyor,
-            Arc::clone(&gate),
+            &gate,
             "survey",
-            move |pipe, event| {
-                // Runs on NNG's threads: hand the event over and return.
-                let _ = match event {
-                    PipeEvent::AddPost => tx.send(Control::PipeAdded(pipe)),
-                    PipeEvent::RemovePost => tx.send(Control::PipeRemoved(pipe)),
-                    _ => Ok(()),
-                };
-            },
+            &control_tx,
+            Control::PipeAdded,
+            Control::PipeRemoved,
         )?;
 
         let publisher = Socket::new(Protocol::Pub0).map_err(Error::nng("open a PUB socket"))?;
         transport::limit(&publisher, 64)?;
-        let tx = control_tx.clone();
-        admission::watch(
+        forward_pipe_events(
             &publisher,
-            Arc::clone(&gate),
+            &gate,
             "publish",
-            move |pipe, event| {
-                let _ = match event {
-                    PipeEvent::AddPost => tx.send(Control::SubscriberAdded(pipe)),
-                    PipeEvent::RemovePost => tx.send(Control::SubscriberRemoved(pipe)),
-                    _ => Ok(()),
-                };
-            },
+            &control_tx,
+            Control::SubscriberAdded,
+            Control::SubscriberRemoved,
         )?;
 
         // The peers' SP protocol numbers: respondent v0 and subscriber v0.
@@ -830,6 +819,28 @@ impl Core {
 fn assert_send_sync() {
     fn check<T: Send + Sync + std::fmt::Debug>() {}
     check::<Server>();
+}
+
+/// Admits `socket`'s connections through `gate` (see [`admission::watch`])
+/// and hands each one NNG added or removed to the server thread as
+/// `added(pipe)` or `removed(pipe)`. The callback runs on NNG's threads: it
+/// only sends and returns.
+fn forward_pipe_events(
+    socket: &Socket,
+    gate: &SharedGate,
+    label: &'static str,
+    control: &Sender<Control>,
+    added: fn(Pipe) -> Control,
+    removed: fn(Pipe) -> Control,
+) -> Result<()> {
+    let tx = control.clone();
+    admission::watch(socket, Arc::clone(gate), label, move |pipe, event| {
+        let _ = match event {
+            PipeEvent::AddPost => tx.send(added(pipe)),
+            PipeEvent::RemovePost => tx.send(removed(pipe)),
+            _ => Ok(()),
+        };
+    })
 }
 
 #[cfg(test)]
