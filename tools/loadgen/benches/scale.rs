@@ -456,7 +456,7 @@ fn floor_run(
     window: Duration,
 ) -> Result<Steady, String> {
     let (survey, _) = urls.next(t);
-    let (mut floor, gen) = spawn_floor(survey, FAST_POLL, n)?;
+    let (mut floor, gen) = spawn_floor(survey, FAST_POLL, n, false)?;
     // Two whole surveys with everyone connected before measuring.
     floor.skip_past();
     floor.wait_for("survey", |_| true, STEP_TIMEOUT)?;
@@ -502,29 +502,40 @@ fn time_lone_joins(gen: &mut Proc, joins: usize, apart: Duration) -> Result<Vec<
 }
 
 /// A bare raw surveyor (`floor`, core 0) listening on `listen` at `poll`,
-/// and a loadgen (core 1) of `n` peers connected to it.
-fn spawn_floor(listen: String, poll: Poll, n: u32) -> Result<(Proc, Proc), String> {
-    let mut floor = Proc::spawn(
-        "floor",
-        FLOOR,
-        &[
-            s("--listen"),
-            listen,
-            s("--poll-ms"),
-            poll.poll_ms.to_string(),
-            s("--survey-ms"),
-            poll.survey_ms.to_string(),
-        ],
-        Some(0),
-    );
+/// and a loadgen (core 1) of `n` peers connected to it. With `join`, the
+/// join floor: the floor also publishes each announcement (`--publish`,
+/// not armed yet), and the loadgen's peers announce and redial, beside `n`
+/// SUB connections to that PUB.
+fn spawn_floor(listen: String, poll: Poll, n: u32, join: bool) -> Result<(Proc, Proc), String> {
+    let mut args = vec![
+        s("--listen"),
+        listen,
+        s("--poll-ms"),
+        poll.poll_ms.to_string(),
+        s("--survey-ms"),
+        poll.survey_ms.to_string(),
+    ];
+    if join {
+        args.extend([s("--publish"), s("tcp://127.0.0.1:0")]);
+    }
+    let mut floor = Proc::spawn("floor", FLOOR, &args, Some(0));
     let (_, ready) = floor.wait_for("ready", |_| true, STEP_TIMEOUT)?;
     let url = ready.get("url").unwrap_or_default().to_owned();
-    let mut gen = Proc::spawn(
-        "loadgen",
-        LOADGEN,
-        &[s("--survey"), url, s("--peers"), n.to_string()],
-        Some(1),
-    );
+    let mut args = vec![s("--survey"), url, s("--peers"), n.to_string()];
+    if join {
+        let publish = ready.get("publish").unwrap_or_default().to_owned();
+        args.extend([
+            s("--publish"),
+            publish,
+            s("--subs"),
+            n.to_string(),
+            s("--redial"),
+            s("--announce"),
+            s("--report-ms"),
+            s("100"),
+        ]);
+    }
+    let mut gen = Proc::spawn("loadgen", LOADGEN, &args, Some(1));
     gen.wait_for("connected", |_| true, STEP_TIMEOUT)?;
     Ok((floor, gen))
 }
@@ -1477,7 +1488,7 @@ fn watch_run(meter: &Meter, plan: &WatchPlan, follow: Follow) -> Result<WatchRun
 /// survey time (5 s, 1 s), with nothing else to do. Returns its CPU, % of
 /// a core, over `window`.
 fn heartbeat_floor(meter: &Meter, n: u32, window: Duration) -> Result<f64, String> {
-    let (mut floor, gen) = spawn_floor(s("tcp://127.0.0.1:0"), DEFAULT_POLL, n)?;
+    let (mut floor, gen) = spawn_floor(s("tcp://127.0.0.1:0"), DEFAULT_POLL, n, false)?;
     floor.skip_past();
     floor.wait_for(
         "survey",
@@ -1581,44 +1592,7 @@ fn pub_floor(
 /// every SUB holds a list naming the new peer), `samples` of them, 200 ms
 /// apart. Returns the ms, sorted.
 fn join_floor(n: u32, samples: usize) -> Result<Vec<f64>, String> {
-    let mut floor = Proc::spawn(
-        "floor",
-        FLOOR,
-        &[
-            s("--listen"),
-            s("tcp://127.0.0.1:0"),
-            s("--publish"),
-            s("tcp://127.0.0.1:0"),
-            s("--poll-ms"),
-            DEFAULT_POLL.poll_ms.to_string(),
-            s("--survey-ms"),
-            DEFAULT_POLL.survey_ms.to_string(),
-        ],
-        Some(0),
-    );
-    let (_, ready) = floor.wait_for("ready", |_| true, STEP_TIMEOUT)?;
-    let survey = ready.get("url").unwrap_or_default().to_owned();
-    let publish = ready.get("publish").unwrap_or_default().to_owned();
-    let mut gen = Proc::spawn(
-        "loadgen",
-        LOADGEN,
-        &[
-            s("--survey"),
-            survey,
-            s("--publish"),
-            publish,
-            s("--peers"),
-            n.to_string(),
-            s("--subs"),
-            n.to_string(),
-            s("--redial"),
-            s("--announce"),
-            s("--report-ms"),
-            s("100"),
-        ],
-        Some(1),
-    );
-    gen.wait_for("connected", |_| true, STEP_TIMEOUT)?;
+    let (mut floor, mut gen) = spawn_floor(s("tcp://127.0.0.1:0"), DEFAULT_POLL, n, true)?;
     // From now on each announcement is published (before, a fleet
     // connecting would send each to every SUB connected so far).
     floor.command("arm");
